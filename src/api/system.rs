@@ -1,0 +1,80 @@
+//! `System`: one software system governed by one OPA configuration.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, DefaultDecision, Enforcement, SystemType};
+
+/// A System: one OPA configuration (a cluster's admission control, a service's Envoy, ...).
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "edict.dev",
+    version = "v1alpha1",
+    kind = "System",
+    namespaced,
+    shortname = "sys",
+    category = "edict",
+    status = "SystemStatus",
+    doc = "A System: one software system governed by one OPA configuration. edict compiles its Policies and those of every Stack that selects it into one signed bundle.",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.revision","priority":0}"#,
+    printcolumn = r#"{"name":"Stacks","type":"integer","jsonPath":".status.stackCount"}"#,
+    printcolumn = r#"{"name":"Policies","type":"integer","jsonPath":".status.policies"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemSpec {
+    /// What kind of system this is; fixes the package root and the response shape.
+    #[serde(rename = "type")]
+    pub type_: SystemType,
+    /// A sentence for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `enforce` (default) or `monitor` (dry run: this System's decisions are only reported).
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// The answer when no rule decides: `deny` (default, fail closed) or `allow`.
+    #[serde(default)]
+    pub default_decision: DefaultDecision,
+    /// Free-form facts about the system that Stack rules read as
+    /// `data.metadata[data.context.system_id].features`. Reserved to tenant admins.
+    #[serde(default)]
+    #[schemars(schema_with = "super::free_form_object")]
+    pub features: serde_json::Map<String, serde_json::Value>,
+    /// Free-form options passed to the policies as `data.context.options`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::free_form_object")]
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// The ServiceAccount the System's OPA runs as (used for IRSA wiring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
+
+/// What edict observed about a System.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The revision of the live bundle (sha256 of its content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Where OPA downloads the bundle (object key / URL path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// The Stacks that select this System (`namespace/name`).
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    /// Number of bound Stacks.
+    #[serde(default)]
+    pub stack_count: u32,
+    /// Number of Policies attached to the System itself.
+    #[serde(default)]
+    pub policies: u32,
+}

@@ -1,0 +1,27 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The project root (where Cargo.toml lives).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python interpreter of the project's venv, which has OPA's engine
+/// (`opa-golib-python-bindings`) installed by `scripts/setup.sh`.
+///
+/// `EDICT_PYTHON` overrides it. A missing venv is a test failure with the
+/// command that fixes it, never a silent skip.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDICT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = root().join(".cache/venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/setup.sh` (or `scripts/test.sh`, which runs it) first",
+        p.display()
+    );
+    p
+}
