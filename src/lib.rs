@@ -6,7 +6,19 @@
 
 pub mod api;
 pub mod bundle;
+pub mod catalog;
+pub mod crds;
+pub mod explain;
+pub mod glob;
 pub mod index;
+pub mod local;
 pub mod manifest;
+pub mod pipeline;
 pub mod problem;
+pub mod publish;
 pub mod rego;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod workspace;

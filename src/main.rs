@@ -1,1 +1,251 @@
-fn main() {}
+//! The `edict` binary: the operator, its embedded default, and the CLI for CI and GitOps checks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use edict::index::ObjectKey;
+use edict::workspace::Workspace;
+
+#[derive(Parser)]
+#[command(name = "edict", version, about = "A Kubernetes-native policy control plane for Open Policy Agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    /// For people.
+    Text,
+    /// For scripts.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator, or with --local the embedded default fed from a directory of manifests.
+    Run {
+        /// Watch this directory of manifests, publish to a directory store and serve OPA's bundle API.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+        /// Where the directory store keeps bundles (default: DIR/.edict/store).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Address of the bundle server.
+        #[arg(long, default_value = "127.0.0.1:8181")]
+        addr: String,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
+    /// Build every System's bundle from manifests; exit non-zero on any problem.
+    Build {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Write each bundle to DIR/<tenant>/<cluster>/<namespace>/<system>/bundle.tar.gz.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
+    /// Run the Rego tests (test_ rules) of every Policy, like `opa test`.
+    Test {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Evaluate one decision for a System and explain which tier and source decided.
+    Eval {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The System, as NAMESPACE/NAME.
+        #[arg(long)]
+        system: String,
+        /// JSON (or YAML) file holding the input document.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
+    /// Print the CustomResourceDefinitions.
+    Crds,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Crds => {
+            print!("{}", edict::crds::yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build { files, out, output, cluster } => build(&files, out, output, &cluster),
+        Command::Test { files } => test(&files),
+        Command::Eval { files, system, input, output, cluster } => {
+            eval(&files, &system, &input, output, &cluster)
+        }
+        Command::Run { local: Some(dir), store, addr, cluster } => {
+            let store = store.unwrap_or_else(|| dir.join(".edict/store"));
+            let addr = addr.parse().with_context(|| format!("--addr {addr}"))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(edict::local::run(edict::local::Options { dir, store, addr, cluster }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { local: None, .. } => {
+            bail!("the in-cluster operator is not part of this build yet; use `edict run --local DIR`")
+        }
+    }
+}
+
+fn build(files: &[PathBuf], out: Option<PathBuf>, output: Output, cluster: &str) -> Result<ExitCode> {
+    let ws = Workspace::load(files, cluster)?;
+    let problems = ws.problems();
+    if let Some(dir) = &out {
+        for b in ws.builds.values() {
+            if let (Some(input), Some(bundle)) = (&b.input, &b.bundle) {
+                let path = dir.join(input.live_key().trim_start_matches("bundles/"));
+                std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+                std::fs::write(&path, bundle.archive())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    match output {
+        Output::Json => {
+            let systems: Vec<_> = ws
+                .builds
+                .values()
+                .map(|b| {
+                    serde_json::json!({
+                        "system": b.key.to_string(),
+                        "tenant": b.tenant,
+                        "type": b.input.as_ref().map(|i| i.system_type.as_str()),
+                        "stacks": b.stacks().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                        "policies": b.policy_count(),
+                        "revision": b.bundle.as_ref().map(|x| x.revision().to_string()),
+                        "bundle": b.input.as_ref().map(|i| i.live_key()),
+                        "ok": b.bundle.is_some(),
+                    })
+                })
+                .collect();
+            let report = serde_json::json!({ "systems": systems, "problems": problems });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Output::Text => {
+            println!(
+                "{:<32} {:<12} {:<10} {:>6} {:>8}  {:<14} STATUS",
+                "SYSTEM", "TENANT", "TYPE", "STACKS", "POLICIES", "REVISION"
+            );
+            for b in ws.builds.values() {
+                let ty = b.input.as_ref().map(|i| i.system_type.as_str()).unwrap_or("-");
+                let revision =
+                    b.bundle.as_ref().map(|x| x.revision()[..12].to_string()).unwrap_or_else(|| "-".into());
+                let status = if b.bundle.is_some() { "ok" } else { "FAILED" };
+                println!(
+                    "{:<32} {:<12} {:<10} {:>6} {:>8}  {:<14} {status}",
+                    b.key.to_string(),
+                    b.tenant.as_deref().unwrap_or("-"),
+                    ty,
+                    b.stacks().len(),
+                    b.policy_count(),
+                    revision
+                );
+            }
+            if !problems.is_empty() {
+                println!("\n{} problem(s):", problems.len());
+                for p in &problems {
+                    println!("  {} [{}]\n    {}", p.object, p.reason, p.message.replace('\n', "\n    "));
+                }
+            }
+        }
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn test(files: &[PathBuf]) -> Result<ExitCode> {
+    let ws = Workspace::load(files, "local")?;
+    let (mut passed, mut failed) = (0, 0);
+    for (policy, result) in ws.run_tests() {
+        match result {
+            Ok(results) => {
+                for r in results {
+                    match r.failure {
+                        None => {
+                            passed += 1;
+                            println!("PASS {policy}: {}", r.name);
+                        }
+                        Some(why) => {
+                            failed += 1;
+                            println!("FAIL {policy}: {} ({why})", r.name);
+                        }
+                    }
+                }
+            }
+            Err(p) => {
+                failed += 1;
+                println!("ERROR {policy}: {}", p.message);
+            }
+        }
+    }
+    let broken: Vec<_> = ws.problems().into_iter().filter(|p| p.object.kind == "Policy").collect();
+    for p in &broken {
+        if p.reason != edict::problem::Reason::TestFailed {
+            println!("ERROR {}: {}", p.object, p.message);
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    let errors = broken.iter().any(|p| p.reason != edict::problem::Reason::TestFailed);
+    Ok(if failed == 0 && !errors { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn eval(files: &[PathBuf], system: &str, input: &PathBuf, output: Output, cluster: &str) -> Result<ExitCode> {
+    let (ns, name) = system.split_once('/').context("--system must be NAMESPACE/NAME")?;
+    let key = ObjectKey::new(ns, name);
+    let ws = Workspace::load(files, cluster)?;
+    let build = ws.builds.get(&key).with_context(|| format!("no System {key} in the manifests"))?;
+    let Some(bundle) = &build.bundle else {
+        for p in &build.problems {
+            eprintln!("{} [{}]: {}", p.object, p.reason, p.message);
+        }
+        bail!("System {key} does not build");
+    };
+    let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let input: serde_json::Value =
+        serde_norway::from_str(&text).with_context(|| format!("parsing {}", input.display()))?;
+    let compiled = edict::rego::compile(&bundle.modules(), &bundle.data(), edict::pipeline::ENTRYPOINT)?;
+    let outcome = compiled.eval("data.main.outcome", &input)?.unwrap_or_default();
+    let result = compiled.eval("data.main.main", &input)?.unwrap_or_default();
+    match output {
+        Output::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"outcome": outcome, "result": result}))?
+            )
+        }
+        Output::Text => print!("{}", edict::explain::explain(&key, &outcome)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -77,6 +77,20 @@ impl Object {
             Object::Policy(_) => "Policy",
         }
     }
+
+    /// Namespace (empty for Tenants) and name.
+    pub fn key(&self) -> crate::index::ObjectKey {
+        let meta = match self {
+            Object::Tenant(o) => &o.metadata,
+            Object::Stack(o) => &o.metadata,
+            Object::System(o) => &o.metadata,
+            Object::Policy(o) => &o.metadata,
+        };
+        crate::index::ObjectKey::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
 }
 
 /// An object and where it came from.
@@ -222,6 +236,14 @@ fn parse_document(doc: &str, mut origin: Origin) -> Result<Option<Located>, Prob
             ));
         }
     };
+    // Namespaced objects without a namespace land in `default`, as with kubectl.
+    let mut object = object;
+    match &mut object {
+        Object::Stack(o) => default_namespace(&mut o.metadata),
+        Object::System(o) => default_namespace(&mut o.metadata),
+        Object::Policy(o) => default_namespace(&mut o.metadata),
+        Object::Tenant(_) => {}
+    }
     let name_missing = match &object {
         Object::Tenant(o) => o.metadata.name.is_none(),
         Object::Stack(o) => o.metadata.name.is_none(),
@@ -240,6 +262,12 @@ fn parse_document(doc: &str, mut origin: Origin) -> Result<Option<Located>, Prob
         origin.tests = block_start(doc, "tests").map(|b| BlockStart { line: b.line + origin.line - 1, ..b });
     }
     Ok(Some(Located { object, origin }))
+}
+
+fn default_namespace(meta: &mut kube::core::ObjectMeta) {
+    if meta.namespace.as_deref().unwrap_or("").is_empty() {
+        meta.namespace = Some("default".to_string());
+    }
 }
 
 fn yaml_error(origin: &Origin, e: &serde_norway::Error) -> String {

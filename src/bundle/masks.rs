@@ -50,7 +50,8 @@ pub fn module(input: &BundleInput) -> String {
         input.system_type == SystemType::Kubernetes && input.stacks.iter().any(|s| s.default_masks);
     if defaults {
         for pointer in DEFAULT_KUBERNETES_MASKS {
-            let _ = writeln!(out, "mask contains {pointer:?} if input.request.kind.kind == \"Secret\"\n");
+            let _ =
+                writeln!(out, "mask contains {pointer:?} if input.input.request.kind.kind == \"Secret\"\n");
         }
     }
     out.push_str(

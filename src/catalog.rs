@@ -1,0 +1,518 @@
+//! The set of edict objects a process knows, with what can be derived from each one alone
+//! (parsed Rego, parsed selectors) and the binding index, updated one event at a time.
+//!
+//! Each event says which Systems' bundles it affects, so that only those are rebuilt.
+//! Fed from manifests (`edict build`, `edict run --local`) or from watches (`edict run`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::api::{Policy, Stack, System, TargetKind, Tenant};
+use crate::bundle::{PolicyModule, stack_id};
+use crate::glob::Glob;
+use crate::index::{BindingIndex, ObjectKey};
+use crate::manifest::{Located, Object, Origin};
+use crate::problem::{ObjectRef, Problem, Reason};
+use crate::rego::{self, RegoError};
+use crate::selector::StackSelector;
+
+/// Package roots a System's policies may not use.
+pub const RESERVED_ROOTS: [&str; 5] = ["stacks", "main", "system", "context", "metadata"];
+
+/// A Tenant and its parsed namespace patterns.
+#[derive(Clone, Debug)]
+pub struct TenantEntry {
+    /// The object.
+    pub tenant: Arc<Tenant>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Parsed `spec.namespaces`, or the problem with them.
+    pub namespaces: Result<Vec<Glob>, Problem>,
+}
+
+impl TenantEntry {
+    /// Whether `namespace` belongs to the tenant (its admin namespace or one of its patterns).
+    pub fn owns(&self, namespace: &str) -> bool {
+        self.tenant.spec.admin_namespace == namespace
+            || self.namespaces.as_ref().is_ok_and(|globs| globs.iter().any(|g| g.matches(namespace)))
+    }
+}
+
+/// A Stack and its parsed selector.
+#[derive(Clone, Debug)]
+pub struct StackEntry {
+    /// The object.
+    pub stack: Arc<Stack>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The parsed selector, or the problem with it.
+    pub selector: Result<StackSelector, Problem>,
+}
+
+/// A System.
+#[derive(Clone, Debug)]
+pub struct SystemEntry {
+    /// The object.
+    pub system: Arc<System>,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// A Policy and what can be checked of it alone.
+#[derive(Clone, Debug)]
+pub struct PolicyEntry {
+    /// The object.
+    pub policy: Arc<Policy>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The module ready for a bundle, or why it is not.
+    pub module: Result<PolicyModule, Vec<Problem>>,
+}
+
+/// Everything known, plus the binding index.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    tenants: BTreeMap<String, TenantEntry>,
+    stacks: BTreeMap<ObjectKey, StackEntry>,
+    systems: BTreeMap<ObjectKey, SystemEntry>,
+    policies: BTreeMap<ObjectKey, PolicyEntry>,
+    by_target: BTreeMap<(TargetKind, ObjectKey), BTreeSet<ObjectKey>>,
+    index: BindingIndex,
+}
+
+/// Systems whose bundles must be rebuilt after an event.
+pub type Affected = BTreeSet<ObjectKey>;
+
+fn key_of(meta: &kube::core::ObjectMeta) -> ObjectKey {
+    ObjectKey::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A catalog of everything `loaded` holds. A second object with the kind, namespace and
+    /// name of an earlier one is not applied: it gets a `DuplicateName` problem naming both places.
+    pub fn from_loaded(loaded: crate::manifest::Loaded) -> (Catalog, Vec<Problem>) {
+        let mut catalog = Catalog::new();
+        let mut problems = loaded.problems;
+        let mut seen: BTreeMap<(&'static str, ObjectKey), String> = BTreeMap::new();
+        for located in loaded.objects {
+            let kind = located.object.kind();
+            let key = located.object.key();
+            if let Some(first) = seen.get(&(kind, key.clone())) {
+                let me = if kind == "Tenant" {
+                    ObjectRef::tenant(&key.name)
+                } else {
+                    ObjectRef::namespaced(kind, &key)
+                };
+                problems.push(Problem::new(
+                    me,
+                    Reason::DuplicateName,
+                    format!("{}: {kind} {key} is already defined at {first}", located.origin.at()),
+                ));
+                continue;
+            }
+            seen.insert((kind, key), located.origin.at());
+            catalog.apply(located);
+        }
+        (catalog, problems)
+    }
+
+    /// Add or replace an object. Returns the Systems whose bundles may have changed.
+    pub fn apply(&mut self, located: Located) -> Affected {
+        let Located { object, origin } = located;
+        match object {
+            Object::Tenant(t) => self.apply_tenant(t, origin),
+            Object::Stack(s) => self.apply_stack(s, origin),
+            Object::System(s) => self.apply_system(s, origin),
+            Object::Policy(p) => self.apply_policy(p, origin),
+        }
+    }
+
+    /// Remove an object by kind and key (Tenants: empty namespace). Returns the affected Systems.
+    pub fn delete(&mut self, kind: &str, key: &ObjectKey) -> Affected {
+        match kind {
+            "Tenant" => {
+                let Some(old) = self.tenants.remove(&key.name) else { return Affected::new() };
+                self.rebind_tenant(Some(&old))
+            }
+            "Stack" => {
+                self.stacks.remove(key);
+                self.index.remove_stack(key).systems
+            }
+            "System" => {
+                self.systems.remove(key);
+                self.index.remove_system(key).systems
+            }
+            "Policy" => match self.policies.remove(key) {
+                Some(old) => {
+                    self.unlink_policy(key, &old.policy);
+                    self.target_systems(&old.policy)
+                }
+                None => Affected::new(),
+            },
+            _ => Affected::new(),
+        }
+    }
+
+    fn apply_tenant(&mut self, tenant: Tenant, origin: Origin) -> Affected {
+        let name = tenant.metadata.name.clone().unwrap_or_default();
+        let namespaces = parse_namespaces(&tenant, &origin);
+        let entry = TenantEntry { tenant: Arc::new(tenant), origin, namespaces };
+        let old = self.tenants.insert(name, entry);
+        self.rebind_tenant(old.as_ref())
+    }
+
+    /// Re-index every Stack and System after a tenant change; affected = systems of the old and new tenant.
+    fn rebind_tenant(&mut self, old: Option<&TenantEntry>) -> Affected {
+        let mut affected = Affected::new();
+        let stacks: Vec<ObjectKey> = self.stacks.keys().cloned().collect();
+        for key in stacks {
+            affected.extend(self.index_stack(&key));
+        }
+        let systems: Vec<ObjectKey> = self.systems.keys().cloned().collect();
+        for key in systems {
+            let owned_before = old.is_some_and(|t| t.owns(&key.namespace));
+            let bound = self.index_system(&key);
+            if owned_before || self.tenant_of(&key.namespace).is_ok() {
+                affected.extend(bound);
+                affected.insert(key);
+            }
+        }
+        affected
+    }
+
+    fn apply_stack(&mut self, stack: Stack, origin: Origin) -> Affected {
+        let key = key_of(&stack.metadata);
+        let selector = StackSelector::parse(&stack.spec.selector, &stack.spec.exclude).map_err(|e| {
+            Problem::new(
+                ObjectRef::namespaced("Stack", &key),
+                Reason::InvalidSelector,
+                format!("{}: {e}", origin.at()),
+            )
+        });
+        self.stacks.insert(key.clone(), StackEntry { stack: Arc::new(stack), origin, selector });
+        self.index_stack(&key)
+    }
+
+    /// Put a Stack in the index when it is valid and in its tenant's admin namespace, else take it out.
+    fn index_stack(&mut self, key: &ObjectKey) -> Affected {
+        let Some(entry) = self.stacks.get(key) else { return Affected::new() };
+        let tenant = self.admin_tenant(&key.namespace).map(|t| t.to_string());
+        match (tenant, &entry.selector) {
+            (Some(tenant), Ok(selector)) => {
+                let selector = selector.clone();
+                let ty = entry.stack.spec.type_.as_str();
+                self.index.upsert_stack(key.clone(), &tenant, ty, selector).systems
+            }
+            _ => self.index.remove_stack(key).systems,
+        }
+    }
+
+    fn apply_system(&mut self, system: System, origin: Origin) -> Affected {
+        let key = key_of(&system.metadata);
+        self.systems.insert(key.clone(), SystemEntry { system: Arc::new(system), origin });
+        let mut affected = self.index_system(&key);
+        affected.insert(key);
+        affected
+    }
+
+    fn index_system(&mut self, key: &ObjectKey) -> Affected {
+        let Some(entry) = self.systems.get(key) else { return Affected::new() };
+        match self.tenant_of(&key.namespace) {
+            Ok(tenant) => {
+                let tenant = tenant.to_string();
+                let labels = entry.system.metadata.labels.clone().unwrap_or_default();
+                let ty = entry.system.spec.type_.as_str();
+                self.index.upsert_system(key.clone(), &tenant, ty, labels).systems
+            }
+            Err(_) => self.index.remove_system(key).systems,
+        }
+    }
+
+    fn apply_policy(&mut self, policy: Policy, origin: Origin) -> Affected {
+        let key = key_of(&policy.metadata);
+        let mut affected = Affected::new();
+        if let Some(old) = self.policies.remove(&key) {
+            self.unlink_policy(&key, &old.policy);
+            affected.extend(self.target_systems(&old.policy));
+        }
+        let module = analyse_policy(&key, &policy, &origin);
+        let target =
+            (policy.spec.target.kind, ObjectKey::new(key.namespace.clone(), policy.spec.target.name.clone()));
+        self.by_target.entry(target).or_default().insert(key.clone());
+        let policy = Arc::new(policy);
+        affected.extend(self.target_systems(&policy));
+        self.policies.insert(key, PolicyEntry { policy, origin, module });
+        affected
+    }
+
+    fn unlink_policy(&mut self, key: &ObjectKey, policy: &Policy) {
+        let target =
+            (policy.spec.target.kind, ObjectKey::new(key.namespace.clone(), policy.spec.target.name.clone()));
+        if let Some(set) = self.by_target.get_mut(&target) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_target.remove(&target);
+            }
+        }
+    }
+
+    /// The Systems whose bundles contain a Policy's target.
+    fn target_systems(&self, policy: &Policy) -> Affected {
+        let ns = policy.metadata.namespace.clone().unwrap_or_default();
+        let target = ObjectKey::new(ns, policy.spec.target.name.clone());
+        match policy.spec.target.kind {
+            TargetKind::System => [target].into_iter().filter(|k| self.systems.contains_key(k)).collect(),
+            TargetKind::Stack => self.index.systems_of(&target).into_iter().collect(),
+        }
+    }
+
+    /// The one Tenant owning `namespace`, or the problem (none, or several).
+    pub fn tenant_of(&self, namespace: &str) -> Result<&str, (Reason, Vec<&str>)> {
+        let owners: Vec<&str> =
+            self.tenants.iter().filter(|(_, t)| t.owns(namespace)).map(|(n, _)| n.as_str()).collect();
+        match owners.as_slice() {
+            [one] => Ok(one),
+            [] => Err((Reason::NoTenant, owners)),
+            _ => Err((Reason::AmbiguousTenant, owners)),
+        }
+    }
+
+    /// The Tenant whose admin namespace is `namespace`, when exactly one claims it.
+    pub fn admin_tenant(&self, namespace: &str) -> Option<&str> {
+        let tenant = self.tenant_of(namespace).ok()?;
+        (self.tenants.get(tenant)?.tenant.spec.admin_namespace == namespace).then_some(tenant)
+    }
+
+    /// All Tenants.
+    pub fn tenants(&self) -> &BTreeMap<String, TenantEntry> {
+        &self.tenants
+    }
+
+    /// All Stacks.
+    pub fn stacks(&self) -> &BTreeMap<ObjectKey, StackEntry> {
+        &self.stacks
+    }
+
+    /// All Systems.
+    pub fn systems(&self) -> &BTreeMap<ObjectKey, SystemEntry> {
+        &self.systems
+    }
+
+    /// All Policies.
+    pub fn policies(&self) -> &BTreeMap<ObjectKey, PolicyEntry> {
+        &self.policies
+    }
+
+    /// The Policies attached to a Stack or System, sorted by name.
+    pub fn policies_of(&self, kind: TargetKind, target: &ObjectKey) -> Vec<&PolicyEntry> {
+        self.by_target
+            .get(&(kind, target.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.policies.get(k))
+            .collect()
+    }
+
+    /// The binding index.
+    pub fn index(&self) -> &BindingIndex {
+        &self.index
+    }
+
+    /// Problems of objects that can be seen without building any bundle: broken Rego, packages
+    /// outside their root, broken globs, missing targets, tenancy errors. Sorted.
+    pub fn object_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for t in self.tenants.values() {
+            if let Err(p) = &t.namespaces {
+                out.push(p.clone());
+            }
+        }
+        for (key, s) in &self.stacks {
+            if let Err(p) = &s.selector {
+                out.push(p.clone());
+            }
+            let me = ObjectRef::namespaced("Stack", key);
+            match self.tenant_of(&key.namespace) {
+                Err((reason, owners)) => out.push(tenancy_problem(me, reason, &owners, &s.origin, &key.namespace)),
+                Ok(tenant) if self.admin_tenant(&key.namespace).is_none() => out.push(Problem::new(
+                    me,
+                    Reason::WrongNamespace,
+                    format!(
+                        "{}: Stacks live in their tenant's admin namespace; {} belongs to tenant {tenant} whose admin namespace is {}",
+                        s.origin.at(),
+                        key.namespace,
+                        self.tenants.get(tenant).map(|t| t.tenant.spec.admin_namespace.as_str()).unwrap_or("")
+                    ),
+                )),
+                Ok(_) => {}
+            }
+        }
+        for (key, s) in &self.systems {
+            if let Err((reason, owners)) = self.tenant_of(&key.namespace) {
+                out.push(tenancy_problem(
+                    ObjectRef::namespaced("System", key),
+                    reason,
+                    &owners,
+                    &s.origin,
+                    &key.namespace,
+                ));
+            }
+        }
+        for (key, p) in &self.policies {
+            if let Err(problems) = &p.module {
+                out.extend(problems.iter().cloned());
+            }
+            let target = ObjectKey::new(key.namespace.clone(), p.policy.spec.target.name.clone());
+            let exists = match p.policy.spec.target.kind {
+                TargetKind::Stack => self.stacks.contains_key(&target),
+                TargetKind::System => self.systems.contains_key(&target),
+            };
+            if !exists {
+                out.push(Problem::new(
+                    ObjectRef::namespaced("Policy", key),
+                    Reason::MissingTarget,
+                    format!(
+                        "{}: spec.target: {:?} {} does not exist in namespace {}",
+                        p.origin.at(),
+                        p.policy.spec.target.kind,
+                        p.policy.spec.target.name,
+                        key.namespace
+                    ),
+                ));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn tenancy_problem(
+    me: ObjectRef,
+    reason: Reason,
+    owners: &[&str],
+    origin: &Origin,
+    namespace: &str,
+) -> Problem {
+    let message = if owners.is_empty() {
+        format!("{}: namespace {namespace} belongs to no Tenant", origin.at())
+    } else {
+        format!("{}: namespace {namespace} is claimed by several Tenants: {}", origin.at(), owners.join(", "))
+    };
+    Problem::new(me, reason, message)
+}
+
+fn parse_namespaces(tenant: &Tenant, origin: &Origin) -> Result<Vec<Glob>, Problem> {
+    let name = tenant.metadata.name.clone().unwrap_or_default();
+    tenant
+        .spec
+        .namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Glob::parse(p).map_err(|e| {
+                Problem::new(
+                    ObjectRef::tenant(&name),
+                    Reason::InvalidSelector,
+                    format!("{}: spec.namespaces[{i}]: {e}", origin.at()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The label regorus sees for a Policy's module: the path it has in a bundle.
+pub fn module_label(package: &[String], policy: &str) -> String {
+    format!("{}/{}.rego", package.join("/"), policy)
+}
+
+/// Check a Policy alone: its Rego parses, its package is inside its target's root, its mask
+/// pointers are allowed, and its tests parse. Pure.
+pub fn analyse_policy(
+    key: &ObjectKey,
+    policy: &Policy,
+    origin: &Origin,
+) -> Result<PolicyModule, Vec<Problem>> {
+    let me = ObjectRef::namespaced("Policy", key);
+    let located = |tests: bool, e: &RegoError| {
+        if e.line > 0 {
+            format!("{}: {}", origin.locate(tests, e.line, e.col), e.message)
+        } else {
+            format!("{}: {}", origin.at(), e.message)
+        }
+    };
+    let info = rego::parse_module(&format!("{key}.rego"), &policy.spec.rego)
+        .map_err(|e| vec![Problem::new(me.clone(), Reason::InvalidRego, located(false, &e))])?;
+    let mut problems = Vec::new();
+    let package = info.package.join(".");
+    let (line, col) = info.package_at;
+    if let Some(bad) = info.package.iter().find(|c| c.contains('/') || c.is_empty()) {
+        problems.push(Problem::new(
+            me.clone(),
+            Reason::InvalidRego,
+            format!(
+                "{}: package component {bad:?} cannot be a bundle path segment",
+                origin.locate(false, line, col)
+            ),
+        ));
+    }
+    match policy.spec.target.kind {
+        TargetKind::Stack => {
+            let root = ["stacks".to_string(), stack_id(&policy.spec.target.name)];
+            if !info.package.starts_with(&root) {
+                problems.push(Problem::new(
+                    me.clone(),
+                    Reason::PackageOutsideRoot,
+                    format!(
+                        "{}: package {package} is outside stacks.{}, the root for policies of Stack {}",
+                        origin.locate(false, line, col),
+                        root[1],
+                        policy.spec.target.name
+                    ),
+                ));
+            }
+        }
+        TargetKind::System => {
+            if let Some(first) = info.package.first().filter(|f| RESERVED_ROOTS.contains(&f.as_str())) {
+                problems.push(Problem::new(
+                    me.clone(),
+                    Reason::PackageOutsideRoot,
+                    format!(
+                        "{}: package {package} is under the reserved root {first}; System policies may use any package not under {}",
+                        origin.locate(false, line, col),
+                        RESERVED_ROOTS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let is_log = info.package.ends_with(&["system".to_string(), "log".to_string()]);
+    for mask in info.masks.iter().filter(|_| is_log) {
+        if !crate::bundle::masks::pointer_allowed(&mask.pointer) {
+            problems.push(Problem::new(
+                me.clone(),
+                Reason::InvalidMask,
+                format!(
+                    "{}: mask pointer {:?} must start with /input, /result or /nd_builtin_cache",
+                    origin.locate(false, mask.line, mask.col),
+                    mask.pointer
+                ),
+            ));
+        }
+    }
+    if let Some(tests) = &policy.spec.tests
+        && let Err(e) = rego::parse_module(&format!("{key}_test.rego"), tests)
+    {
+        problems.push(Problem::new(me.clone(), Reason::InvalidRego, located(true, &e)));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let name = key.name.clone();
+    Ok(PolicyModule { name, package: info.package, rego: policy.spec.rego.clone() })
+}

@@ -1,0 +1,312 @@
+//! `edict run --local DIR`: the embedded default. The same engine as the operator, fed from
+//! manifests in a directory, publishing to a directory store and serving OPA's bundle API.
+//!
+//! On each change only the files that changed are read again, only the objects that changed
+//! are applied, and only the Systems those objects affect are rebuilt. A System whose new
+//! build fails keeps serving its last good bundle, and its status says why.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::Watcher;
+
+use crate::catalog::Affected;
+use crate::index::ObjectKey;
+use crate::manifest::{self, Located};
+use crate::problem::{ObjectRef, Problem, Reason};
+use crate::publish::{Published, Publisher};
+use crate::server::{ServerState, router};
+use crate::status::{self, Statuses};
+use crate::store::{DirStore, ObjectStore};
+use crate::workspace::Workspace;
+
+/// Settings of `run --local`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The directory of manifests.
+    pub dir: PathBuf,
+    /// The directory store.
+    pub store: PathBuf,
+    /// Where the bundle server listens.
+    pub addr: SocketAddr,
+    /// Cluster name in system ids.
+    pub cluster: String,
+}
+
+type Identity = (&'static str, ObjectKey);
+
+#[derive(Debug, Default)]
+struct FileState {
+    /// Objects of the file with a fingerprint of their content and place.
+    objects: Vec<(Identity, String)>,
+    /// Documents of the file that are not objects, and duplicates.
+    problems: Vec<Problem>,
+}
+
+/// The state of a local run: the workspace plus which file holds which object.
+#[derive(Debug)]
+pub struct Local {
+    dir: PathBuf,
+    ignore: PathBuf,
+    /// The objects and their builds.
+    pub ws: Workspace,
+    files: BTreeMap<PathBuf, FileState>,
+    owners: BTreeMap<Identity, PathBuf>,
+    /// The revision each System serves.
+    pub live: BTreeMap<ObjectKey, String>,
+    /// Problems from publishing, by System.
+    publish_problems: BTreeMap<ObjectKey, Problem>,
+}
+
+impl Local {
+    /// Load every manifest under `dir` (except under `ignore`, where the store may live) and build everything.
+    pub fn load(dir: &Path, ignore: &Path, cluster: &str) -> std::io::Result<Self> {
+        let mut local = Local {
+            dir: dir.to_path_buf(),
+            ignore: ignore.to_path_buf(),
+            ws: Workspace::empty(cluster),
+            files: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            live: BTreeMap::new(),
+            publish_problems: BTreeMap::new(),
+        };
+        local.rescan()?;
+        Ok(local)
+    }
+
+    /// Re-read the directory: changed, new and removed files. Returns the rebuilt Systems.
+    pub fn rescan(&mut self) -> std::io::Result<Vec<ObjectKey>> {
+        let mut paths: Vec<PathBuf> = manifest::manifest_files(std::slice::from_ref(&self.dir))?
+            .into_iter()
+            .filter(|p| !p.starts_with(&self.ignore))
+            .collect();
+        paths.extend(self.files.keys().cloned());
+        paths.sort();
+        paths.dedup();
+        self.reload(&paths)
+    }
+
+    /// Re-read these files (a missing file removes its objects). Returns the rebuilt Systems.
+    pub fn reload(&mut self, paths: &[PathBuf]) -> std::io::Result<Vec<ObjectKey>> {
+        let mut affected = Affected::new();
+        for path in paths {
+            affected.extend(self.reload_file(path)?);
+        }
+        let keys: Vec<ObjectKey> = affected.into_iter().collect();
+        self.ws.load_problems = self.files.values().flat_map(|f| f.problems.iter().cloned()).collect();
+        self.ws.rebuild(&keys);
+        Ok(keys)
+    }
+
+    fn reload_file(&mut self, path: &Path) -> std::io::Result<Affected> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let loaded = text.map(|t| manifest::parse(&path.display().to_string(), &t)).unwrap_or_default();
+        let old = self.files.remove(path).unwrap_or_default();
+        let mut state = FileState { objects: Vec::new(), problems: loaded.problems };
+        let mut affected = Affected::new();
+        let mut incoming: Vec<(Identity, String, Located)> = Vec::new();
+        for located in loaded.objects {
+            let id = (located.object.kind(), located.object.key());
+            let print = fingerprint(&located);
+            match self.owners.get(&id) {
+                Some(owner) if owner != path => {
+                    let first =
+                        self.files.get(owner).map(|_| owner.display().to_string()).unwrap_or_default();
+                    state.problems.push(Problem::new(
+                        object_ref(&id),
+                        Reason::DuplicateName,
+                        format!("{}: {} {} is already defined in {first}", located.origin.at(), id.0, id.1),
+                    ));
+                }
+                _ if incoming.iter().any(|(i, _, _)| *i == id) => state.problems.push(Problem::new(
+                    object_ref(&id),
+                    Reason::DuplicateName,
+                    format!("{}: {} {} is defined twice in this file", located.origin.at(), id.0, id.1),
+                )),
+                _ => incoming.push((id, print, located)),
+            }
+        }
+        for (id, _) in &old.objects {
+            if !incoming.iter().any(|(i, _, _)| i == id) {
+                affected.extend(self.ws.catalog.delete(id.0, &id.1));
+                self.owners.remove(id);
+            }
+        }
+        for (id, print, located) in incoming {
+            let unchanged = old.objects.iter().any(|(i, p)| *i == id && *p == print);
+            if !unchanged {
+                affected.extend(self.ws.catalog.apply(located));
+            }
+            self.owners.insert(id.clone(), path.to_path_buf());
+            state.objects.push((id, print));
+        }
+        if !state.objects.is_empty() || !state.problems.is_empty() {
+            self.files.insert(path.to_path_buf(), state);
+        }
+        Ok(affected)
+    }
+
+    /// Publish the bundles of `keys` that built; failed builds keep their last good bundle.
+    pub async fn publish(&mut self, publisher: &Publisher, keys: &[ObjectKey]) -> (usize, usize) {
+        let (mut written, mut unchanged) = (0, 0);
+        for key in keys {
+            let Some(build) = self.ws.builds.get(key) else {
+                self.live.remove(key);
+                continue;
+            };
+            let (Some(input), Some(bundle)) = (&build.input, &build.bundle) else { continue };
+            match publisher.publish(input, bundle).await {
+                Ok(done) => {
+                    if done == Published::Written {
+                        written += 1;
+                    } else {
+                        unchanged += 1;
+                    }
+                    self.live.insert(key.clone(), bundle.revision().to_string());
+                    self.publish_problems.remove(key);
+                }
+                Err(e) => {
+                    let p = Problem::new(
+                        ObjectRef::namespaced("System", key),
+                        Reason::DependencyFailed,
+                        e.to_string(),
+                    );
+                    self.publish_problems.insert(key.clone(), p);
+                }
+            }
+        }
+        (written, unchanged)
+    }
+
+    /// Every object's status now.
+    pub fn statuses(&self) -> Statuses {
+        let mut problems = self.ws.problems();
+        problems.extend(self.publish_problems.values().cloned());
+        status::compute(&self.ws.catalog, &self.ws.builds, &problems, &self.live)
+    }
+
+    /// Every System's live bundle key.
+    pub fn bundle_keys(&self) -> Vec<String> {
+        self.ws.builds.values().filter_map(|b| b.input.as_ref().map(|i| i.live_key())).collect()
+    }
+}
+
+fn object_ref(id: &Identity) -> ObjectRef {
+    if id.0 == "Tenant" { ObjectRef::tenant(&id.1.name) } else { ObjectRef::namespaced(id.0, &id.1) }
+}
+
+/// What identifies an object's content and the place its messages point to.
+fn fingerprint(located: &Located) -> String {
+    let value = match &located.object {
+        manifest::Object::Tenant(o) => serde_json::to_string(o),
+        manifest::Object::Stack(o) => serde_json::to_string(o),
+        manifest::Object::System(o) => serde_json::to_string(o),
+        manifest::Object::Policy(o) => serde_json::to_string(o),
+    };
+    format!("{}:{:?}:{}", located.origin.line, located.origin.rego, value.unwrap_or_default())
+}
+
+/// Run until Ctrl-C: build, publish, serve, watch.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let dir =
+        opts.dir.canonicalize().with_context(|| format!("manifest directory {}", opts.dir.display()))?;
+    std::fs::create_dir_all(&opts.store)
+        .with_context(|| format!("store directory {}", opts.store.display()))?;
+    let store_dir = opts.store.canonicalize()?;
+    let store: Arc<dyn ObjectStore> = Arc::new(DirStore::new(&store_dir));
+    let publisher = Publisher::new(store.clone());
+    let mut local = Local::load(&dir, &store_dir, &opts.cluster)?;
+    let all: Vec<ObjectKey> = local.ws.builds.keys().cloned().collect();
+    let (written, unchanged) = local.publish(&publisher, &all).await;
+    let statuses = Arc::new(RwLock::new(local.statuses()));
+    report(&local, written, unchanged);
+
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .with_context(|| format!("listening on {}", opts.addr))?;
+    let addr = listener.local_addr()?;
+    print_opa_config(addr, &local.bundle_keys());
+    let state = ServerState { store, statuses: statuses.clone() };
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for path in event.paths {
+                let _ = tx.send(path);
+            }
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
+    tracing::info!(dir = %dir.display(), store = %store_dir.display(), "watching for changes");
+
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            Some(first) = rx.recv() => {
+                // Gather the burst an editor's save produces.
+                let mut changed = vec![first];
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while let Ok(p) = rx.try_recv() {
+                    changed.push(p);
+                }
+                let relevant = changed.iter().any(|p| !p.starts_with(&store_dir) && is_manifest(p));
+                let directory_event = changed.iter().any(|p| p.is_dir() && !p.starts_with(&store_dir));
+                if !relevant && !directory_event {
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let rebuilt = local.rescan()?;
+                let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
+                if let Ok(mut s) = statuses.write() {
+                    *s = local.statuses();
+                }
+                tracing::info!(rebuilt = rebuilt.len(), written, unchanged, elapsed_ms = started.elapsed().as_millis() as u64, "change applied");
+                report_problems(&local);
+            }
+        }
+    }
+    server.abort();
+    Ok(())
+}
+
+fn is_manifest(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+fn report(local: &Local, written: usize, unchanged: usize) {
+    let built = local.ws.builds.values().filter(|b| b.bundle.is_some()).count();
+    tracing::info!(systems = local.ws.builds.len(), built, written, unchanged, "initial build published");
+    report_problems(local);
+}
+
+fn report_problems(local: &Local) {
+    for p in local.ws.problems() {
+        tracing::warn!(object = %p.object, reason = %p.reason, "{}", p.message);
+    }
+}
+
+fn print_opa_config(addr: SocketAddr, keys: &[String]) {
+    println!("edict serves OPA bundles on http://{addr}/. OPA configuration for one System:\n");
+    let resource = keys
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "bundles/<tenant>/<cluster>/<namespace>/<system>/bundle.tar.gz".into());
+    println!(
+        "services:\n  edict:\n    url: http://{addr}\nbundles:\n  edict:\n    service: edict\n    resource: {resource}\n    polling:\n      min_delay_seconds: 1\n      max_delay_seconds: 5\n"
+    );
+    if keys.len() > 1 {
+        println!("Other bundles:");
+        for k in &keys[1..] {
+            println!("  {k}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Status of every object, computed from what the catalog and the builds found.
+//!
+//! Pure: the same problems give the same conditions. `lastTransitionTime` is filled in by
+//! [`carry_transitions`] from the previous status, so it only moves on a real transition.
+
+use std::collections::BTreeMap;
+
+use crate::api::conditions::{READY, RECONCILING, STALLED};
+use crate::api::{
+    Condition, ConditionStatus, PolicyStatus, StackStatus, SystemStatus, TargetKind, TenantStatus,
+};
+use crate::catalog::Catalog;
+use crate::index::ObjectKey;
+use crate::pipeline::SystemBuild;
+use crate::problem::{ObjectRef, Problem};
+
+/// The status of every object, keyed like the catalog.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Statuses {
+    /// Tenants by name.
+    pub tenants: BTreeMap<String, TenantStatus>,
+    /// Stacks by `namespace/name`.
+    pub stacks: BTreeMap<String, StackStatus>,
+    /// Systems by `namespace/name`.
+    pub systems: BTreeMap<String, SystemStatus>,
+    /// Policies by `namespace/name`.
+    pub policies: BTreeMap<String, PolicyStatus>,
+}
+
+/// kstatus conditions for an object with these problems (`ok_reason` when there are none).
+pub fn conditions(
+    problems: &[&Problem],
+    ok_reason: &str,
+    ok_message: &str,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let make = |type_: &str, status, reason: &str, message: String| Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: None,
+    };
+    match problems.first() {
+        None => vec![
+            make(READY, ConditionStatus::True, ok_reason, ok_message.to_string()),
+            make(STALLED, ConditionStatus::False, ok_reason, String::new()),
+            make(RECONCILING, ConditionStatus::False, ok_reason, String::new()),
+        ],
+        Some(first) => {
+            let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("\n");
+            vec![
+                make(READY, ConditionStatus::False, first.reason.as_str(), message.clone()),
+                make(STALLED, ConditionStatus::True, first.reason.as_str(), message),
+                make(RECONCILING, ConditionStatus::False, first.reason.as_str(), String::new()),
+            ]
+        }
+    }
+}
+
+/// Keep `lastTransitionTime` from `old` when a condition's status did not change; stamp `now` otherwise.
+pub fn carry_transitions(old: &[Condition], new: &mut [Condition], now: &str) {
+    for c in new.iter_mut() {
+        c.last_transition_time = match old.iter().find(|o| o.type_ == c.type_) {
+            Some(o) if o.status == c.status => o.last_transition_time.clone(),
+            _ => Some(now.to_string()),
+        };
+    }
+}
+
+/// Compute every object's status. `problems` holds every problem found (object checks and builds);
+/// `live` the revision each System is serving (which may be older than a failed build's).
+pub fn compute(
+    catalog: &Catalog,
+    builds: &BTreeMap<ObjectKey, SystemBuild>,
+    problems: &[Problem],
+    live: &BTreeMap<ObjectKey, String>,
+) -> Statuses {
+    let mut by_object: BTreeMap<&ObjectRef, Vec<&Problem>> = BTreeMap::new();
+    for p in problems {
+        let list = by_object.entry(&p.object).or_default();
+        if !list.contains(&p) {
+            list.push(p);
+        }
+    }
+    let of = |r: &ObjectRef| by_object.get(r).cloned().unwrap_or_default();
+    let mut out = Statuses::default();
+    for (name, t) in catalog.tenants() {
+        let systems = catalog.systems().keys().filter(|k| t.owns(&k.namespace)).count() as u32;
+        let stacks =
+            catalog.stacks().keys().filter(|k| k.namespace == t.tenant.spec.admin_namespace).count() as u32;
+        let generation = t.tenant.metadata.generation;
+        let conditions = conditions(&of(&ObjectRef::tenant(name)), "Valid", "", generation);
+        out.tenants.insert(
+            name.clone(),
+            TenantStatus { observed_generation: generation, conditions, systems, stacks },
+        );
+    }
+    for (key, s) in catalog.stacks() {
+        let generation = s.stack.metadata.generation;
+        let bound = catalog.index().systems_of(key).len() as u32;
+        let policies = catalog.policies_of(TargetKind::Stack, key).len() as u32;
+        let message = format!("selects {bound} systems");
+        let conditions = conditions(&of(&ObjectRef::namespaced("Stack", key)), "Bound", &message, generation);
+        out.stacks.insert(
+            key.to_string(),
+            StackStatus { observed_generation: generation, conditions, systems: bound, policies },
+        );
+    }
+    for (key, s) in catalog.systems() {
+        let generation = s.system.metadata.generation;
+        let build = builds.get(key);
+        let revision = live.get(key).cloned();
+        let message = match &revision {
+            Some(r) => format!("serving revision {r}"),
+            None => String::new(),
+        };
+        let reason = if revision.is_some() { "Published" } else { "Built" };
+        let conditions = conditions(&of(&ObjectRef::namespaced("System", key)), reason, &message, generation);
+        let stacks: Vec<String> =
+            build.map(|b| b.stacks().iter().map(|k| k.to_string()).collect()).unwrap_or_default();
+        out.systems.insert(
+            key.to_string(),
+            SystemStatus {
+                observed_generation: generation,
+                conditions,
+                bundle: build.and_then(|b| b.input.as_ref()).map(|i| i.live_key()),
+                revision,
+                stack_count: stacks.len() as u32,
+                stacks,
+                policies: catalog.policies_of(TargetKind::System, key).len() as u32,
+            },
+        );
+    }
+    for (key, p) in catalog.policies() {
+        let generation = p.policy.metadata.generation;
+        let mine = of(&ObjectRef::namespaced("Policy", key));
+        let tests = builds.values().find_map(|b| b.tests.get(key)).cloned();
+        let conditions = conditions(&mine, "Compiled", "", generation);
+        let package = p.module.as_ref().ok().map(|m| format!("data.{}", m.package.join(".")));
+        out.policies.insert(
+            key.to_string(),
+            PolicyStatus { observed_generation: generation, conditions, package, tests },
+        );
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! A set of manifests built the way the operator would build them: the engine behind
+//! `edict build`, `edict test`, `edict eval` and `edict run --local`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::api::TargetKind;
+use crate::catalog::Catalog;
+use crate::index::ObjectKey;
+use crate::pipeline::{self, Checks, SystemBuild};
+use crate::problem::Problem;
+use crate::rego::TestResult;
+
+/// Manifests loaded into a catalog, with every System built.
+#[derive(Debug)]
+pub struct Workspace {
+    /// The objects.
+    pub catalog: Catalog,
+    /// Documents that could not be read, and duplicates.
+    pub load_problems: Vec<Problem>,
+    /// The latest build of every System.
+    pub builds: BTreeMap<ObjectKey, SystemBuild>,
+    /// The cluster name in system ids.
+    pub cluster: String,
+    /// Check caches.
+    pub checks: Checks,
+}
+
+impl Workspace {
+    /// Load every manifest under `paths` and build every System.
+    pub fn load(paths: &[PathBuf], cluster: &str) -> std::io::Result<Self> {
+        let loaded = crate::manifest::load(paths)?;
+        let (catalog, load_problems) = Catalog::from_loaded(loaded);
+        let mut ws = Workspace {
+            catalog,
+            load_problems,
+            builds: BTreeMap::new(),
+            cluster: cluster.to_string(),
+            checks: Checks::new(),
+        };
+        let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
+        ws.rebuild(&all);
+        Ok(ws)
+    }
+
+    /// A workspace with no objects.
+    pub fn empty(cluster: &str) -> Self {
+        Workspace {
+            catalog: Catalog::new(),
+            load_problems: Vec::new(),
+            builds: BTreeMap::new(),
+            cluster: cluster.to_string(),
+            checks: Checks::new(),
+        }
+    }
+
+    /// Rebuild these Systems (those that no longer exist are forgotten).
+    pub fn rebuild(&mut self, keys: &[ObjectKey]) {
+        let (present, gone): (Vec<ObjectKey>, Vec<ObjectKey>) =
+            keys.iter().cloned().partition(|k| self.catalog.systems().contains_key(k));
+        for k in gone {
+            self.builds.remove(&k);
+        }
+        for b in pipeline::build_systems(&self.catalog, &present, &self.cluster, &self.checks) {
+            self.builds.insert(b.key.clone(), b);
+        }
+    }
+
+    /// Every problem: unreadable documents, object checks and builds. Sorted, without repeats.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut all = self.load_problems.clone();
+        all.extend(self.catalog.object_problems());
+        for b in self.builds.values() {
+            all.extend(b.problems.iter().cloned());
+        }
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Run the Rego tests of every Policy that has some, target by target.
+    pub fn run_tests(&self) -> Vec<(ObjectKey, Result<Vec<TestResult>, Problem>)> {
+        let mut out = Vec::new();
+        let targets = self
+            .catalog
+            .stacks()
+            .keys()
+            .map(|k| (TargetKind::Stack, k))
+            .chain(self.catalog.systems().keys().map(|k| (TargetKind::System, k)));
+        for (kind, key) in targets {
+            out.extend(pipeline::test_target(&self.catalog, kind, key, &self.checks));
+        }
+        out
+    }
+}
