@@ -80,8 +80,12 @@ enum Command {
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
     },
-    /// Print the CustomResourceDefinitions.
-    Crds,
+    /// Print the CustomResourceDefinitions (or write one file per CRD into a directory).
+    Crds {
+        /// Write `<name>.yaml` files into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,8 +102,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Crds => {
+        Command::Crds { out: None } => {
             print!("{}", edict::crds::yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds { out: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            for (name, yaml) in edict::crds::files()? {
+                std::fs::write(dir.join(&name), yaml).with_context(|| format!("writing {name}"))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Build { files, out, output, cluster } => build(&files, out, output, &cluster),

@@ -1,0 +1,181 @@
+//! `edict run --local`: bundles over HTTP as OPA fetches them, ETag/304 across a change,
+//! the last good bundle kept while a Policy is broken, and the served bundle loaded into OPA.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BUNDLE: &str = "bundles/acme/local/acme-payments/payments-cluster/bundle.tar.gz";
+
+fn copy_examples(to: &Path) {
+    for entry in std::fs::read_dir(common::root().join("examples/acme")).expect("examples") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Response {
+    status: u16,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
+fn get(url: &str, if_none_match: Option<&str>) -> Option<Response> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = agent.get(url);
+    if let Some(tag) = if_none_match {
+        req = req.header("If-None-Match", tag);
+    }
+    let mut resp = req.call().ok()?;
+    let status = resp.status().as_u16();
+    let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(String::from);
+    let body = resp.body_mut().read_to_vec().unwrap_or_default();
+    Some(Response { status, etag, body })
+}
+
+/// Poll (bounded) until `check` holds.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
+}
+
+fn opa_outcome(bundle: &[u8], dir: &Path, input: &Path) -> serde_json::Value {
+    let archive = dir.join("downloaded.tar.gz");
+    std::fs::write(&archive, bundle).expect("write bundle");
+    let input: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(input).expect("input")).expect("json");
+    let cases = dir.join("cases.json");
+    std::fs::write(
+        &cases,
+        serde_json::json!({"queries": ["data.main.outcome"], "inputs": [input]}).to_string(),
+    )
+    .expect("cases");
+    let out = Command::new(common::python())
+        .arg(common::root().join("scripts/opa_bundle.py"))
+        .args([&archive, &cases])
+        .output()
+        .expect("run opa_bundle.py");
+    assert!(out.status.success(), "OPA rejected the served bundle: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    report["results"][0]["result"].clone()
+}
+
+#[test]
+fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifests = work.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("mkdir");
+    copy_examples(&manifests);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let opts = edict::local::Options {
+        dir: manifests.clone(),
+        store: work.path().join("store"),
+        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+        cluster: "local".into(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let server = rt.spawn(edict::local::run(opts));
+
+    // First download, as OPA does: 200 with an ETag; the same tag again gives 304.
+    let first =
+        wait_for("the first bundle", || get(&format!("{base}/{BUNDLE}"), None).filter(|r| r.status == 200));
+    let tag = first.etag.clone().expect("ETag on 200");
+    let again = get(&format!("{base}/{BUNDLE}"), Some(&tag)).expect("second request");
+    assert_eq!(again.status, 304, "unchanged bundle must answer 304");
+    assert!(
+        get(&format!("{base}/bundles/acme/local/nope/bundle.tar.gz"), None).is_some_and(|r| r.status == 404)
+    );
+
+    // The served bundle decides in OPA's own engine.
+    let nginx = common::root().join("examples/inputs/pod-with-nginx.json");
+    let outcome = opa_outcome(&first.body, work.path(), &nginx);
+    assert_eq!(outcome["allowed"], false, "{outcome}");
+    assert_eq!(outcome["tier"], 3, "{outcome}");
+
+    // A change to a stack policy produces a new bundle with a new tag.
+    let stacks = manifests.join("stacks.yaml");
+    edit(&stacks, "which this system's features do not allow", "not allowed by this system's features");
+    let changed = wait_for("the rebuilt bundle", || {
+        get(&format!("{base}/{BUNDLE}"), Some(&tag)).filter(|r| r.status == 200)
+    });
+    let new_tag = changed.etag.clone().expect("ETag");
+    assert_ne!(new_tag, tag);
+    let outcome = opa_outcome(&changed.body, work.path(), &nginx);
+    assert!(
+        outcome["messages"][0].as_str().is_some_and(|m| m.contains("not allowed by this system's features")),
+        "{outcome}"
+    );
+
+    // Break the Rego: the last good bundle keeps being served and the status says where.
+    edit(&stacks, "image in proxy_images\n", "image in proxy_images +\n");
+    let status = wait_for("the InvalidRego status", || {
+        let body = get(&format!("{base}/v1/status"), None)?.body;
+        let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let ready = s["systems"]["acme-payments/payments-cluster"]["conditions"][0].clone();
+        (ready["status"] == "False").then_some(s)
+    });
+    let policy = &status["policies"]["acme-platform/restrict-proxies"]["conditions"][0];
+    assert_eq!(policy["reason"], "InvalidRego", "{policy}");
+    let message = policy["message"].as_str().unwrap_or_default();
+    let expected = format!("{}:", stacks.display());
+    assert!(message.starts_with(&expected), "message names the manifest file: {message}");
+    let location: Vec<&str> = message[expected.len()..].splitn(3, ':').collect();
+    assert!(
+        location[0].parse::<u32>().is_ok() && location[1].parse::<u32>().is_ok(),
+        "line:col in {message}"
+    );
+    let system = &status["systems"]["acme-payments/payments-cluster"];
+    assert_eq!(system["conditions"][1]["type"], "Stalled");
+    assert_eq!(system["conditions"][1]["status"], "True");
+    assert_eq!(system["revision"].as_str().map(|r| r.len()), Some(64), "last good revision still reported");
+    let still = get(&format!("{base}/{BUNDLE}"), Some(&new_tag)).expect("request");
+    assert_eq!(still.status, 304, "the last good bundle keeps serving while the policy is broken");
+
+    // Fix it: recovery without restart.
+    edit(&stacks, "image in proxy_images +\n", "image in proxy_images\n");
+    wait_for("recovery", || {
+        let body = get(&format!("{base}/v1/status"), None)?.body;
+        let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (s["systems"]["acme-payments/payments-cluster"]["conditions"][0]["status"] == "True").then_some(())
+    });
+    server.abort();
+}
+
+#[test]
+fn unchanged_rebuild_writes_nothing() {
+    let work = tempfile::tempdir().expect("tempdir");
+    copy_examples(work.path());
+    let store_dir: PathBuf = work.path().join(".edict/store");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = std::sync::Arc::new(edict::store::DirStore::new(&store_dir));
+    let publisher = edict::publish::Publisher::new(store);
+    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    assert_eq!(rt.block_on(local.publish(&publisher, &all)), (3, 0));
+    // A fresh publisher (a restart) must find the live bundles and write nothing.
+    let publisher =
+        edict::publish::Publisher::new(std::sync::Arc::new(edict::store::DirStore::new(&store_dir)));
+    assert_eq!(rt.block_on(local.publish(&publisher, &all)), (0, 3));
+    // Touching a file without changing an object rebuilds nothing.
+    let rebuilt = local.rescan().expect("rescan");
+    assert!(rebuilt.is_empty(), "{rebuilt:?}");
+}
