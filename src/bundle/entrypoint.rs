@@ -81,6 +81,9 @@ package main
 
 _system_name := concat("/", [data.context.namespace, data.context.name])
 
+# Declares the set (and its element shape) even when no policy contributes to it.
+_decisions contains {"source": "", "name": "", "rule": "", "allowed": false, "message": "", "maximum": false, "mode": ""} if false
+
 "#;
 
 const OUTCOME: &str = r#"# A decision as every source's rules produce it, normalised:

@@ -1,0 +1,305 @@
+//! Bad input gets a precise message in the CLI and in the object's status, `edict build`
+//! exits non-zero, and nothing half-built is produced for the affected Systems.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use edict::problem::Reason;
+use edict::workspace::Workspace;
+
+const TENANT: &str = "apiVersion: edict.dev/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec: {adminNamespace: acme-platform, namespaces: [\"acme-*\"]}
+";
+
+const STACK: &str = "apiVersion: edict.dev/v1alpha1
+kind: Stack
+metadata: {name: base, namespace: acme-platform}
+spec:
+  type: kubernetes
+  selector: {env: [\"prod*\"]}
+";
+
+const SYSTEM: &str = "apiVersion: edict.dev/v1alpha1
+kind: System
+metadata: {name: api, namespace: acme-team, labels: {env: prod}}
+spec: {type: kubernetes}
+";
+
+fn policy(name: &str, ns: &str, kind: &str, target: &str, rego: &str) -> String {
+    let body: String = rego.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: edict.dev/v1alpha1\nkind: Policy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  target: {{kind: {kind}, name: {target}}}\n  rego: |\n{body}"
+    )
+}
+
+/// Write documents to `dir/file` and load the directory.
+fn workspace(dir: &Path, docs: &[(&str, String)]) -> Workspace {
+    for (file, text) in docs {
+        std::fs::write(dir.join(file), text).expect("write");
+    }
+    Workspace::load(&[dir.to_path_buf()], "local").expect("load")
+}
+
+fn base() -> Vec<(&'static str, String)> {
+    vec![
+        ("tenant.yaml", TENANT.to_string()),
+        ("stack.yaml", STACK.to_string()),
+        ("system.yaml", SYSTEM.to_string()),
+    ]
+}
+
+/// The problems with `reason`, as `kind ns/name: message`.
+fn found(ws: &Workspace, reason: Reason) -> Vec<String> {
+    ws.problems()
+        .iter()
+        .filter(|p| p.reason == reason)
+        .map(|p| format!("{}: {}", p.object, p.message))
+        .collect()
+}
+
+fn api_built(ws: &Workspace) -> bool {
+    ws.builds.values().find(|b| b.key.name == "api").is_some_and(|b| b.bundle.is_some())
+}
+
+#[test]
+fn the_valid_base_builds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = workspace(dir.path(), &base());
+    assert!(ws.problems().is_empty(), "{:?}", ws.problems());
+    assert!(api_built(&ws));
+}
+
+#[test]
+fn invalid_rego_names_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push((
+        "p.yaml",
+        policy(
+            "broken",
+            "acme-platform",
+            "Stack",
+            "base",
+            "package stacks.base\n\ndeny contains msg if {\n  msg := \n}\n",
+        ),
+    ));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::InvalidRego);
+    // The document starts at line 1; the rego block's first line is line 7; `msg :=` is rego line 4.
+    let file = dir.path().join("p.yaml").display().to_string();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].starts_with(&format!("Policy acme-platform/broken: {file}:1")), "{msgs:?}");
+    let at = msgs[0].split(": ").nth(1).expect("location");
+    let parts: Vec<&str> = at.rsplitn(3, ':').collect();
+    let (line, col): (usize, usize) = (parts[1].parse().expect("line"), parts[0].parse().expect("col"));
+    assert!((10..=11).contains(&line), "rego line 4-5 is file line 10-11: {at}");
+    assert!(col >= 5, "columns include the YAML indentation: {at}");
+    assert!(!api_built(&ws), "a System bound to a broken Stack policy is not built");
+    let system = found(&ws, Reason::DependencyFailed);
+    assert!(
+        system
+            .iter()
+            .any(|m| m.starts_with("System acme-team/api: Policy acme-platform/broken: InvalidRego")),
+        "{system:?}"
+    );
+}
+
+#[test]
+fn package_outside_its_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push((
+        "p.yaml",
+        policy(
+            "elsewhere",
+            "acme-platform",
+            "Stack",
+            "base",
+            "package stacks.other\n\ndeny contains \"x\" if false\n",
+        ),
+    ));
+    docs.push((
+        "q.yaml",
+        policy("sneaky", "acme-team", "System", "api", "package main\n\nallowed := true\n"),
+    ));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::PackageOutsideRoot);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("package stacks.other is outside stacks.base")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("package main is under the reserved root main")), "{msgs:?}");
+    assert!(!api_built(&ws));
+}
+
+#[test]
+fn broken_glob_is_a_stack_error_not_a_silent_non_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs[1].1 = STACK.replace("[\"prod*\"]", "[\"prod-[a\"]");
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::InvalidSelector);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].starts_with("Stack acme-platform/base: "), "{msgs:?}");
+    assert!(msgs[0].contains("prod-[a") && msgs[0].contains("selector"), "{msgs:?}");
+}
+
+#[test]
+fn policy_whose_target_does_not_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push(("p.yaml", policy("orphan", "acme-team", "System", "ghost", "package x\n")));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::MissingTarget);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].contains("System ghost does not exist in namespace acme-team"), "{msgs:?}");
+}
+
+#[test]
+fn system_in_no_tenant_or_in_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push(("lost.yaml", SYSTEM.replace("acme-team", "elsewhere").replace("name: api", "name: lost")));
+    let second = TENANT
+        .replace("name: acme}", "name: rival}")
+        .replace("acme-platform", "rival-admin")
+        .replace("acme-*", "acme-team");
+    docs.push(("rival.yaml", second));
+    let ws = workspace(dir.path(), &docs);
+    let none = found(&ws, Reason::NoTenant);
+    assert!(
+        none.iter().any(|m| m.starts_with("System elsewhere/lost")
+            && m.contains("namespace elsewhere belongs to no Tenant")),
+        "{none:?}"
+    );
+    let two = found(&ws, Reason::AmbiguousTenant);
+    assert!(
+        two.iter().any(|m| m.starts_with("System acme-team/api") && m.contains("acme, rival")),
+        "{two:?}"
+    );
+    assert!(!api_built(&ws));
+}
+
+#[test]
+fn mask_pointer_outside_the_allowed_roots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push((
+        "m.yaml",
+        policy(
+            "masks",
+            "acme-platform",
+            "Stack",
+            "base",
+            "package stacks.base.system.log\n\nmask contains \"/data/secret\"\n",
+        ),
+    ));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::InvalidMask);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let file = dir.path().join("m.yaml").display().to_string();
+    assert!(msgs[0].contains(&format!("{file}:9:")), "rego line 3 is file line 9: {msgs:?}");
+    assert!(
+        msgs[0].contains("\"/data/secret\" must start with /input, /result or /nd_builtin_cache"),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn failing_rego_test_stops_the_bundle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    let mut p = policy(
+        "tested",
+        "acme-platform",
+        "Stack",
+        "base",
+        "package stacks.base\n\ndeny contains \"no\" if input.bad\n",
+    );
+    p.push_str("  tests: |\n    package stacks.base_test\n\n    test_denies if count(data.stacks.base.deny) == 2 with input as {\"bad\": true}\n");
+    docs.push(("t.yaml", p));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::TestFailed);
+    let file = dir.path().join("t.yaml").display().to_string();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].contains(&format!("{file}:13:5")), "the test rule's place in the manifest: {msgs:?}");
+    assert!(msgs[0].contains("data.stacks.base_test.test_denies failed"), "{msgs:?}");
+    assert!(!api_built(&ws));
+}
+
+#[test]
+fn duplicate_names_and_foreign_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push(("again.yaml", SYSTEM.to_string()));
+    docs.push(("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".to_string()));
+    let ws = workspace(dir.path(), &docs);
+    let dups = found(&ws, Reason::DuplicateName);
+    assert_eq!(dups.len(), 1, "{dups:?}");
+    assert!(dups[0].contains("System acme-team/api is already defined at"), "{dups:?}");
+    let foreign = found(&ws, Reason::UnknownKind);
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    assert!(foreign[0].contains("cm.yaml:1: document of kind \"ConfigMap\""), "{foreign:?}");
+}
+
+#[test]
+fn build_exits_non_zero_and_prints_the_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push((
+        "p.yaml",
+        policy(
+            "broken",
+            "acme-platform",
+            "Stack",
+            "base",
+            "package stacks.base\n\ndeny contains msg if {\n  msg := \n}\n",
+        ),
+    ));
+    for (file, text) in &docs {
+        std::fs::write(dir.path().join(file), text).expect("write");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["build", "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("run edict build");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains(&format!("{}:1", dir.path().join("p.yaml").display())), "{stdout}");
+    let json = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["build", "--output", "json", "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("run edict build --output json");
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
+    assert_eq!(report["systems"][0]["ok"], false);
+    assert!(report["problems"].as_array().is_some_and(|p| p.iter().any(|x| x["reason"] == "InvalidRego")));
+}
+
+#[test]
+fn the_examples_build_test_and_write_bundles() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let examples = common::root().join("examples/acme");
+    let out = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["build", "-f"])
+        .arg(&examples)
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .expect("run edict build");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out_dir.path().join("acme/local/acme-shop/storefront-envoy/bundle.tar.gz").exists());
+    let test = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["test", "-f"])
+        .arg(&examples)
+        .output()
+        .expect("edict test");
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{stdout}");
+    assert!(stdout.trim_end().ends_with("6 passed, 0 failed"), "{stdout}");
+}
