@@ -363,6 +363,22 @@ impl Catalog {
                 ));
             }
         }
+        // A namespace claimed by several Tenants is a problem of each of them too.
+        let namespaces: BTreeSet<&str> =
+            self.systems.keys().chain(self.stacks.keys()).map(|k| k.namespace.as_str()).collect();
+        for ns in namespaces {
+            if let Err((Reason::AmbiguousTenant, owners)) = self.tenant_of(ns) {
+                for owner in &owners {
+                    let others: Vec<&str> = owners.iter().copied().filter(|o| o != owner).collect();
+                    let at = self.tenants.get(*owner).map(|t| t.origin.at()).unwrap_or_default();
+                    out.push(Problem::new(
+                        ObjectRef::tenant(owner),
+                        Reason::AmbiguousTenant,
+                        format!("{at}: namespace {ns} is also claimed by Tenant {}", others.join(", ")),
+                    ));
+                }
+            }
+        }
         for (key, p) in &self.policies {
             if let Err(problems) = &p.module {
                 out.extend(problems.iter().cloned());

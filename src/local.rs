@@ -258,13 +258,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 while let Ok(p) = rx.try_recv() {
                     changed.push(p);
                 }
-                let relevant = changed.iter().any(|p| !p.starts_with(&store_dir) && is_manifest(p));
-                let directory_event = changed.iter().any(|p| p.is_dir() && !p.starts_with(&store_dir));
-                if !relevant && !directory_event {
+                changed.retain(|p| !p.starts_with(&store_dir));
+                changed.sort();
+                changed.dedup();
+                let directory_event = changed.iter().any(|p| p.is_dir() || p.extension().is_none());
+                let files: Vec<PathBuf> =
+                    changed.into_iter().filter(|p| is_manifest(p) && !is_hidden(p, &dir)).collect();
+                if files.is_empty() && !directory_event {
                     continue;
                 }
                 let started = std::time::Instant::now();
-                let rebuilt = local.rescan()?;
+                // A directory created, moved or removed may hold many files: read them all again.
+                let rebuilt = if directory_event { local.rescan()? } else { local.reload(&files)? };
                 let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
                 if let Ok(mut s) = statuses.write() {
                     *s = local.statuses();
@@ -276,6 +281,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     server.abort();
     Ok(())
+}
+
+/// Whether a path is hidden below `dir` (or under a hidden directory), like editors' swap files.
+fn is_hidden(p: &Path, dir: &Path) -> bool {
+    p.strip_prefix(dir)
+        .map(|rel| rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')))
+        .unwrap_or(true)
 }
 
 fn is_manifest(p: &Path) -> bool {

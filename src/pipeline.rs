@@ -74,6 +74,7 @@ impl Checks {
         // Compilation depends on the modules only, so the data document is not part of the key.
         let result = rego::compile(&modules, &bundle.data(), ENTRYPOINT).map(|_| ());
         if let Ok(mut c) = self.compiled.lock() {
+            bound(&mut c);
             c.insert(key, result.clone());
         }
         result
@@ -90,9 +91,19 @@ impl Checks {
         }
         let result = rego::run_tests(modules, tests);
         if let Ok(mut c) = self.tested.lock() {
+            bound(&mut c);
             c.insert(key, result.clone());
         }
         result
+    }
+}
+
+/// Entries a cache may hold before it starts over, so a long `run --local` does not grow without end.
+const CACHE_LIMIT: usize = 50_000;
+
+fn bound<V>(cache: &mut HashMap<[u8; 32], V>) {
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
     }
 }
 

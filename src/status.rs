@@ -133,10 +133,14 @@ pub fn compute(
             },
         );
     }
+    let mut tests: BTreeMap<&ObjectKey, &crate::api::TestSummary> = BTreeMap::new();
+    for b in builds.values() {
+        tests.extend(b.tests.iter());
+    }
     for (key, p) in catalog.policies() {
         let generation = p.policy.metadata.generation;
         let mine = of(&ObjectRef::namespaced("Policy", key));
-        let tests = builds.values().find_map(|b| b.tests.get(key)).cloned();
+        let tests = tests.get(key).map(|t| (*t).clone());
         let conditions = conditions(&mine, "Compiled", "", generation);
         let package = p.module.as_ref().ok().map(|m| format!("data.{}", m.package.join(".")));
         out.policies.insert(
