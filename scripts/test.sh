@@ -14,3 +14,5 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
+echo "== OPA bundle checker self-test"
+"$EDICT_PYTHON" scripts/test_opa_bundle.py

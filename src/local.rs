@@ -60,6 +60,8 @@ pub struct Local {
     pub live: BTreeMap<ObjectKey, String>,
     /// Problems from publishing, by System.
     publish_problems: BTreeMap<ObjectKey, Problem>,
+    /// The statuses last reported, whose transition times carry over.
+    reported: Statuses,
 }
 
 impl Local {
@@ -73,6 +75,7 @@ impl Local {
             owners: BTreeMap::new(),
             live: BTreeMap::new(),
             publish_problems: BTreeMap::new(),
+            reported: Statuses::default(),
         };
         local.rescan()?;
         Ok(local)
@@ -186,11 +189,15 @@ impl Local {
         (written, unchanged)
     }
 
-    /// Every object's status now.
-    pub fn statuses(&self) -> Statuses {
+    /// Every object's status now; `lastTransitionTime` moves only on a real transition.
+    pub fn statuses(&mut self) -> Statuses {
         let mut problems = self.ws.problems();
         problems.extend(self.publish_problems.values().cloned());
-        status::compute(&self.ws.catalog, &self.ws.builds, &problems, &self.live)
+        let mut now = status::compute(&self.ws.catalog, &self.ws.builds, &problems, &self.live);
+        let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        status::carry_all(&self.reported, &mut now, &stamp);
+        self.reported = now.clone();
+        now
     }
 
     /// Every System's live bundle key.

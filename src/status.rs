@@ -69,6 +69,26 @@ pub fn carry_transitions(old: &[Condition], new: &mut [Condition], now: &str) {
     }
 }
 
+/// [`carry_transitions`] for every object present in both `old` and `new` (new objects get `now`).
+pub fn carry_all(old: &Statuses, new: &mut Statuses, now: &str) {
+    fn each<T>(
+        old: &BTreeMap<String, T>,
+        new: &mut BTreeMap<String, T>,
+        now: &str,
+        conditions: fn(&T) -> &Vec<Condition>,
+        conditions_mut: fn(&mut T) -> &mut Vec<Condition>,
+    ) {
+        for (key, status) in new.iter_mut() {
+            let before = old.get(key).map(|o| conditions(o).as_slice()).unwrap_or_default();
+            carry_transitions(before, conditions_mut(status), now);
+        }
+    }
+    each(&old.tenants, &mut new.tenants, now, |s| &s.conditions, |s| &mut s.conditions);
+    each(&old.stacks, &mut new.stacks, now, |s| &s.conditions, |s| &mut s.conditions);
+    each(&old.systems, &mut new.systems, now, |s| &s.conditions, |s| &mut s.conditions);
+    each(&old.policies, &mut new.policies, now, |s| &s.conditions, |s| &mut s.conditions);
+}
+
 /// Compute every object's status. `problems` holds every problem found (object checks and builds);
 /// `live` the revision each System is serving (which may be older than a failed build's).
 pub fn compute(
@@ -149,4 +169,31 @@ pub fn compute(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::{ObjectRef, Reason};
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let bad = Problem::new(ObjectRef::tenant("t"), Reason::InvalidSelector, "x");
+        let mut first = conditions(&[], "Valid", "", Some(1));
+        carry_transitions(&[], &mut first, "t1");
+        assert!(first.iter().all(|c| c.last_transition_time.as_deref() == Some("t1")));
+        let mut same = conditions(&[], "Valid", "", Some(2));
+        carry_transitions(&first, &mut same, "t2");
+        assert!(same.iter().all(|c| c.last_transition_time.as_deref() == Some("t1")), "{same:?}");
+        let mut broken = conditions(&[&bad], "Valid", "", Some(3));
+        carry_transitions(&same, &mut broken, "t3");
+        let time = |cs: &[Condition], t: &str| {
+            cs.iter().find(|c| c.type_ == t).and_then(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(time(&broken, READY).as_deref(), Some("t3"));
+        assert_eq!(time(&broken, STALLED).as_deref(), Some("t3"));
+        assert_eq!(time(&broken, RECONCILING).as_deref(), Some("t1"), "Reconciling stayed False");
+        assert_eq!(broken[0].reason, "InvalidSelector");
+        assert_eq!(broken[1].status, ConditionStatus::True);
+    }
 }
