@@ -8,11 +8,11 @@ cd "$root"
 scripts/setup.sh
 export EDICT_PYTHON="$root/.cache/venv/bin/python"
 
+echo "== OPA bundle checker self-test"
+"$EDICT_PYTHON" scripts/test_opa_bundle.py
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
-echo "== OPA bundle checker self-test"
-"$EDICT_PYTHON" scripts/test_opa_bundle.py
