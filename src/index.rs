@@ -847,11 +847,11 @@ mod tests {
 
     #[test]
     fn randomized_operations_match_naive_recomputation() {
-        for seed in 1..=12u64 {
+        for seed in 1..=8u64 {
             let mut rng = Rng(seed);
             let mut index = BindingIndex::new();
             let mut naive = Naive::default();
-            for op in 0..600 {
+            for op in 0..500 {
                 let context = format!("seed {seed} op {op}");
                 step(&mut rng, &mut index, &mut naive, &context);
                 assert_same(&index, &naive, &context);

@@ -245,14 +245,14 @@ mod tests {
     #[test]
     fn errors_name_field_key_and_index() {
         let e = Selector::parse(&terms(&[("env", &["prod", "prod-[a"])]));
-        let e = e.err().expect("invalid pattern is an error");
+        let e = e.expect_err("invalid pattern is an error");
         assert_eq!(e.field(), "spec.selector[\"env\"][1]");
         assert_eq!(
             e.to_string(),
             "spec.selector[\"env\"][1]: invalid glob \"prod-[a\" at column 6: unclosed character class"
         );
         let e = StackSelector::parse(&terms(&[("env", &["a"])]), &terms(&[("tier", &["[]"])]));
-        let e = e.err().expect("invalid exclude is an error");
+        let e = e.expect_err("invalid exclude is an error");
         assert_eq!(e.selector, SelectorField::Exclude);
         assert_eq!(e.field(), "spec.exclude[\"tier\"][0]");
         assert_eq!(e.source.position, 0);
