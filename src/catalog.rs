@@ -408,7 +408,8 @@ impl Catalog {
     }
 }
 
-fn tenancy_problem(
+/// The problem of an object whose namespace belongs to no Tenant, or to several.
+pub fn tenancy_problem(
     me: ObjectRef,
     reason: Reason,
     owners: &[&str],

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{TargetKind, TestSummary};
 use crate::bundle::{self, Bundle, BundleInput, PolicyModule, StackInput};
-use crate::catalog::{Catalog, PolicyEntry};
+use crate::catalog::{Catalog, PolicyEntry, tenancy_problem};
 use crate::index::ObjectKey;
 use crate::problem::{ObjectRef, Problem, Reason};
 use crate::rego;
@@ -135,17 +135,7 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
     let tenant = match catalog.tenant_of(&key.namespace) {
         Ok(t) => t.to_string(),
         Err((reason, owners)) => {
-            let message = if owners.is_empty() {
-                format!("{}: namespace {} belongs to no Tenant", entry.origin.at(), key.namespace)
-            } else {
-                format!(
-                    "{}: namespace {} is claimed by several Tenants: {}",
-                    entry.origin.at(),
-                    key.namespace,
-                    owners.join(", ")
-                )
-            };
-            out.problems.push(Problem::new(me, reason, message));
+            out.problems.push(tenancy_problem(me, reason, &owners, &entry.origin, &key.namespace));
             return out;
         }
     };

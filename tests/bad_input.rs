@@ -36,6 +36,17 @@ fn policy(name: &str, ns: &str, kind: &str, target: &str, rego: &str) -> String 
     )
 }
 
+/// A Stack policy whose Rego does not parse (rego line 4, `msg :=`).
+fn broken_policy() -> String {
+    policy(
+        "broken",
+        "acme-platform",
+        "Stack",
+        "base",
+        "package stacks.base\n\ndeny contains msg if {\n  msg := \n}\n",
+    )
+}
+
 /// Write documents to `dir/file` and load the directory.
 fn workspace(dir: &Path, docs: &[(&str, String)]) -> Workspace {
     for (file, text) in docs {
@@ -77,16 +88,7 @@ fn the_valid_base_builds() {
 fn invalid_rego_names_file_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut docs = base();
-    docs.push((
-        "p.yaml",
-        policy(
-            "broken",
-            "acme-platform",
-            "Stack",
-            "base",
-            "package stacks.base\n\ndeny contains msg if {\n  msg := \n}\n",
-        ),
-    ));
+    docs.push(("p.yaml", broken_policy()));
     let ws = workspace(dir.path(), &docs);
     let msgs = found(&ws, Reason::InvalidRego);
     // The document starts at line 1; the rego block's first line is line 7; `msg :=` is rego line 4.
@@ -248,16 +250,7 @@ fn duplicate_names_and_foreign_documents() {
 fn build_exits_non_zero_and_prints_the_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut docs = base();
-    docs.push((
-        "p.yaml",
-        policy(
-            "broken",
-            "acme-platform",
-            "Stack",
-            "base",
-            "package stacks.base\n\ndeny contains msg if {\n  msg := \n}\n",
-        ),
-    ));
+    docs.push(("p.yaml", broken_policy()));
     for (file, text) in &docs {
         std::fs::write(dir.path().join(file), text).expect("write");
     }
