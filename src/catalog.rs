@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::api::{Policy, Stack, System, TargetKind, Tenant};
-use crate::bundle::{PolicyModule, stack_id};
+use crate::bundle::{DECISION_RULES, PolicyModule, stack_id};
 use crate::glob::Glob;
 use crate::index::{BindingIndex, ObjectKey};
 use crate::manifest::{Located, Object, Origin};
@@ -507,6 +507,19 @@ pub fn analyse_policy(
                 ));
             }
         }
+    }
+    // The generated entrypoint iterates these rules as sets; anything else OPA refuses to load.
+    for rule in info.rules.iter().filter(|r| DECISION_RULES.contains(&r.name.as_str()) && !r.set) {
+        problems.push(Problem::new(
+            me.clone(),
+            Reason::InvalidRego,
+            format!(
+                "{}: rule {} must be a partial set rule: write `{} contains decision if {{ ... }}`",
+                origin.locate(false, rule.line, rule.col),
+                rule.name,
+                rule.name
+            ),
+        ));
     }
     let is_log = info.package.ends_with(&["system".to_string(), "log".to_string()]);
     for mask in info.masks.iter().filter(|_| is_log) {

@@ -71,6 +71,8 @@ pub struct RuleSite {
     pub line: usize,
     /// 1-based column.
     pub col: usize,
+    /// Whether the rule is a plain partial set rule (`name contains x if ...`).
+    pub set: bool,
 }
 
 /// A string literal contributed to a `mask` rule, and where it is written.
@@ -119,11 +121,13 @@ pub fn parse_module(label: &str, text: &str) -> Result<ModuleInfo, RegoError> {
 }
 
 fn collect_rule(rule: &Rule, info: &mut ModuleInfo) {
-    let (refr, key) = match rule {
+    let (refr, key, set) = match rule {
         Rule::Spec { head: RuleHead::Compr { refr, .. }, .. }
-        | Rule::Spec { head: RuleHead::Func { refr, .. }, .. } => (refr, None),
-        Rule::Spec { head: RuleHead::Set { refr, key, .. }, .. } => (refr, key.as_ref()),
-        Rule::Default { refr, .. } => (refr, None),
+        | Rule::Spec { head: RuleHead::Func { refr, .. }, .. } => (refr, None, false),
+        Rule::Spec { head: RuleHead::Set { refr, key, .. }, .. } => {
+            (refr, key.as_ref(), matches!(refr.as_ref(), Expr::Var { .. }))
+        }
+        Rule::Default { refr, .. } => (refr, None, false),
     };
     let Some(name) = base_name(refr) else { return };
     let span = rule.span();
@@ -132,7 +136,7 @@ fn collect_rule(rule: &Rule, info: &mut ModuleInfo) {
     {
         info.masks.push(pointer);
     }
-    info.rules.push(RuleSite { name, line: span.line as usize, col: span.col as usize });
+    info.rules.push(RuleSite { name, line: span.line as usize, col: span.col as usize, set });
 }
 
 fn base_name(expr: &Expr) -> Option<String> {

@@ -296,3 +296,32 @@ fn the_examples_build_test_and_write_bundles() {
     assert!(test.status.success(), "{stdout}");
     assert!(stdout.trim_end().ends_with("6 passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn decision_rules_must_be_partial_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push((
+        "b.yaml",
+        policy(
+            "boolean",
+            "acme-team",
+            "System",
+            "api",
+            "package checks\n\ndeny if input.workers > 100\n\nenforce.x contains 1 if true\n",
+        ),
+    ));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::InvalidRego);
+    let file = dir.path().join("b.yaml").display().to_string();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains(&format!("{file}:9:5: rule deny must be a partial set rule"))),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains(&format!("{file}:11:5: rule enforce must be a partial set rule"))),
+        "{msgs:?}"
+    );
+    assert!(!api_built(&ws));
+}

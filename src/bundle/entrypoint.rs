@@ -8,12 +8,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::{BundleInput, PolicyModule};
+use super::{BundleInput, DECISION_RULES, PolicyModule};
 use crate::api::{Enforcement, SystemType};
 use crate::rego::rego_ref;
-
-/// The rule kinds collected from every policy package.
-const RULES: [&str; 3] = ["enforce", "deny", "monitor"];
 
 /// A source of decisions: one Stack or the System itself.
 struct Source<'a> {
@@ -50,7 +47,7 @@ pub fn module(input: &BundleInput) -> String {
         let packages: BTreeSet<&Vec<String>> =
             source.policies.iter().filter(|p| !p.is_log()).map(|p| &p.package).collect();
         for package in packages {
-            for rule in RULES {
+            for rule in DECISION_RULES {
                 let _ = writeln!(
                     out,
                     "_decisions contains d if {{\n\tsome v in data.{}.{rule}\n\td := _decision({}, {}, {}, {}, v)\n}}\n",

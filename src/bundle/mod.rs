@@ -18,6 +18,9 @@ use crate::index::ObjectKey;
 
 pub use archive::{read_archive, write_archive};
 
+/// The rules the generated entrypoint collects decisions from, in every policy package.
+pub const DECISION_RULES: [&str; 3] = ["enforce", "deny", "monitor"];
+
 /// The version of edict that built a bundle (recorded in the manifest).
 pub const EDICT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
