@@ -8,11 +8,18 @@ cd "$root"
 scripts/setup.sh
 export EDICT_PYTHON="$root/.cache/venv/bin/python"
 
+# The AWS wire-protocol servers the storage tests talk to (moto: S3, DynamoDB, KMS, STS, IAM;
+# SeaweedFS: a real S3-compatible store), on loopback, stopped whatever happens.
+trap 'scripts/servers.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(scripts/servers.sh start)"
+echo "== test servers: moto at $EDICT_MOTO_ENDPOINT, SeaweedFS at $EDICT_SEAWEED_ENDPOINT"
+"$EDICT_PYTHON" scripts/test_servers.py
+
 echo "== OPA bundle checker self-test"
 "$EDICT_PYTHON" scripts/test_opa_bundle.py
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --features aws -- -D warnings
 echo "== cargo test"
-cargo test --locked
+cargo test --locked --features aws

@@ -5,12 +5,16 @@
 //! live here with no Kubernetes or AWS in them.
 
 pub mod api;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod bundle;
 pub mod catalog;
 pub mod crds;
 pub mod explain;
 pub mod glob;
 pub mod index;
+#[cfg(feature = "aws")]
+pub mod keys;
 pub mod local;
 pub mod manifest;
 pub mod pipeline;
@@ -19,6 +23,8 @@ pub mod publish;
 pub mod rego;
 pub mod selector;
 pub mod server;
+#[cfg(feature = "aws")]
+pub mod signing;
 pub mod status;
 pub mod store;
 pub mod workspace;

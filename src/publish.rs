@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::bundle::{Bundle, BundleInput};
-use crate::store::{ObjectStore, StoreError, content_etag};
+use crate::store::{ObjectStore, Precondition, StoreError, content_digest};
 
 /// What a publish did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub enum Published {
 #[derive(Debug)]
 pub struct Publisher {
     store: Arc<dyn ObjectStore>,
+    /// Live key → sha256 of the live bytes.
     live: Mutex<HashMap<String, String>>,
 }
 
@@ -40,26 +41,30 @@ impl Publisher {
     pub async fn publish(&self, input: &BundleInput, bundle: &Bundle) -> Result<Published, StoreError> {
         let live_key = input.live_key();
         let bytes = bundle.archive();
-        let etag = content_etag(&bytes);
+        let digest = content_digest(&bytes);
         let known = self.live.lock().ok().and_then(|l| l.get(&live_key).cloned());
         let current = match known {
-            Some(tag) => Some(tag),
-            None => self.store.head(&live_key).await?.map(|m| m.etag),
+            Some(d) => Some(d),
+            None => self.store.head(&live_key).await?.and_then(|m| m.sha256),
         };
-        if current.as_deref() == Some(etag.as_str()) {
-            self.remember(&live_key, etag);
+        if current.as_deref() == Some(digest.as_str()) {
+            self.remember(&live_key, digest);
             return Ok(Published::Unchanged);
         }
         let revision_key = format!("{}/revisions/{}.tar.gz", input.prefix(), bundle.revision());
-        self.store.put(&revision_key, &bytes).await?;
-        self.store.put(&live_key, &bytes).await?;
-        self.remember(&live_key, etag);
+        // Revisions are immutable: one that exists already holds these very bytes.
+        match self.store.put(&revision_key, &bytes, Precondition::IfAbsent).await {
+            Ok(_) | Err(StoreError::PreconditionFailed { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.store.put(&live_key, &bytes, Precondition::None).await?;
+        self.remember(&live_key, digest);
         Ok(Published::Written)
     }
 
-    fn remember(&self, key: &str, etag: String) {
+    fn remember(&self, key: &str, digest: String) {
         if let Ok(mut l) = self.live.lock() {
-            l.insert(key.to_string(), etag);
+            l.insert(key.to_string(), digest);
         }
     }
 }

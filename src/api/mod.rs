@@ -15,7 +15,9 @@ pub use conditions::{Condition, ConditionStatus};
 pub use policy::{Policy, PolicySpec, PolicyStatus, PolicyTarget, TargetKind, TestSummary};
 pub use stack::{Stack, StackSpec, StackStatus};
 pub use system::{System, SystemSpec, SystemStatus};
-pub use tenant::{Retention, Tenant, TenantSpec, TenantStatus};
+pub use tenant::{
+    DynamoDbStorage, KmsStorage, Retention, S3Storage, Storage, Tenant, TenantSpec, TenantStatus,
+};
 
 /// The API group of every edict kind.
 pub const GROUP: &str = "edict.dev";

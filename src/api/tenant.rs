@@ -34,6 +34,76 @@ pub struct TenantSpec {
     /// How much bundle history to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Where the tenant's bundles, index and keys live. Absent: the embedded default
+    /// (a directory store), as with `edict run --local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+}
+
+/// The tenant's AWS storage. Credentials come from the standard AWS provider chain
+/// (environment, profile, web identity / IRSA); edict stores no AWS secrets.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// The AWS region of the bucket, table and keys (e.g. `eu-west-1`).
+    #[schemars(length(min = 1))]
+    pub region: String,
+    /// The S3 bundle registry.
+    pub s3: S3Storage,
+    /// The DynamoDB index.
+    pub dynamodb: DynamoDbStorage,
+    /// The KMS keys: the master key wrapping the tenant's data key (and used for SSE-KMS),
+    /// and the optional signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsStorage>,
+}
+
+/// Where bundles are published.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Storage {
+    /// The bucket.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// A key prefix under which everything of the tenant lives (may be empty).
+    #[serde(default)]
+    pub prefix: String,
+    /// An endpoint override for S3-compatible stores (`http://127.0.0.1:9000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Address buckets by path (`endpoint/bucket/key`) instead of virtual host; most S3-compatible stores need it.
+    #[serde(default)]
+    pub force_path_style: bool,
+}
+
+/// The tenant's index table.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamoDbStorage {
+    /// The table (single-table design: PK, SK, GSI1PK/GSI1SK, TTL).
+    #[schemars(length(min = 3, max = 255))]
+    pub table: String,
+    /// An endpoint override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Create the table (with its GSI and TTL) when it does not exist.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// The tenant's keys in KMS.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KmsStorage {
+    /// The symmetric master key (id, ARN or alias) that wraps the tenant's data key and encrypts objects (SSE-KMS).
+    #[schemars(length(min = 1))]
+    pub key_id: String,
+    /// An asymmetric ECC_NIST_P256 key that signs bundles (ES256). Absent: bundles are not signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
+    /// An endpoint override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// History kept per System.

@@ -7,6 +7,7 @@
 mod archive;
 mod entrypoint;
 pub mod masks;
+pub mod signing;
 
 use std::collections::BTreeMap;
 
@@ -176,9 +177,13 @@ impl Bundle {
     }
 }
 
-/// Canonical JSON: sorted keys (serde_json's map is a BTreeMap here), no whitespace.
+/// Canonical JSON: sorted keys (serde_json's map is a BTreeMap here), no whitespace, and
+/// strings escaped as Go escapes them (U+2028 and U+2029 too), so that these bytes are what
+/// OPA hashes when it verifies a signed bundle's JSON files.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+    let text = serde_json::to_string(value).unwrap_or_default();
+    // Both characters can only occur inside JSON strings, where Go writes them escaped.
+    text.replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029").into_bytes()
 }
 
 /// Build the bundle for one System. Pure: no I/O, no clock.
@@ -280,6 +285,12 @@ mod tests {
 
     fn seg(p: &str) -> Vec<String> {
         p.split('/').map(String::from).collect()
+    }
+
+    #[test]
+    fn canonical_json_escapes_like_go() {
+        let v = serde_json::json!({"b": "line\u{2028}sep\u{2029}", "a": [1, "<&>"]});
+        assert_eq!(canonical_json(&v), br#"{"a":[1,"<&>"],"b":"line\u2028sep\u2029"}"#.to_vec());
     }
 
     #[test]

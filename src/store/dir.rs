@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{ObjectMeta, ObjectStore, StoreError, StoredObject, content_etag};
+use super::{ObjectMeta, ObjectStore, Precondition, StoreError, StoredObject, content_digest};
 
 /// Objects as files under `root`.
 #[derive(Clone, Debug)]
@@ -33,16 +33,40 @@ impl DirStore {
         Ok(self.root.join(rel))
     }
 
-    /// Synchronous put (the async trait method delegates here).
-    pub fn put_blocking(&self, key: &str, bytes: &[u8]) -> Result<ObjectMeta, StoreError> {
+    /// Synchronous put (the async trait method delegates here). `IfAbsent` is atomic (a hard
+    /// link that fails when the name exists); `IfMatch` compares then renames, which is enough for
+    /// one process (the directory store has no concurrent writers).
+    pub fn put_blocking(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        precondition: Precondition,
+    ) -> Result<ObjectMeta, StoreError> {
         let path = self.path(key)?;
         let io = |source| StoreError::Io { op: "put", key: key.to_string(), source };
+        let failed = || StoreError::PreconditionFailed { op: "put", key: key.to_string() };
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        let mut tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir).map_err(io)?;
         std::io::Write::write_all(&mut tmp, bytes).map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(ObjectMeta { etag: content_etag(bytes), size: bytes.len() as u64 })
+        match precondition {
+            Precondition::IfAbsent => {
+                tmp.persist_noclobber(&path).map_err(|e| {
+                    if e.error.kind() == std::io::ErrorKind::AlreadyExists { failed() } else { io(e.error) }
+                })?;
+            }
+            Precondition::IfMatch(tag) => {
+                if self.get_blocking(key)?.map(|o| o.meta.etag) != Some(tag) {
+                    return Err(failed());
+                }
+                tmp.persist(&path).map_err(|e| io(e.error))?;
+            }
+            Precondition::None => {
+                tmp.persist(&path).map_err(|e| io(e.error))?;
+            }
+        }
+        let etag = content_digest(bytes);
+        Ok(ObjectMeta { sha256: Some(etag.clone()), etag, size: bytes.len() as u64 })
     }
 
     /// Synchronous get.
@@ -50,7 +74,8 @@ impl DirStore {
         let path = self.path(key)?;
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let meta = ObjectMeta { etag: content_etag(&bytes), size: bytes.len() as u64 };
+                let etag = content_digest(&bytes);
+                let meta = ObjectMeta { sha256: Some(etag.clone()), etag, size: bytes.len() as u64 };
                 Ok(Some(StoredObject { bytes, meta }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -61,8 +86,13 @@ impl DirStore {
 
 #[async_trait]
 impl ObjectStore for DirStore {
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<ObjectMeta, StoreError> {
-        self.put_blocking(key, bytes)
+    async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        precondition: Precondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.put_blocking(key, bytes, precondition)
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
@@ -116,10 +146,14 @@ mod tests {
     async fn put_get_list_delete() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = DirStore::new(dir.path());
-        let meta = store.put("a/b/c.tar.gz", b"one").await.expect("put");
-        assert_eq!(meta.etag, content_etag(b"one"));
+        let meta = store.put("a/b/c.tar.gz", b"one", Precondition::IfAbsent).await.expect("put");
+        assert_eq!(meta.etag, content_digest(b"one"));
         assert_eq!(store.get("a/b/c.tar.gz").await.expect("get").expect("present").bytes, b"one");
-        store.put("a/b/c.tar.gz", b"two").await.expect("overwrite");
+        let again = store.put("a/b/c.tar.gz", b"two", Precondition::IfAbsent).await;
+        assert!(matches!(again, Err(StoreError::PreconditionFailed { .. })), "{again:?}");
+        let stale = store.put("a/b/c.tar.gz", b"two", Precondition::IfMatch(content_digest(b"zero"))).await;
+        assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })), "{stale:?}");
+        store.put("a/b/c.tar.gz", b"two", Precondition::IfMatch(meta.etag)).await.expect("overwrite");
         assert_eq!(store.head("a/b/c.tar.gz").await.expect("head").expect("present").size, 3);
         assert_eq!(store.list("a/").await.expect("list"), vec!["a/b/c.tar.gz"]);
         store.delete("a/b/c.tar.gz").await.expect("delete");
@@ -130,7 +164,10 @@ mod tests {
     async fn keys_cannot_escape_the_root() {
         let store = DirStore::new("/tmp/nowhere");
         for key in ["../x", "/etc/passwd", "a/../../b", ""] {
-            assert!(matches!(store.put(key, b"x").await, Err(StoreError::InvalidKey(_))), "{key}");
+            assert!(
+                matches!(store.put(key, b"x", Precondition::None).await, Err(StoreError::InvalidKey(_))),
+                "{key}"
+            );
         }
     }
 }

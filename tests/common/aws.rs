@@ -1,0 +1,75 @@
+//! Clients for the test servers that `scripts/servers.sh` starts (moto, SeaweedFS).
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::{Credentials, retry::RetryConfig, timeout::TimeoutConfig};
+
+/// An endpoint from the environment, or a failure that says how to get one.
+pub fn endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run `scripts/test.sh`, or `eval \"$(scripts/servers.sh start)\"` before `cargo test --features aws`")
+    })
+}
+
+/// moto's endpoint.
+pub fn moto() -> String {
+    endpoint("EDICT_MOTO_ENDPOINT")
+}
+
+/// SeaweedFS's S3 endpoint and its credentials.
+pub fn seaweed() -> (String, String, String) {
+    (
+        endpoint("EDICT_SEAWEED_ENDPOINT"),
+        endpoint("EDICT_SEAWEED_ACCESS_KEY"),
+        endpoint("EDICT_SEAWEED_SECRET_KEY"),
+    )
+}
+
+/// Shared SDK settings: static credentials, us-east-1, short timeouts and two attempts, so
+/// that a test of an unreachable endpoint is quick.
+pub fn sdk_config(endpoint: &str, access: &str, secret: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(Credentials::new(
+            access,
+            secret,
+            None,
+            None,
+            "edict-tests",
+        )))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(20))
+                .build(),
+        )
+        .build()
+}
+
+/// An S3 client (path-style) for an endpoint.
+pub fn s3(endpoint: &str, access: &str, secret: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk_config(endpoint, access, secret))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A KMS client for moto.
+pub fn kms() -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(&sdk_config(&moto(), "testing", "testing"))
+}
+
+/// A unique lowercase name for buckets, tables and keys, so tests can share one server.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}
