@@ -246,7 +246,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Reading a file is an event too (inotify's OPEN/CLOSE_NOWRITE): ignoring those keeps
+        // edict's own reads from triggering another round.
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
             for path in event.paths {
                 let _ = tx.send(path);
             }

@@ -5,7 +5,7 @@
 //! 1 stack deny max, 2 stack allow max, 3 stack deny, 4 stack allow,
 //! 5 system deny max, 6 system allow max, 7 system deny, 8 system allow, 9 default decision.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::{BundleInput, DECISION_RULES, PolicyModule};
@@ -44,10 +44,15 @@ pub fn module(input: &BundleInput) -> String {
     let mut out = String::from(HEADER);
     let _ = writeln!(out, "_default_allowed := {}\n", input.default_decision.allowed());
     for source in &sources {
-        let packages: BTreeSet<&Vec<String>> =
-            source.policies.iter().filter(|p| !p.is_log()).map(|p| &p.package).collect();
-        for package in packages {
-            for rule in DECISION_RULES {
+        // Each package's decision rules, as far as its modules' text can name them: a rule no
+        // module mentions cannot be defined, and skipping it keeps the entrypoint small.
+        let mut packages: BTreeMap<&Vec<String>, BTreeSet<&str>> = BTreeMap::new();
+        for p in source.policies.iter().filter(|p| !p.is_log()) {
+            let rules = packages.entry(&p.package).or_default();
+            rules.extend(DECISION_RULES.iter().filter(|r| mentions(&p.rego, r)));
+        }
+        for (package, rules) in packages {
+            for rule in rules {
                 let _ = writeln!(
                     out,
                     "_decisions contains d if {{\n\tsome v in data.{}.{rule}\n\td := _decision({}, {}, {}, {}, v)\n}}\n",
@@ -67,6 +72,16 @@ pub fn module(input: &BundleInput) -> String {
         SystemType::Custom => CUSTOM,
     });
     out
+}
+
+/// Whether `text` contains `word` as a whole identifier (not inside a longer one).
+fn mentions(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !ident(c));
+        let after = text[i + word.len()..].chars().next().is_none_or(|c| !ident(c));
+        before && after
+    })
 }
 
 fn json(s: &str) -> String {
@@ -232,3 +247,17 @@ else := _summary
 const CUSTOM: &str = r#"# For custom systems the answer is the outcome itself.
 main := outcome
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn mentions_whole_identifiers_only() {
+        assert!(mentions("deny contains x if true", "deny"));
+        assert!(mentions("x := 1\n  deny[msg] {", "deny"));
+        assert!(!mentions("denylist := {}", "deny"));
+        assert!(!mentions("my_deny := 1", "deny"));
+        assert!(mentions("monitor", "monitor"));
+    }
+}

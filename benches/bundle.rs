@@ -1,0 +1,755 @@
+//! Bundle build, compile check and entrypoint evaluation for a reference System.
+//!
+//! The reference System: 20 Policies of its own and 5 bound Stacks with 3 Policies each
+//! (one Stack also has a decision-log mask module), every Policy a realistic 20–40 line
+//! Kubernetes admission module with `deny`, `enforce` and `monitor` rules.
+//!
+//! Measures (criterion, then a summary against the targets):
+//! - `bundle::build` + `Bundle::archive()` on one thread (target ≥ 2,000 bundles/s);
+//! - `rego::compile` of that bundle, the pipeline's compile check (target ≤ 5 ms);
+//! - `Compiled::eval("data.main.outcome", input)` p50/p99 (target p50 ≤ 20 µs), and the same
+//!   evaluation on a prepared regorus engine without the per-call engine clone;
+//! - OPA (Go, through the Python binding `scripts/setup.sh` installs) on the same bundle and
+//!   input, when `.cache/venv` exists.
+//!
+//! `cargo bench --bench bundle` (add `-- --quick` for a faster, rougher run). Run without
+//! `--bench` (as `cargo test --benches` does) it is a quick smoke test.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use edict::api::{DefaultDecision, Enforcement, SystemType};
+use edict::bundle::{self, Bundle, BundleInput, PolicyModule, StackInput};
+use edict::index::ObjectKey;
+
+/// Kubernetes admission policies for a System's own packages (`{pkg}`, `{tag}`, `{n}` filled in).
+const SYSTEM_TEMPLATES: [&str; 4] = [
+    r#"package {pkg}
+
+# Containers must not run privileged or add dangerous capabilities.
+dangerous_caps := {"SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE"}
+
+containers contains c if {
+	input.request.kind.kind == "Pod"
+	some c in input.request.object.spec.containers
+}
+
+containers contains c if {
+	input.request.kind.kind == "Pod"
+	some c in input.request.object.spec.initContainers
+}
+
+deny contains msg if {
+	some c in containers
+	c.securityContext.privileged == true
+	msg := sprintf("{tag}: container %q must not be privileged", [c.name])
+}
+
+deny contains msg if {
+	some c in containers
+	some cap in c.securityContext.capabilities.add
+	cap in dangerous_caps
+	msg := sprintf("{tag}: container %q adds capability %s", [c.name, cap])
+}
+
+monitor contains msg if {
+	some c in containers
+	not c.securityContext.runAsNonRoot
+	msg := sprintf("{tag}: container %q may run as root", [c.name])
+}
+"#,
+    r#"package {pkg}
+
+# Images come from the company's registries and are pinned.
+allowed_registries := ["registry.acme.example/", "ghcr.io/acme/", "mirror-{n}.acme.example/"]
+
+trusted(image) if {
+	some prefix in allowed_registries
+	startswith(image, prefix)
+}
+
+images contains img if {
+	input.request.kind.kind in {"Pod", "Deployment"}
+	some c in object.get(input.request.object.spec, "containers", [])
+	img := c.image
+}
+
+deny contains msg if {
+	some img in images
+	not trusted(img)
+	msg := sprintf("{tag}: image %q is not from a trusted registry", [img])
+}
+
+deny contains msg if {
+	some img in images
+	endswith(img, ":latest")
+	msg := sprintf("{tag}: image %q uses the latest tag", [img])
+}
+
+enforce contains {"allowed": true, "message": "{tag}: replica sets in system namespaces"} if {
+	input.request.namespace in {"kube-system", "kube-public"}
+	input.request.userInfo.username == "system:serviceaccount:kube-system:replicaset-controller"
+}
+"#,
+    r#"package {pkg}
+
+# Workloads carry the labels cost reports and on-call routing need.
+required_labels := {"app", "team", "cost-center-{n}"}
+
+labels := object.get(input.request.object.metadata, "labels", {})
+
+missing contains l if {
+	some l in required_labels
+	not labels[l]
+}
+
+deny contains msg if {
+	input.request.operation in {"CREATE", "UPDATE"}
+	input.request.kind.kind in {"Deployment", "StatefulSet", "DaemonSet"}
+	count(missing) > 0
+	msg := sprintf("{tag}: %s %q lacks labels %v", [input.request.kind.kind, input.request.object.metadata.name, sort(missing)])
+}
+
+monitor contains msg if {
+	input.request.kind.kind == "Namespace"
+	not labels.owner
+	msg := sprintf("{tag}: namespace %q has no owner label", [input.request.object.metadata.name])
+}
+
+monitor contains msg if {
+	input.request.kind.kind == "Pod"
+	count(missing) > 1
+	msg := sprintf("{tag}: pod %q lacks %d labels", [input.request.object.metadata.name, count(missing)])
+}
+"#,
+    r#"package {pkg}
+
+# Every container has a CPU limit, and no more than the System allows.
+max_cpu_millis := {limit}
+
+cpu_millis(q) := to_number(trim_suffix(q, "m")) if endswith(q, "m")
+else := to_number(q) * 1000
+
+deny contains msg if {
+	input.request.kind.kind == "Pod"
+	some c in input.request.object.spec.containers
+	not c.resources.limits.cpu
+	msg := sprintf("{tag}: container %q has no cpu limit", [c.name])
+}
+
+deny contains msg if {
+	input.request.kind.kind == "Pod"
+	some c in input.request.object.spec.containers
+	cpu_millis(c.resources.limits.cpu) > max_cpu_millis
+	msg := sprintf("{tag}: container %q asks for more than %dm cpu", [c.name, max_cpu_millis])
+}
+
+enforce contains {"allowed": true, "message": msg} if {
+	input.request.userInfo.username in {"ci-bot-{n}", "release-bot"}
+	input.request.kind.kind == "ConfigMap"
+	msg := sprintf("{tag}: %s may change config maps", [input.request.userInfo.username])
+}
+"#,
+];
+
+/// Platform-team policies for Stack packages.
+const STACK_TEMPLATES: [&str; 3] = [
+    r#"package {pkg}
+
+# Superusers may always act; anonymous users never.
+superuser_groups := {"system:masters", "acme:oncall-{n}"}
+
+break_glass if {
+	some v in object.get(input.request.userInfo, ["extra", "acme.example/break-glass"], [])
+	v == "true"
+}
+
+enforce contains {"allowed": true, "priority": "maximum", "message": msg} if {
+	some group in input.request.userInfo.groups
+	group in superuser_groups
+	msg := sprintf("{tag}: superuser %s (group %s)", [input.request.userInfo.username, group])
+}
+
+enforce contains {"allowed": true, "priority": "maximum", "message": "{tag}: break glass"} if break_glass
+
+enforce contains {"allowed": false, "priority": "maximum", "message": msg} if {
+	input.request.userInfo.username in {"system:anonymous", "system:unauthenticated"}
+	msg := sprintf("{tag}: anonymous %s is never allowed", [input.request.operation])
+}
+"#,
+    r#"package {pkg}
+
+# Pods stay off the host's namespaces and file system.
+pod_spec := input.request.object.spec if input.request.kind.kind == "Pod"
+
+deny contains msg if {
+	pod_spec.hostNetwork == true
+	msg := sprintf("{tag}: pod %q must not use the host network", [input.request.object.metadata.name])
+}
+
+deny contains "{tag}: the host PID namespace is not allowed" if pod_spec.hostPID == true
+
+deny contains msg if {
+	some v in pod_spec.volumes
+	v.hostPath
+	not startswith(v.hostPath.path, "/var/log")
+	msg := sprintf("{tag}: volume %q mounts host path %s", [v.name, v.hostPath.path])
+}
+
+monitor contains msg if {
+	some c in pod_spec.containers
+	some p in c.ports
+	p.hostPort
+	msg := sprintf("{tag}: container %q binds host port %d", [c.name, p.hostPort])
+}
+"#,
+    r#"package {pkg}
+
+# Ingresses use company domains with TLS; public load balancers are declared.
+allowed_domains := [".acme.example", ".acme-{n}.internal"]
+
+host_ok(host) if {
+	some d in allowed_domains
+	endswith(host, d)
+}
+
+deny contains msg if {
+	input.request.kind.kind == "Ingress"
+	some rule in input.request.object.spec.rules
+	not host_ok(rule.host)
+	msg := sprintf("{tag}: ingress host %q is outside the allowed domains", [rule.host])
+}
+
+deny contains msg if {
+	input.request.kind.kind == "Ingress"
+	not input.request.object.spec.tls
+	msg := sprintf("{tag}: ingress %q has no TLS", [input.request.object.metadata.name])
+}
+
+enforce contains {"allowed": false, "message": "{tag}: public load balancers need an acme.example/public annotation"} if {
+	input.request.kind.kind == "Service"
+	input.request.object.spec.type == "LoadBalancer"
+	not input.request.object.metadata.annotations["acme.example/public"]
+}
+"#,
+];
+
+const MASK_TEMPLATE: &str = r#"package {pkg}
+
+# Keep Secret payloads and tokens out of decision logs.
+mask contains "/input/request/object/stringData" if input.input.request.kind.kind == "Secret"
+
+mask contains "/input/request/oldObject/stringData" if input.input.request.kind.kind == "Secret"
+
+mask contains {"op": "upsert", "path": "/input/request/userInfo/extra", "value": "redacted"} if {
+	input.input.request.userInfo.extra
+}
+"#;
+
+fn fill(template: &str, package: &[String], tag: &str, n: usize) -> String {
+    template
+        .replace("{pkg}", &package.join("."))
+        .replace("{tag}", tag)
+        .replace("{n}", &n.to_string())
+        .replace("{limit}", &(1000 + 250 * (n % 8)).to_string())
+}
+
+fn module(name: &str, package: &str, template: &str, n: usize) -> PolicyModule {
+    let package: Vec<String> = package.split('.').map(String::from).collect();
+    PolicyModule { name: name.to_string(), rego: fill(template, &package, name, n), package }
+}
+
+/// The reference System: 20 own Policies, 5 Stacks × 3 Policies (+ one mask module).
+fn reference_input() -> BundleInput {
+    let policies: Vec<PolicyModule> = (0..20)
+        .map(|i| {
+            let name = format!("rule-{i:02}");
+            module(&name, &format!("admission.p{i:02}"), SYSTEM_TEMPLATES[i % SYSTEM_TEMPLATES.len()], i)
+        })
+        .collect();
+    let stacks: Vec<StackInput> = (0..5)
+        .map(|s| {
+            let key = ObjectKey::new("acme-platform", format!("baseline-{s}"));
+            let id = bundle::stack_id(&key.name);
+            let mut policies: Vec<PolicyModule> = (0..3)
+                .map(|j| {
+                    let name = format!("guard-{s}-{j}");
+                    module(&name, &format!("stacks.{id}.g{j}"), STACK_TEMPLATES[j], s * 10 + j)
+                })
+                .collect();
+            if s == 0 {
+                policies.push(module("masks", &format!("stacks.{id}.system.log"), MASK_TEMPLATE, 0));
+            }
+            policies.sort_by(|a, b| a.name.cmp(&b.name));
+            StackInput {
+                key,
+                generation: Some(3),
+                enforcement: Enforcement::Enforce,
+                default_masks: true,
+                policies,
+            }
+        })
+        .collect();
+    BundleInput {
+        tenant: "acme".into(),
+        cluster: "bench".into(),
+        system: ObjectKey::new("acme-payments", "payments-cluster"),
+        system_type: SystemType::Kubernetes,
+        enforcement: Enforcement::Enforce,
+        default_decision: DefaultDecision::Allow,
+        labels: [("env", "prod"), ("team", "payments"), ("tier", "backend")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        features: serde_json::json!({"proxies": {"allowed": ["envoyproxy/envoy"]}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        options: Default::default(),
+        policies,
+        stacks,
+    }
+}
+
+/// The smallest realistic System: one Policy of its own, one Stack with one Policy.
+fn small_input() -> BundleInput {
+    let mut input = reference_input();
+    input.policies.truncate(1);
+    input.stacks.truncate(1);
+    input.stacks[0].policies.retain(|p| p.name == "guard-0-0");
+    input.system = ObjectKey::new("acme-payments", "small");
+    input
+}
+
+/// A Pod admission request that several system rules deny (and no stack rule decides).
+fn violating_pod() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "7f3e-bench",
+            "operation": "CREATE",
+            "namespace": "payments",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "userInfo": {"username": "dev@acme.example", "groups": ["acme:developers", "system:authenticated"]},
+            "object": {
+                "metadata": {"name": "web-5d8f", "labels": {"app": "web", "team": "payments"}},
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": "registry.acme.example/web:1.4",
+                         "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+                         "securityContext": {"runAsNonRoot": true},
+                         "ports": [{"containerPort": 8080}]},
+                        {"name": "proxy", "image": "nginx:latest",
+                         "securityContext": {"privileged": true, "capabilities": {"add": ["NET_ADMIN"]}},
+                         "ports": [{"containerPort": 443, "hostPort": 443}]}
+                    ],
+                    "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/web"}}]
+                }
+            }
+        }
+    })
+}
+
+/// The common case: a request no rule objects to (a ConfigMap update by a developer).
+fn benign_request() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "91ac-bench",
+            "operation": "UPDATE",
+            "namespace": "payments",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "userInfo": {"username": "dev@acme.example", "groups": ["acme:developers", "system:authenticated"]},
+            "object": {
+                "metadata": {"name": "web-config", "labels": {"app": "web", "team": "payments"}},
+                "data": {"LOG_LEVEL": "info", "FEATURE_X": "on"}
+            }
+        }
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Time `f` one call at a time, up to `max` calls or `budget` of wall time (at least 50 calls);
+/// sorted per-call durations in µs.
+fn sample_us(max: usize, budget: Duration, mut f: impl FnMut()) -> Vec<f64> {
+    let start = Instant::now();
+    let mut out = Vec::with_capacity(max);
+    while out.len() < max && (out.len() < 50 || start.elapsed() < budget) {
+        let t = Instant::now();
+        f();
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
+}
+
+fn to_regorus(v: &serde_json::Value) -> regorus::Value {
+    regorus::Value::from_json_str(&v.to_string()).expect("input converts")
+}
+
+/// A regorus engine loaded and prepared once; each evaluation only sets the input.
+fn prepared_engine(bundle: &Bundle) -> regorus::Engine {
+    let mut engine = regorus::Engine::new();
+    for (label, text) in bundle.modules() {
+        engine.add_policy(label, text).expect("module parses");
+    }
+    engine.add_data(to_regorus(&bundle.data())).expect("data loads");
+    let entry: regorus::Rc<str> = "data.main.main".into();
+    engine.compile_with_entrypoint(&entry).expect("compiles");
+    engine
+}
+
+struct OpaFigures {
+    p50_us: f64,
+    p99_us: f64,
+    overhead_p50_us: f64,
+    outcome: serde_json::Value,
+    evals: usize,
+}
+
+/// Time OPA (Go) on a bundle and input through the Python binding, if installed.
+fn opa_time(bundle_path: &Path, input: &serde_json::Value, evals: usize) -> Result<OpaFigures, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".cache/venv/bin/python");
+    if !python.exists() {
+        return Err("no .cache/venv (run scripts/setup.sh)".into());
+    }
+    let script = r#"
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import opa_bundle
+bundle_path, n = sys.argv[2], int(sys.argv[3])
+inp = json.load(sys.stdin)
+engine, _, _ = opa_bundle.load(bundle_path)
+def timed(path, n, budget_s=4.0):
+    for _ in range(min(100, n)):
+        engine.eval_document(path, inp)
+    out, start = [], time.perf_counter()
+    while len(out) < n and (len(out) < 50 or time.perf_counter() - start < budget_s):
+        t = time.perf_counter_ns()
+        engine.eval_document(path, inp)
+        out.append((time.perf_counter_ns() - t) / 1000.0)
+    out.sort()
+    return out
+full = timed("main.outcome", n)
+trivial = timed("context.name", 2000, 1.0)
+pick = lambda xs, p: xs[min(len(xs) - 1, round((len(xs) - 1) * p))]
+print(json.dumps({
+    "p50": pick(full, 0.5), "p99": pick(full, 0.99), "n": len(full),
+    "overhead_p50": pick(trivial, 0.5),
+    "outcome": engine.eval_document("main.outcome", inp),
+}))
+"#;
+    let mut child = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(root.join("scripts"))
+        .arg(bundle_path)
+        .arg(evals.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting python: {e}"))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(input.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("python failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(OpaFigures {
+        p50_us: num("p50"),
+        p99_us: num("p99"),
+        overhead_p50_us: num("overhead_p50"),
+        outcome: v["outcome"].clone(),
+        evals: v["n"].as_u64().unwrap_or(0) as usize,
+    })
+}
+
+/// One evaluation scenario: a bundle and an input.
+struct Case {
+    name: &'static str,
+    bundle: Bundle,
+    request: serde_json::Value,
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+/// Eval figures for one case: Compiled::eval, the clone alone, a prepared engine, OPA.
+fn eval_case(case: &Case, quick: bool, opa: bool, dir: &Path) {
+    let modules = case.bundle.modules();
+    let data = case.bundle.data();
+    let compiled = edict::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
+    let outcome = compiled.eval("data.main.outcome", &case.request).expect("evaluates").expect("defined");
+    let mut prepared = prepared_engine(&case.bundle);
+    let value = to_regorus(&case.request);
+    let (max, budget) = match (opa, quick) {
+        (false, _) => (50, Duration::from_millis(50)),
+        (true, true) => (1000, Duration::from_millis(500)),
+        (true, false) => (10_000, Duration::from_secs(3)),
+    };
+
+    let eval_us = sample_us(max, budget, || {
+        black_box(compiled.eval("data.main.outcome", &case.request).ok());
+    });
+    let clone_us = sample_us(max, budget / 4, || {
+        black_box(prepared.clone());
+    });
+    let fast_us = sample_us(max, budget, || {
+        prepared.set_input(value.clone());
+        black_box(prepared.eval_rule("data.main.outcome".to_string()).ok());
+    });
+    let fast_result = {
+        prepared.set_input(value.clone());
+        let v = prepared.eval_rule("data.main.outcome".to_string()).expect("evaluates");
+        serde_json::from_str::<serde_json::Value>(&v.to_json_str().expect("json")).expect("json")
+    };
+    assert_eq!(fast_result, outcome, "the prepared engine must give Compiled::eval's answer");
+
+    let path = dir.join(format!("{}.tar.gz", case.name.replace([' ', ','], "_")));
+    std::fs::write(&path, case.bundle.archive()).expect("write bundle");
+    let opa = if opa {
+        opa_time(&path, &case.request, if quick { 500 } else { 5000 })
+    } else {
+        Err("not in --bench mode".to_string())
+    };
+
+    println!(
+        "   [{}] outcome allowed={} tier={} ({} enforced, {} monitored decisions)",
+        case.name,
+        outcome["allowed"],
+        outcome["tier"],
+        outcome["enforced"].as_array().map(Vec::len).unwrap_or(0),
+        outcome["monitored"].as_array().map(Vec::len).unwrap_or(0)
+    );
+    println!(
+        "     Compiled::eval(outcome):       p50 {:>8.1} µs  p99 {:>8.1} µs  ({} calls)  target p50 ≤ 20 µs [{}]",
+        percentile(&eval_us, 0.5),
+        percentile(&eval_us, 0.99),
+        eval_us.len(),
+        mark(percentile(&eval_us, 0.5) <= 20.0)
+    );
+    println!(
+        "       of which Engine::clone:      p50 {:>8.2} µs  p99 {:>8.2} µs",
+        percentile(&clone_us, 0.5),
+        percentile(&clone_us, 0.99)
+    );
+    println!(
+        "     prepared engine, no clone:     p50 {:>8.1} µs  p99 {:>8.1} µs  ({} calls, input pre-converted)",
+        percentile(&fast_us, 0.5),
+        percentile(&fast_us, 0.99),
+        fast_us.len()
+    );
+    match opa {
+        Ok(o) => {
+            println!(
+                "     OPA v1.20.2 via Python binding: p50 {:>8.1} µs  p99 {:>8.1} µs  ({} evals; binding round trip \
+                 on data.context.name p50 {:.1} µs, so OPA net ≈ {:.1} µs); same outcome as regorus: {}",
+                o.p50_us,
+                o.p99_us,
+                o.evals,
+                o.overhead_p50_us,
+                o.p50_us - o.overhead_p50_us,
+                if o.outcome == outcome { "yes" } else { "NO" }
+            );
+            if o.outcome != outcome {
+                println!("       OPA:     {}\n       regorus: {}", o.outcome, outcome);
+            }
+        }
+        Err(e) => println!("     OPA: skipped: {e}"),
+    }
+}
+
+/// The tar inside a bundle archive, and gzip of it at `level`: (µs per compression, bytes).
+fn gzip_at(tar: &[u8], level: u32, n: usize) -> (f64, usize) {
+    use std::io::Write;
+    let mut size = 0;
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        gz.write_all(tar).expect("gzip");
+        size = black_box(gz.finish().expect("gzip")).len();
+    }
+    (t.elapsed().as_secs_f64() * 1e6 / n as f64, size)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; without it (`cargo test --benches`) criterion runs each
+    // benchmark once and the summary below uses few samples and skips OPA.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let quick = !bench || std::env::args().any(|a| a == "--quick");
+    let input = reference_input();
+    let request = violating_pod();
+    let bundle = bundle::build(&input);
+    let archive = bundle.archive();
+    let modules = bundle.modules();
+    let data = bundle.data();
+    let policy_lines: usize = input
+        .policies
+        .iter()
+        .chain(input.stacks.iter().flat_map(|s| &s.policies))
+        .map(|p| p.rego.lines().count())
+        .sum();
+    let policy_count = input.policies.len() + input.stacks.iter().map(|s| s.policies.len()).sum::<usize>();
+    let main_lines = String::from_utf8_lossy(&bundle.files["main/main.rego"]).lines().count();
+    let raw_bytes: usize = bundle.files.values().map(Vec::len).sum();
+    println!(
+        "reference system: {} own policies, {} stacks, {policy_count} policy modules ({policy_lines} lines, \
+         avg {:.0}); bundle: {} modules, main.rego {main_lines} lines, {raw_bytes} bytes raw, archive {} bytes",
+        input.policies.len(),
+        input.stacks.len(),
+        policy_lines as f64 / policy_count as f64,
+        modules.len(),
+        archive.len()
+    );
+    let compiled = edict::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
+
+    // --- criterion ---------------------------------------------------------------------
+    let (warm, measure) = if quick {
+        (Duration::from_millis(300), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    };
+    let mut c = Criterion::default()
+        .sample_size(if quick { 10 } else { 30 })
+        .warm_up_time(warm)
+        .measurement_time(measure)
+        .configure_from_args();
+    {
+        let mut g = c.benchmark_group("bundle");
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("build", |b| b.iter(|| bundle::build(black_box(&input))));
+        g.bench_function("build+archive", |b| b.iter(|| bundle::build(black_box(&input)).archive()));
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("rego");
+        g.sample_size(10);
+        g.bench_function("compile_check", |b| {
+            b.iter(|| edict::rego::compile(black_box(&modules), black_box(&data), "data.main.main").is_ok())
+        });
+        g.finish();
+    }
+    let mut prepared = prepared_engine(&bundle);
+    let request_value = to_regorus(&request);
+    {
+        let mut g = c.benchmark_group("eval");
+        g.sample_size(10);
+        g.bench_function("Compiled::eval(outcome)", |b| {
+            b.iter(|| compiled.eval("data.main.outcome", black_box(&request)))
+        });
+        g.bench_function("prepared_engine(outcome)", |b| {
+            b.iter(|| {
+                prepared.set_input(request_value.clone());
+                prepared.eval_rule("data.main.outcome".to_string())
+            })
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    // --- summary against the targets -----------------------------------------------------
+    println!("\n==================== bundle / rego summary ====================");
+    println!(
+        "(one thread; machine: {} cores, shared with whatever else runs)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let n_build = if !bench {
+        50
+    } else if quick {
+        500
+    } else {
+        3000
+    };
+    let t = Instant::now();
+    for _ in 0..n_build {
+        black_box(bundle::build(black_box(&input)).archive());
+    }
+    let per_bundle = t.elapsed().as_secs_f64() / n_build as f64;
+    let t = Instant::now();
+    for _ in 0..n_build {
+        black_box(bundle::build(black_box(&input)));
+    }
+    let per_build_only = t.elapsed().as_secs_f64() / n_build as f64;
+    println!(
+        "1. build + archive():        {:>7.1} µs/bundle = {:>6.0} bundles/s   target ≥ 2,000/s [{}]",
+        per_bundle * 1e6,
+        1.0 / per_bundle,
+        mark(1.0 / per_bundle >= 2000.0)
+    );
+    println!(
+        "   build only (no archive):  {:>7.1} µs/bundle = {:>6.0} bundles/s",
+        per_build_only * 1e6,
+        1.0 / per_build_only
+    );
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(archive.as_slice()), &mut tar)
+        .expect("gunzip");
+    for level in [6, 1] {
+        let (us, size) = gzip_at(&tar, level, n_build / 5);
+        println!(
+            "   gzip of the {}-byte tar at level {level}{}: {us:>6.1} µs → {size} bytes",
+            tar.len(),
+            if level == 6 { " (Compression::default, what archive() uses)" } else { " (Compression::fast)" }
+        );
+    }
+
+    let compile_ms: Vec<f64> = sample_us(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
+        black_box(edict::rego::compile(&modules, &data, "data.main.main").is_ok());
+    })
+    .into_iter()
+    .map(|us| us / 1000.0)
+    .collect();
+    let parse_ms: Vec<f64> = sample_us(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
+        let mut e = regorus::Engine::new();
+        for (label, text) in &modules {
+            black_box(e.add_policy(label.clone(), text.clone()).is_ok());
+        }
+    })
+    .into_iter()
+    .map(|us| us / 1000.0)
+    .collect();
+    println!(
+        "   compile check (rego::compile): p50 {:>5.2} ms  p90 {:>5.2} ms  min {:>5.2} ms   target ≤ 5 ms [{}]",
+        percentile(&compile_ms, 0.5),
+        percentile(&compile_ms, 0.9),
+        compile_ms[0],
+        mark(percentile(&compile_ms, 0.5) <= 5.0)
+    );
+    println!(
+        "     of which parsing the {} modules (add_policy): p50 {:>5.2} ms",
+        modules.len(),
+        percentile(&parse_ms, 0.5)
+    );
+
+    println!("3. data.main.outcome:");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        Case { name: "reference, violating pod", bundle: bundle.clone(), request: request.clone() },
+        Case { name: "reference, benign configmap", bundle: bundle.clone(), request: benign_request() },
+        Case { name: "small (1+1 policies), violating pod", bundle: bundle::build(&small_input()), request },
+    ];
+    for case in &cases {
+        eval_case(case, quick, bench, dir.path());
+    }
+    println!("================================================================");
+}

@@ -1,0 +1,372 @@
+//! `edict run --local` with 1,000 Systems: how long from writing a manifest file to the new
+//! bundle being served.
+//!
+//! Writes 1,000 System manifests (each with a Policy of its own) plus a Tenant and a Stack
+//! into a temporary directory, starts the release binary
+//! (`edict run --local DIR --addr 127.0.0.1:PORT --store DIR2`) on a free loopback port, then
+//! 50 times edits one manifest (alternately a Policy's Rego and a System's features; written
+//! to a temporary file and renamed into place, as editors save) and polls that System's bundle
+//! URL with `If-None-Match` until its ETag changes. The server is stopped at the end.
+//!
+//! `cargo bench --bench local_latency`; `EDICT_BENCH_SYSTEMS` and `EDICT_BENCH_ITERATIONS`
+//! change the sizes. Run without `--bench` (as `cargo test --benches` does) it only smoke-tests
+//! 20 Systems and 3 edits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PLATFORM: &str = r#"apiVersion: edict.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: acme
+spec:
+  adminNamespace: acme-platform
+  namespaces: ["team-*"]
+---
+apiVersion: edict.dev/v1alpha1
+kind: Stack
+metadata:
+  name: baseline
+  namespace: acme-platform
+spec:
+  type: kubernetes
+  selector:
+    env: ["prod*"]
+---
+apiVersion: edict.dev/v1alpha1
+kind: Policy
+metadata:
+  name: superusers
+  namespace: acme-platform
+spec:
+  target: {kind: Stack, name: baseline}
+  rego: |
+    package stacks.baseline.superusers
+
+    superuser_groups := {"system:masters", "acme:oncall"}
+
+    enforce contains {"allowed": true, "priority": "maximum", "message": msg} if {
+    	some group in input.request.userInfo.groups
+    	group in superuser_groups
+    	msg := sprintf("superuser %s (group %s)", [input.request.userInfo.username, group])
+    }
+---
+apiVersion: edict.dev/v1alpha1
+kind: Policy
+metadata:
+  name: host-access
+  namespace: acme-platform
+spec:
+  target: {kind: Stack, name: baseline}
+  rego: |
+    package stacks.baseline.host
+
+    pod_spec := input.request.object.spec if input.request.kind.kind == "Pod"
+
+    deny contains msg if {
+    	pod_spec.hostNetwork == true
+    	msg := sprintf("pod %q must not use the host network", [input.request.object.metadata.name])
+    }
+
+    deny contains msg if {
+    	some v in pod_spec.volumes
+    	v.hostPath
+    	not startswith(v.hostPath.path, "/var/log")
+    	msg := sprintf("volume %q mounts host path %s", [v.name, v.hostPath.path])
+    }
+"#;
+
+fn namespace(i: usize) -> String {
+    format!("team-{:02}", i / 50)
+}
+
+fn name(i: usize) -> String {
+    format!("sys-{i:04}")
+}
+
+/// The manifest of System `i`; `version` changes its feature (`system_edit`) or its Policy's limit.
+fn system_yaml(i: usize, version: usize, system_edit: bool) -> String {
+    let (ns, name) = (namespace(i), name(i));
+    let (feature, limit) = if system_edit { (version, 0) } else { (0, version) };
+    format!(
+        r#"apiVersion: edict.dev/v1alpha1
+kind: System
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    env: prod
+spec:
+  type: kubernetes
+  defaultDecision: allow
+  features:
+    revision: {feature}
+---
+apiVersion: edict.dev/v1alpha1
+kind: Policy
+metadata:
+  name: {name}-limits
+  namespace: {ns}
+spec:
+  target: {{kind: System, name: {name}}}
+  rego: |
+    package admission.limits
+
+    max_replicas := {max}
+
+    deny contains msg if {{
+    	input.request.kind.kind == "Deployment"
+    	input.request.object.spec.replicas > max_replicas
+    	msg := sprintf("{name}: at most %d replicas", [max_replicas])
+    }}
+
+    deny contains msg if {{
+    	input.request.kind.kind == "Pod"
+    	some c in input.request.object.spec.containers
+    	not startswith(c.image, "registry.acme.example/{ns}/")
+    	msg := sprintf("{name}: image %q is not from the {ns} repository", [c.image])
+    }}
+"#,
+        max = 10 + i % 20 + limit,
+    )
+}
+
+fn system_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join("systems").join(namespace(i)).join(format!("{}.yaml", name(i)))
+}
+
+/// Write like an editor that saves atomically: a hidden temporary file renamed over the target.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp =
+        path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("x")));
+    std::fs::write(&tmp, text).expect("write temporary file");
+    std::fs::rename(&tmp, path).expect("rename into place");
+}
+
+/// Kills the server when dropped (also on panic).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_edict") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/edict"),
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[(((sorted.len() as f64 - 1.0) * p).round() as usize).min(sorted.len() - 1)]
+}
+
+/// (status, etag) of a GET with `If-None-Match`.
+fn fetch(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> Result<(u16, Option<String>), String> {
+    let mut req = agent.get(url);
+    if let Some(tag) = etag {
+        req = req.header("If-None-Match", tag);
+    }
+    let resp = req.call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let tag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(String::from);
+    let _ = resp.into_body().read_to_vec();
+    Ok((status, tag))
+}
+
+/// A scratch directory: `EDICT_BENCH_TMPDIR`, else tmpfs (`/dev/shm`) when there is one, else
+/// the system's temporary directory (inotify works on all of them).
+fn scratch_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("EDICT_BENCH_TMPDIR")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
+    base.and_then(|b| tempfile::Builder::new().prefix("edict-bench-").tempdir_in(b).ok())
+        .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"))
+}
+
+fn main() {
+    // `cargo bench` passes --bench; without it (`cargo test --benches`) run a small smoke version.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let systems: usize = std::env::var("EDICT_BENCH_SYSTEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 1000 } else { 20 })
+        .max(1);
+    let iterations: usize = std::env::var("EDICT_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 50 } else { 3 });
+    let bin = binary();
+    assert!(bin.exists(), "{} not found: build it with `cargo build --release`", bin.display());
+
+    let root = scratch_dir();
+    let dir = root.path().join("manifests");
+    let store = root.path().join("store");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("platform.yaml"), PLATFORM).expect("write platform");
+    for i in 0..systems {
+        let path = system_file(&dir, i);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, system_yaml(i, 0, false)).expect("write system");
+    }
+
+    let port = free_port();
+    let log_path = root.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let started = Instant::now();
+    let child = Command::new(&bin)
+        .args(["run", "--local"])
+        .arg(&dir)
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--store"])
+        .arg(&store)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start edict");
+    let mut server = Server(child);
+    println!(
+        "run --local: {systems} Systems, {} manifest files; {} on 127.0.0.1:{port}",
+        systems + 1,
+        bin.display()
+    );
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        if let Ok((200, _)) = fetch(&agent, &format!("{base}/healthz"), None) {
+            break;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("edict exited with {status}:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "edict did not start within 600 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let startup = started.elapsed();
+    println!(
+        "startup (load, build and publish {systems} Systems, then listen): {:.2} s",
+        startup.as_secs_f64()
+    );
+
+    let url = |i: usize| format!("{base}/bundles/acme/local/{}/{}/bundle.tar.gz", namespace(i), name(i));
+    let mut latencies_ms = Vec::new();
+    let mut polls = 0usize;
+    let mut timeouts = 0usize;
+    let mut versions = vec![0usize; systems];
+    for it in 0..iterations {
+        let i = (it * 37 + 11) % systems;
+        let (status, tag) = fetch(&agent, &url(i), None).expect("bundle request");
+        assert_eq!(status, 200, "bundle of System {i} not served");
+        let before = tag.expect("ETag");
+        versions[i] += 1;
+        let system_edit = it % 2 == 1;
+        let text = system_yaml(i, versions[i], system_edit);
+        let path = system_file(&dir, i);
+
+        let t = Instant::now();
+        write_atomically(&path, &text);
+        let limit = t + Duration::from_secs(10);
+        let mut changed = false;
+        while Instant::now() < limit {
+            polls += 1;
+            match fetch(&agent, &url(i), Some(&before)) {
+                Ok((200, Some(tag))) if tag != before => {
+                    changed = true;
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        if changed {
+            latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            timeouts += 1;
+        }
+        // Let the watcher settle before the next edit.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A quiet server rescans nothing: count the rescans during a second without edits.
+    let changes = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("change applied"))
+            .count()
+    };
+    let before_idle = changes(&log_path);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rescans = changes(&log_path) - before_idle;
+    drop(server);
+
+    if std::env::var_os("EDICT_BENCH_SHOW_LOG").is_some() {
+        print!("{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    }
+    // The server logs how long each rebuild took (`change applied ... elapsed_ms=N`).
+    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut server_ms: Vec<f64> = log_text
+        .lines()
+        .filter(|l| l.contains("change applied"))
+        .filter_map(|l| l.split("elapsed_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    server_ms.sort_by(|a, b| a.total_cmp(b));
+    latencies_ms.sort_by(|a, b| a.total_cmp(b));
+
+    println!("\n==================== run --local summary ====================");
+    println!(
+        "(machine: {} cores, shared)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!(
+        "4. file write → new bundle served ({} edits, {} timed out, {} polls):",
+        latencies_ms.len(),
+        timeouts,
+        polls
+    );
+    println!(
+        "   p50 {:>7.1} ms  p90 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms   target p99 ≤ 500 ms  [{}]",
+        percentile(&latencies_ms, 0.5),
+        percentile(&latencies_ms, 0.9),
+        percentile(&latencies_ms, 0.99),
+        latencies_ms.last().copied().unwrap_or(f64::NAN),
+        mark(timeouts == 0 && percentile(&latencies_ms, 0.99) <= 500.0)
+    );
+    if !server_ms.is_empty() {
+        println!(
+            "   server-side rescan+build+publish per logged change: p50 {:.0} ms  p99 {:.0} ms  (after a 20 ms debounce)",
+            percentile(&server_ms, 0.5),
+            percentile(&server_ms, 0.99)
+        );
+    }
+    println!(
+        "   rescans logged: {} for {} edits; {idle_rescans} during 1 s with no edit (expected 0) [{}]",
+        server_ms.len(),
+        latencies_ms.len() + timeouts,
+        mark(idle_rescans == 0)
+    );
+    println!("   startup with {systems} Systems: {:.2} s", startup.as_secs_f64());
+    println!("==============================================================");
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs edict's benchmarks and collects their summaries.
+#
+#   scripts/bench.sh                  # bundle, fanout and local_latency
+#   scripts/bench.sh bundle fanout    # some of them
+#   QUICK=1 scripts/bench.sh          # shorter criterion runs for `bundle`
+#   EDICT_BENCH_SYSTEMS=2000 scripts/bench.sh fanout
+#
+# Full output goes to target/bench/<name>.txt; the summary blocks are printed at the end.
+# The OPA comparison in `bundle` needs the venv from scripts/setup.sh (skipped without it).
+# Figures depend on what else runs on the machine: note the load average printed first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+mkdir -p "$OUT"
+
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout local_latency)
+
+extra=()
+[ -n "${QUICK:-}" ] && extra=(--quick)
+
+printf 'bench: %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+for b in "${benches[@]}"; do
+    printf 'bench: running %s (output in %s)\n' "$b" "${OUT#"$ROOT"/}/$b.txt"
+    args=()
+    [ "$b" = bundle ] && args=("${extra[@]}")
+    start=$SECONDS
+    if ! cargo bench --bench "$b" -- "${args[@]}" >"$OUT/$b.txt" 2>&1; then
+        tail -n 30 "$OUT/$b.txt" >&2
+        printf 'bench: %s FAILED\n' "$b" >&2
+        exit 1
+    fi
+    printf 'bench: %s done in %ss\n' "$b" "$((SECONDS - start))"
+done
+
+printf '\nbench: summaries\n'
+for b in "${benches[@]}"; do
+    sed -n '/^=\{10,\} .* =\{10,\}$/,/^=\{10,\}$/p' "$OUT/$b.txt"
+done
