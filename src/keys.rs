@@ -174,6 +174,16 @@ impl KeyRing {
     }
 }
 
+impl crate::registry::Sealer for KeyRing {
+    fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        KeyRing::seal(self, plaintext, context)
+    }
+
+    fn key_id(&self) -> String {
+        self.current.clone()
+    }
+}
+
 /// The tenant's master key in KMS.
 #[derive(Clone, Debug)]
 pub struct MasterKey {

@@ -9,10 +9,13 @@ pub mod api;
 pub mod aws;
 pub mod bundle;
 pub mod catalog;
+#[cfg(feature = "aws")]
+pub mod connect;
 pub mod crds;
 pub mod explain;
 pub mod glob;
 pub mod index;
+pub mod index_store;
 #[cfg(feature = "aws")]
 pub mod keys;
 pub mod local;
@@ -20,7 +23,9 @@ pub mod manifest;
 pub mod pipeline;
 pub mod problem;
 pub mod publish;
+pub mod registry;
 pub mod rego;
+pub mod retry;
 pub mod selector;
 pub mod server;
 #[cfg(feature = "aws")]

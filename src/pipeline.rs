@@ -35,6 +35,10 @@ pub struct SystemBuild {
     pub problems: Vec<Problem>,
     /// Rego test counts of every Policy whose tests ran, by Policy.
     pub tests: BTreeMap<ObjectKey, TestSummary>,
+    /// `metadata.generation` of every object the bundle is built from (`System/ns/name`,
+    /// `Stack/ns/name`, `Policy/ns/name`), where known. Not part of the bundle: publishing uses
+    /// it so that a writer with older inputs never replaces a revision built from newer ones.
+    pub generations: BTreeMap<String, i64>,
 }
 
 impl SystemBuild {
@@ -126,6 +130,7 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
         bundle: None,
         problems: Vec::new(),
         tests: BTreeMap::new(),
+        generations: BTreeMap::new(),
     };
     let me = ObjectRef::namespaced("System", key);
     let Some(entry) = catalog.systems().get(key) else {
@@ -173,6 +178,7 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
         policies,
         stacks,
     };
+    out.generations = generations(catalog, key);
     out.input = Some(input.clone());
     if !out.problems.is_empty() {
         return out;
@@ -191,6 +197,36 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
         return out;
     }
     out.bundle = Some(bundle);
+    out
+}
+
+/// The generations of the System, its Policies, its bound Stacks and theirs.
+fn generations(catalog: &Catalog, key: &ObjectKey) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    let mut note = |kind: &str, k: &ObjectKey, generation: Option<i64>| {
+        if let Some(g) = generation {
+            out.insert(format!("{kind}/{k}"), g);
+        }
+    };
+    if let Some(s) = catalog.systems().get(key) {
+        note("System", key, s.system.metadata.generation);
+    }
+    for p in catalog.policies_of(TargetKind::System, key) {
+        note(
+            "Policy",
+            &ObjectKey::new(&key.namespace, p.policy.metadata.name.clone().unwrap_or_default()),
+            p.policy.metadata.generation,
+        );
+    }
+    for stack in catalog.index().stacks_of(key) {
+        if let Some(s) = catalog.stacks().get(&stack) {
+            note("Stack", &stack, s.stack.metadata.generation);
+        }
+        for p in catalog.policies_of(TargetKind::Stack, &stack) {
+            let name = p.policy.metadata.name.clone().unwrap_or_default();
+            note("Policy", &ObjectKey::new(&stack.namespace, name), p.policy.metadata.generation);
+        }
+    }
     out
 }
 

@@ -78,6 +78,22 @@ impl KmsSigner {
     }
 }
 
+/// A signer bound to the scope OPA is configured with.
+#[derive(Clone, Debug)]
+pub struct ScopedSigner {
+    /// The KMS key.
+    pub signer: KmsSigner,
+    /// The `scope` claim.
+    pub scope: String,
+}
+
+#[async_trait::async_trait]
+impl crate::registry::BundleSigner for ScopedSigner {
+    async fn sign(&self, bundle: &Bundle) -> Result<Vec<u8>, String> {
+        self.signer.sign_bundle(bundle, &self.scope).await.map_err(|e| e.to_string())
+    }
+}
+
 /// PEM armour with 64-character lines.
 pub fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;

@@ -74,6 +74,13 @@ pub struct S3Storage {
     /// Address buckets by path (`endpoint/bucket/key`) instead of virtual host; most S3-compatible stores need it.
     #[serde(default)]
     pub force_path_style: bool,
+    /// Encrypt objects with SSE-KMS under `kms.keyId` (default true; turn off for stores without KMS).
+    #[serde(default = "default_true")]
+    pub sse_kms: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The tenant's index table.

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod faults;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,554 @@
+//! The embedded index: everything in memory behind one lock, with exactly the semantics of the
+//! DynamoDB index (versions, conditions, ordering, validation), for `edict run --local` and
+//! tests. Nothing persists across restarts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, ReadCounters, ReadOp, ReadStats, Result,
+    RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, check_id, check_tenant,
+    expected_text, format_timestamp, stack_what, system_what,
+};
+
+/// The in-memory [`TenantIndex`].
+#[derive(Debug, Default)]
+pub struct MemoryIndex {
+    tenants: Mutex<HashMap<String, TenantData>>,
+    stats: ReadCounters,
+}
+
+#[derive(Debug, Default)]
+struct TenantData {
+    systems: BTreeMap<String, SystemRecord>,
+    stacks: BTreeMap<String, StackRecord>,
+    /// (stack, system): the GSI direction.
+    by_stack: BTreeSet<(String, String)>,
+    /// (system, stack): the base-table direction.
+    by_system: BTreeSet<(String, String)>,
+    /// system → revision id → record.
+    revisions: BTreeMap<String, BTreeMap<String, RevisionRecord>>,
+    commits: BTreeMap<u64, CommitRecord>,
+    /// The last sequence used.
+    head: u64,
+    keys: BTreeMap<String, WrappedKey>,
+}
+
+impl MemoryIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tenant's data, after checking the tenant name. A poisoned lock (a panic while
+    /// holding it) is recovered: every write below leaves the data consistent before it can panic.
+    fn tenant(&self, tenant: &str) -> Result<TenantGuard<'_>> {
+        check_tenant(tenant)?;
+        let guard = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(TenantGuard { guard, tenant: tenant.to_string() })
+    }
+}
+
+struct TenantGuard<'a> {
+    guard: MutexGuard<'a, HashMap<String, TenantData>>,
+    tenant: String,
+}
+
+impl TenantGuard<'_> {
+    fn data(&mut self) -> &mut TenantData {
+        self.guard.entry(self.tenant.clone()).or_default()
+    }
+}
+
+/// The Conflict/NotFound of a failed version expectation, or `Ok` when it holds.
+fn check_version(what: impl Fn() -> String, found: Option<u64>, expected: Option<u64>) -> Result<()> {
+    match (expected, found) {
+        (None, None) => Ok(()),
+        (Some(e), Some(f)) if e == f => Ok(()),
+        (Some(_), None) => Err(IndexError::NotFound { what: what() }),
+        (e, f) => Err(IndexError::Conflict {
+            what: what(),
+            expected: expected_text(e),
+            found: f.map_or_else(|| "absent".to_string(), |v| format!("version {v}")),
+        }),
+    }
+}
+
+#[async_trait]
+impl TenantIndex for MemoryIndex {
+    async fn get_system(&self, tenant: &str, system: &str) -> Result<Option<SystemRecord>> {
+        check_id("system", system)?;
+        let mut t = self.tenant(tenant)?;
+        let found = t.data().systems.get(system).cloned();
+        self.stats.record(ReadOp::GetSystem, 1, u64::from(found.is_some()));
+        Ok(found)
+    }
+
+    async fn put_system(
+        &self,
+        tenant: &str,
+        record: &SystemRecord,
+        expected_version: Option<u64>,
+    ) -> Result<u64> {
+        check_id("system", &record.id)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let current = data.systems.get(&record.id);
+        check_version(|| system_what(tenant, &record.id), current.map(|s| s.version), expected_version)?;
+        let version = expected_version.map_or(1, |v| v + 1);
+        let live = current.and_then(|s| s.live.clone());
+        data.systems.insert(record.id.clone(), SystemRecord { live, version, ..record.clone() });
+        Ok(version)
+    }
+
+    async fn set_live(
+        &self,
+        tenant: &str,
+        system: &str,
+        live: &LiveRevision,
+        expected_version: u64,
+    ) -> Result<u64> {
+        check_id("system", system)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let current = data.systems.get_mut(system);
+        check_version(
+            || system_what(tenant, system),
+            current.as_ref().map(|s| s.version),
+            Some(expected_version),
+        )?;
+        let Some(current) = current else {
+            return Err(IndexError::NotFound { what: system_what(tenant, system) });
+        };
+        current.live = Some(live.clone());
+        current.version = expected_version + 1;
+        Ok(current.version)
+    }
+
+    async fn delete_system(&self, tenant: &str, system: &str, expected_version: Option<u64>) -> Result<()> {
+        check_id("system", system)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        if let Some(expected) = expected_version {
+            let found = data.systems.get(system).map(|s| s.version);
+            check_version(|| system_what(tenant, system), found, Some(expected))?;
+        }
+        data.systems.remove(system);
+        data.revisions.remove(system);
+        let stacks: Vec<String> =
+            data.by_system.iter().filter(|(sys, _)| sys == system).map(|(_, stk)| stk.clone()).collect();
+        for stack in stacks {
+            data.by_system.remove(&(system.to_string(), stack.clone()));
+            data.by_stack.remove(&(stack, system.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn get_stack(&self, tenant: &str, stack: &str) -> Result<Option<StackRecord>> {
+        check_id("stack", stack)?;
+        let mut t = self.tenant(tenant)?;
+        let found = t.data().stacks.get(stack).cloned();
+        self.stats.record(ReadOp::GetStack, 1, u64::from(found.is_some()));
+        Ok(found)
+    }
+
+    async fn put_stack(
+        &self,
+        tenant: &str,
+        record: &StackRecord,
+        expected_version: Option<u64>,
+    ) -> Result<u64> {
+        check_id("stack", &record.id)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let found = data.stacks.get(&record.id).map(|s| s.version);
+        check_version(|| stack_what(tenant, &record.id), found, expected_version)?;
+        let version = expected_version.map_or(1, |v| v + 1);
+        data.stacks.insert(record.id.clone(), StackRecord { version, ..record.clone() });
+        Ok(version)
+    }
+
+    async fn delete_stack(&self, tenant: &str, stack: &str, expected_version: Option<u64>) -> Result<()> {
+        check_id("stack", stack)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        if let Some(expected) = expected_version {
+            let found = data.stacks.get(stack).map(|s| s.version);
+            check_version(|| stack_what(tenant, stack), found, Some(expected))?;
+        }
+        let systems: Vec<String> =
+            data.by_stack.iter().filter(|(stk, _)| stk == stack).map(|(_, sys)| sys.clone()).collect();
+        self.stats.record(ReadOp::Maintenance, 1, systems.len() as u64);
+        for system in systems {
+            data.by_stack.remove(&(stack.to_string(), system.clone()));
+            data.by_system.remove(&(system, stack.to_string()));
+        }
+        data.stacks.remove(stack);
+        Ok(())
+    }
+
+    async fn set_bindings(&self, tenant: &str, stack: &str, systems: &[String]) -> Result<BindingChange> {
+        check_id("stack", stack)?;
+        for system in systems {
+            check_id("system", system)?;
+        }
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let current: BTreeSet<String> =
+            data.by_stack.iter().filter(|(stk, _)| stk == stack).map(|(_, sys)| sys.clone()).collect();
+        self.stats.record(ReadOp::Maintenance, 1, current.len() as u64);
+        let desired: BTreeSet<String> = systems.iter().cloned().collect();
+        let change = BindingChange {
+            added: desired.difference(&current).cloned().collect(),
+            removed: current.difference(&desired).cloned().collect(),
+        };
+        for system in &change.added {
+            data.by_stack.insert((stack.to_string(), system.clone()));
+            data.by_system.insert((system.clone(), stack.to_string()));
+        }
+        for system in &change.removed {
+            data.by_stack.remove(&(stack.to_string(), system.clone()));
+            data.by_system.remove(&(system.clone(), stack.to_string()));
+        }
+        Ok(change)
+    }
+
+    async fn systems_of_stack(&self, tenant: &str, stack: &str) -> Result<Vec<String>> {
+        check_id("stack", stack)?;
+        let mut t = self.tenant(tenant)?;
+        let systems: Vec<String> = t
+            .data()
+            .by_stack
+            .range((stack.to_string(), String::new())..)
+            .take_while(|(stk, _)| stk == stack)
+            .map(|(_, sys)| sys.clone())
+            .collect();
+        self.stats.record(ReadOp::SystemsOfStack, 1, systems.len() as u64);
+        Ok(systems)
+    }
+
+    async fn stacks_of_system(&self, tenant: &str, system: &str) -> Result<Vec<String>> {
+        check_id("system", system)?;
+        let mut t = self.tenant(tenant)?;
+        let stacks: Vec<String> = t
+            .data()
+            .by_system
+            .range((system.to_string(), String::new())..)
+            .take_while(|(sys, _)| sys == system)
+            .map(|(_, stk)| stk.clone())
+            .collect();
+        self.stats.record(ReadOp::StacksOfSystem, 1, stacks.len() as u64);
+        Ok(stacks)
+    }
+
+    async fn record_revision(&self, tenant: &str, system: &str, revision: &RevisionRecord) -> Result<()> {
+        check_id("system", system)?;
+        check_id("revision", &revision.revision)?;
+        format_timestamp(revision.created)?;
+        let mut t = self.tenant(tenant)?;
+        t.data()
+            .revisions
+            .entry(system.to_string())
+            .or_default()
+            .entry(revision.revision.clone())
+            .or_insert_with(|| revision.clone());
+        Ok(())
+    }
+
+    async fn revisions(
+        &self,
+        tenant: &str,
+        system: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<RevisionRecord>> {
+        check_id("system", system)?;
+        let mut t = self.tenant(tenant)?;
+        let mut all: Vec<RevisionRecord> =
+            t.data().revisions.get(system).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        all.sort_by(|a, b| (b.created, &b.revision).cmp(&(a.created, &a.revision)));
+        all.truncate(limit.unwrap_or(usize::MAX));
+        self.stats.record(ReadOp::Revisions, 1, all.len() as u64);
+        Ok(all)
+    }
+
+    async fn delete_revision(&self, tenant: &str, system: &str, revision: &str) -> Result<()> {
+        check_id("system", system)?;
+        check_id("revision", revision)?;
+        let mut t = self.tenant(tenant)?;
+        if let Some(revs) = t.data().revisions.get_mut(system) {
+            revs.remove(revision);
+        }
+        Ok(())
+    }
+
+    async fn append_commit(&self, tenant: &str, record: &CommitRecord) -> Result<u64> {
+        format_timestamp(record.time)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        // Like the DynamoDB log, skip past entries written at explicit sequences.
+        let mut sequence = data.head + 1;
+        while data.commits.contains_key(&sequence) {
+            sequence += 1;
+        }
+        data.commits.insert(sequence, CommitRecord { sequence, ..record.clone() });
+        data.head = sequence;
+        Ok(sequence)
+    }
+
+    async fn put_commit(&self, tenant: &str, sequence: u64, record: &CommitRecord) -> Result<()> {
+        if sequence == 0 {
+            return Err(IndexError::Invalid {
+                what: "commit sequence".into(),
+                message: "sequences start at 1".into(),
+            });
+        }
+        format_timestamp(record.time)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        if data.commits.contains_key(&sequence) {
+            return Err(IndexError::Conflict {
+                what: format!("commit {sequence} of tenant {tenant}"),
+                expected: "absent".into(),
+                found: "an existing entry".into(),
+            });
+        }
+        data.commits.insert(sequence, CommitRecord { sequence, ..record.clone() });
+        data.head = data.head.max(sequence);
+        Ok(())
+    }
+
+    async fn commits(&self, tenant: &str, limit: usize) -> Result<Vec<CommitRecord>> {
+        let mut t = self.tenant(tenant)?;
+        let entries: Vec<CommitRecord> = t.data().commits.values().rev().take(limit).cloned().collect();
+        self.stats.record(ReadOp::Commits, 1, entries.len() as u64);
+        Ok(entries)
+    }
+
+    async fn put_data_key(&self, tenant: &str, key: &WrappedKey) -> Result<()> {
+        check_id("data key", &key.key_id)?;
+        format_timestamp(key.created)?;
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        self.stats.record(ReadOp::Maintenance, 1, data.keys.len() as u64);
+        if data.keys.contains_key(&key.key_id) {
+            return Err(IndexError::Conflict {
+                what: format!("data key {} of tenant {tenant}", key.key_id),
+                expected: "absent".into(),
+                found: "an existing key".into(),
+            });
+        }
+        if key.state == KeyState::Current {
+            for other in data.keys.values_mut() {
+                other.state = KeyState::Retired;
+            }
+        }
+        data.keys.insert(key.key_id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn data_keys(&self, tenant: &str) -> Result<Vec<WrappedKey>> {
+        let mut t = self.tenant(tenant)?;
+        let mut keys: Vec<WrappedKey> = t.data().keys.values().cloned().collect();
+        self.stats.record(ReadOp::DataKeys, 1, keys.len() as u64);
+        keys.sort_by(|a, b| (b.created, &b.key_id).cmp(&(a.created, &a.key_id)));
+        Ok(keys)
+    }
+
+    fn read_stats(&self, op: ReadOp) -> ReadStats {
+        self.stats.get(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn system(id: &str) -> SystemRecord {
+        SystemRecord {
+            id: id.into(),
+            system_type: "kubernetes".into(),
+            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            live: None,
+            version: 0,
+        }
+    }
+
+    fn live(rev: &str) -> LiveRevision {
+        LiveRevision {
+            revision: rev.into(),
+            key: format!("bundles/acme/c/ns/web/bundle.tar.gz#{rev}"),
+            etag: format!("\"{rev}\""),
+            sha256: rev.repeat(2),
+            inputs: BTreeMap::from([("System/ns/web".into(), 3)]),
+        }
+    }
+
+    fn at(secs: u64) -> std::time::SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn commit(action: &str) -> CommitRecord {
+        CommitRecord {
+            sequence: 0,
+            actor: "alice".into(),
+            action: action.into(),
+            system: Some("c/ns/web".into()),
+            revision: None,
+            time: at(0),
+            payload: vec![1, 2, 3],
+            payload_key_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_are_optimistic() {
+        let index = MemoryIndex::new();
+        assert_eq!(index.put_system("acme", &system("c/ns/web"), None).await.unwrap(), 1);
+        let again = index.put_system("acme", &system("c/ns/web"), None).await.unwrap_err();
+        assert_eq!(
+            again,
+            IndexError::Conflict {
+                what: "system c/ns/web of tenant acme".into(),
+                expected: "absent".into(),
+                found: "version 1".into()
+            }
+        );
+        assert_eq!(index.set_live("acme", "c/ns/web", &live("r1"), 1).await.unwrap(), 2);
+        let stale = index.set_live("acme", "c/ns/web", &live("r2"), 1).await.unwrap_err();
+        assert!(stale.is_conflict() && !stale.is_transient(), "{stale}");
+        let got = index.get_system("acme", "c/ns/web").await.unwrap().unwrap();
+        assert_eq!((got.version, got.live), (2, Some(live("r1"))));
+        // put_system keeps live.
+        let mut relabelled = system("c/ns/web");
+        relabelled.labels.insert("tier".into(), "1".into());
+        assert_eq!(index.put_system("acme", &relabelled, Some(2)).await.unwrap(), 3);
+        let got = index.get_system("acme", "c/ns/web").await.unwrap().unwrap();
+        assert_eq!(got.live, Some(live("r1")));
+        assert_eq!(got.labels.len(), 2);
+        assert!(matches!(
+            index.set_live("acme", "c/ns/gone", &live("r1"), 1).await,
+            Err(IndexError::NotFound { .. })
+        ));
+        // Tenants are isolated.
+        assert_eq!(index.get_system("other", "c/ns/web").await.unwrap(), None);
+        assert!(matches!(index.get_system("a#b", "c/ns/web").await, Err(IndexError::Invalid { .. })));
+    }
+
+    #[tokio::test]
+    async fn racing_writers_one_wins() {
+        let index = Arc::new(MemoryIndex::new());
+        index.put_system("acme", &system("c/ns/web"), None).await.unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let index = Arc::clone(&index);
+                tokio::spawn(
+                    async move { index.set_live("acme", "c/ns/web", &live(&format!("r{i}")), 1).await },
+                )
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(v) => {
+                    assert_eq!(v, 2);
+                    wins += 1;
+                }
+                Err(e) => assert!(e.is_conflict(), "{e}"),
+            }
+        }
+        assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn bindings_both_directions() {
+        let index = MemoryIndex::new();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let change = index.set_bindings("acme", "admin/base", &ids(&["c/a/x", "c/b/y"])).await.unwrap();
+        assert_eq!(change.added, ids(&["c/a/x", "c/b/y"]));
+        index.set_bindings("acme", "admin/extra", &ids(&["c/a/x"])).await.unwrap();
+        let change = index.set_bindings("acme", "admin/base", &ids(&["c/b/y", "c/c/z"])).await.unwrap();
+        assert_eq!(change, BindingChange { added: ids(&["c/c/z"]), removed: ids(&["c/a/x"]) });
+        assert_eq!(index.systems_of_stack("acme", "admin/base").await.unwrap(), ids(&["c/b/y", "c/c/z"]));
+        assert_eq!(index.stacks_of_system("acme", "c/a/x").await.unwrap(), ids(&["admin/extra"]));
+        index.delete_stack("acme", "admin/extra", None).await.unwrap();
+        assert!(index.stacks_of_system("acme", "c/a/x").await.unwrap().is_empty());
+        index.delete_system("acme", "c/b/y", None).await.unwrap();
+        assert_eq!(index.systems_of_stack("acme", "admin/base").await.unwrap(), ids(&["c/c/z"]));
+        let stats = index.read_stats(ReadOp::SystemsOfStack);
+        assert_eq!((stats.calls, stats.items), (2, 3));
+    }
+
+    #[tokio::test]
+    async fn revisions_newest_first_and_idempotent() {
+        let index = MemoryIndex::new();
+        for (i, rev) in ["a", "b", "c"].iter().enumerate() {
+            let record = RevisionRecord {
+                revision: rev.to_string(),
+                key: format!("k/{rev}"),
+                etag: "e".into(),
+                size: 10,
+                sha256: "s".into(),
+                created: at(i as u64),
+            };
+            index.record_revision("acme", "c/ns/web", &record).await.unwrap();
+        }
+        let again = RevisionRecord {
+            revision: "a".into(),
+            key: "k/a".into(),
+            etag: "e".into(),
+            size: 10,
+            sha256: "s".into(),
+            created: at(99),
+        };
+        index.record_revision("acme", "c/ns/web", &again).await.unwrap();
+        let revs: Vec<String> = index
+            .revisions("acme", "c/ns/web", None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.revision)
+            .collect();
+        assert_eq!(revs, ["c", "b", "a"]);
+        index.delete_revision("acme", "c/ns/web", "b").await.unwrap();
+        let revs = index.revisions("acme", "c/ns/web", Some(1)).await.unwrap();
+        assert_eq!(revs.len(), 1);
+        assert_eq!(revs[0].revision, "c");
+    }
+
+    #[tokio::test]
+    async fn commit_log_is_append_only() {
+        let index = MemoryIndex::new();
+        assert_eq!(index.append_commit("acme", &commit("publish")).await.unwrap(), 1);
+        assert_eq!(index.append_commit("acme", &commit("rollback")).await.unwrap(), 2);
+        assert!(index.put_commit("acme", 2, &commit("forged")).await.unwrap_err().is_conflict());
+        index.put_commit("acme", 5, &commit("imported")).await.unwrap();
+        assert_eq!(index.append_commit("acme", &commit("next")).await.unwrap(), 6);
+        let log = index.commits("acme", 3).await.unwrap();
+        let seen: Vec<(u64, &str)> = log.iter().map(|c| (c.sequence, c.action.as_str())).collect();
+        assert_eq!(seen, [(6, "next"), (5, "imported"), (2, "rollback")]);
+    }
+
+    #[tokio::test]
+    async fn data_keys_rotate() {
+        let index = MemoryIndex::new();
+        let key = |id: &str, secs| WrappedKey {
+            key_id: id.into(),
+            ciphertext: id.as_bytes().to_vec(),
+            created: at(secs),
+            state: KeyState::Current,
+        };
+        index.put_data_key("acme", &key("k1", 1)).await.unwrap();
+        index.put_data_key("acme", &key("k2", 2)).await.unwrap();
+        assert!(index.put_data_key("acme", &key("k1", 3)).await.unwrap_err().is_conflict());
+        let keys = index.data_keys("acme").await.unwrap();
+        let states: Vec<(&str, KeyState)> = keys.iter().map(|k| (k.key_id.as_str(), k.state)).collect();
+        assert_eq!(states, [("k2", KeyState::Current), ("k1", KeyState::Retired)]);
+        let current = super::super::current_data_key(&index, "acme").await.unwrap().unwrap();
+        assert_eq!(current.key_id, "k2");
+    }
+}
