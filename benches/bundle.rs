@@ -709,7 +709,7 @@ fn main() {
         println!(
             "   gzip of the {}-byte tar at level {level}{}: {us:>6.1} µs → {size} bytes",
             tar.len(),
-            if level == 6 { " (Compression::default, what archive() uses)" } else { " (Compression::fast)" }
+            if level == 6 { " (Compression::default)" } else { " (Compression::fast, what archive() uses)" }
         );
     }
 

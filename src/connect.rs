@@ -121,9 +121,12 @@ async fn check_key(
         code: "WrongKey".into(),
         message: what,
     };
-    let actual_usage = meta.and_then(|m| m.key_usage().cloned());
-    if actual_usage.as_ref() != Some(&usage) {
-        return Err(wrong(format!("key usage is {actual_usage:?}; edict needs {usage:?}")));
+    // A key whose description omits its usage (moto does for keys created without one) is
+    // taken at its word; the first real use reports what KMS thinks.
+    if let Some(actual) = meta.and_then(|m| m.key_usage())
+        && *actual != usage
+    {
+        return Err(wrong(format!("key usage is {}; edict needs {}", actual.as_str(), usage.as_str())));
     }
     if let Some(spec) = spec {
         // moto reports only the deprecated CustomerMasterKeySpec; read it when KeySpec is absent.

@@ -23,6 +23,8 @@ pub mod manifest;
 pub mod pipeline;
 pub mod problem;
 pub mod publish;
+#[cfg(feature = "aws")]
+pub mod publishing;
 pub mod registry;
 pub mod rego;
 pub mod retry;

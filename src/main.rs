@@ -55,6 +55,42 @@ enum Command {
         /// Cluster name used in system ids.
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
+        /// Publish every bundle that built to its Tenant's storage (S3, DynamoDB, KMS).
+        #[arg(long)]
+        publish: bool,
+        /// Give up publishing after this many seconds of transient failures.
+        #[arg(long, default_value = "300", value_name = "SECONDS")]
+        retry_for: u64,
+    },
+    /// List a System's published revisions (newest first) from its Tenant's index.
+    History {
+        /// Manifest files or directories (they name the Tenant's storage).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The System, as NAMESPACE/NAME.
+        #[arg(long)]
+        system: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
+    /// Make an earlier revision of a System live again (recorded in the commit log).
+    Rollback {
+        /// Manifest files or directories (they name the Tenant's storage).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The System, as NAMESPACE/NAME.
+        #[arg(long)]
+        system: String,
+        /// The revision (or a unique prefix of it), as `edict history` lists them.
+        #[arg(long)]
+        to: String,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
     },
     /// Run the Rego tests (test_ rules) of every Policy, like `opa test`.
     Test {
@@ -113,7 +149,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build { files, out, output, cluster } => build(&files, out, output, &cluster),
+        Command::Build { files, out, output, cluster, publish, retry_for } => {
+            build(&files, out, output, &cluster, publish.then_some(retry_for))
+        }
+        Command::History { files, system, output, cluster } => history(&files, &system, output, &cluster),
+        Command::Rollback { files, system, to, cluster } => rollback(&files, &system, &to, &cluster),
         Command::Test { files } => test(&files),
         Command::Eval { files, system, input, output, cluster } => {
             eval(&files, &system, &input, output, &cluster)
@@ -131,9 +171,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn build(files: &[PathBuf], out: Option<PathBuf>, output: Output, cluster: &str) -> Result<ExitCode> {
+fn build(
+    files: &[PathBuf],
+    out: Option<PathBuf>,
+    output: Output,
+    cluster: &str,
+    publish: Option<u64>,
+) -> Result<ExitCode> {
     let ws = Workspace::load(files, cluster)?;
     let problems = ws.problems();
+    let published = match publish {
+        Some(seconds) => Some(publish_all(&ws, seconds)?),
+        None => None,
+    };
+    let publish_failed = published.as_ref().is_some_and(|p| p.values().any(|r| r.is_err()));
     if let Some(dir) = &out {
         for b in ws.builds.values() {
             if let (Some(input), Some(bundle)) = (&b.input, &b.bundle) {
@@ -159,6 +210,10 @@ fn build(files: &[PathBuf], out: Option<PathBuf>, output: Output, cluster: &str)
                         "revision": b.bundle.as_ref().map(|x| x.revision().to_string()),
                         "bundle": b.input.as_ref().map(|i| i.live_key()),
                         "ok": b.bundle.is_some(),
+                        "published": published.as_ref().and_then(|p| p.get(&b.key)).map(|r| match r {
+                            Ok(state) => serde_json::json!(state),
+                            Err(e) => serde_json::json!({ "error": e }),
+                        }),
                     })
                 })
                 .collect();
@@ -174,7 +229,12 @@ fn build(files: &[PathBuf], out: Option<PathBuf>, output: Output, cluster: &str)
                 let ty = b.input.as_ref().map(|i| i.system_type.as_str()).unwrap_or("-");
                 let revision =
                     b.bundle.as_ref().map(|x| x.revision()[..12].to_string()).unwrap_or_else(|| "-".into());
-                let status = if b.bundle.is_some() { "ok" } else { "FAILED" };
+                let status = match (b.bundle.is_some(), published.as_ref().and_then(|p| p.get(&b.key))) {
+                    (false, _) => "FAILED".to_string(),
+                    (true, None) => "ok".to_string(),
+                    (true, Some(Ok(state))) => format!("ok, {state}"),
+                    (true, Some(Err(_))) => "PUBLISH FAILED".to_string(),
+                };
                 println!(
                     "{:<32} {:<12} {:<10} {:>6} {:>8}  {:<14} {status}",
                     b.key.to_string(),
@@ -185,6 +245,10 @@ fn build(files: &[PathBuf], out: Option<PathBuf>, output: Output, cluster: &str)
                     revision
                 );
             }
+            for (key, err) in published.iter().flatten().filter_map(|(k, r)| r.as_ref().err().map(|e| (k, e)))
+            {
+                println!("\npublishing {key} failed: {err}");
+            }
             if !problems.is_empty() {
                 println!("\n{} problem(s):", problems.len());
                 for p in &problems {
@@ -193,7 +257,114 @@ fn build(files: &[PathBuf], out: Option<PathBuf>, output: Output, cluster: &str)
             }
         }
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems.is_empty() && !publish_failed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Who the commit log names for CLI changes.
+#[cfg(feature = "aws")]
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+#[cfg(feature = "aws")]
+fn publish_all(
+    ws: &Workspace,
+    seconds: u64,
+) -> Result<std::collections::BTreeMap<ObjectKey, Result<String, String>>> {
+    let backoff =
+        edict::retry::Backoff { deadline: std::time::Duration::from_secs(seconds), ..Default::default() };
+    let rt = tokio::runtime::Runtime::new()?;
+    let reports = rt.block_on(edict::publishing::publish_all(ws, &actor(), backoff));
+    Ok(reports
+        .into_iter()
+        .map(|r| {
+            let state = r.outcome.map(|p| match p {
+                edict::publish::Published::Written => "published".to_string(),
+                edict::publish::Published::Unchanged => "unchanged".to_string(),
+            });
+            (r.system, state)
+        })
+        .collect())
+}
+
+#[cfg(not(feature = "aws"))]
+fn publish_all(
+    _: &Workspace,
+    _: u64,
+) -> Result<std::collections::BTreeMap<ObjectKey, Result<String, String>>> {
+    bail!("this edict was built without the `aws` feature: --publish, history and rollback need it")
+}
+
+fn system_key(system: &str) -> Result<ObjectKey> {
+    let (ns, name) = system.split_once('/').context("--system must be NAMESPACE/NAME")?;
+    Ok(ObjectKey::new(ns, name))
+}
+
+#[cfg(feature = "aws")]
+fn history(files: &[PathBuf], system: &str, output: Output, cluster: &str) -> Result<ExitCode> {
+    let key = system_key(system)?;
+    let ws = Workspace::load(files, cluster)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let (revisions, live) = rt.block_on(async {
+        let (registry, input) =
+            edict::publishing::system(&ws, &key, &actor()).await.map_err(anyhow::Error::msg)?;
+        edict::publishing::history(&registry, &input).await.map_err(anyhow::Error::msg)
+    })?;
+    match output {
+        Output::Json => {
+            let list: Vec<_> = revisions
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "revision": r.revision,
+                        "live": live.as_deref() == Some(r.revision.as_str()),
+                        "created": k8s_openapi::jiff::Timestamp::try_from(r.created).map(|t| t.to_string()).unwrap_or_default(),
+                        "size": r.size,
+                        "key": r.key,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        Output::Text => {
+            println!("{:<66} {:<5} {:<21} {:>8}", "REVISION", "LIVE", "CREATED", "SIZE");
+            for r in &revisions {
+                let created = k8s_openapi::jiff::Timestamp::try_from(r.created)
+                    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                let mark = if live.as_deref() == Some(r.revision.as_str()) { "*" } else { "" };
+                println!("{:<66} {:<5} {:<21} {:>8}", r.revision, mark, created, r.size);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "aws")]
+fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str) -> Result<ExitCode> {
+    let key = system_key(system)?;
+    let ws = Workspace::load(files, cluster)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (registry, input) =
+            edict::publishing::system(&ws, &key, &actor()).await.map_err(anyhow::Error::msg)?;
+        registry.rollback(&input, to, std::time::SystemTime::now()).await.map_err(anyhow::Error::from)?;
+        let live = registry.live(&input.system_id()).await?.map(|l| l.revision).unwrap_or_default();
+        println!("{key}: revision {live} is live again");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "aws"))]
+fn history(_: &[PathBuf], _: &str, _: Output, _: &str) -> Result<ExitCode> {
+    bail!("this edict was built without the `aws` feature: history needs it")
+}
+
+#[cfg(not(feature = "aws"))]
+fn rollback(_: &[PathBuf], _: &str, _: &str, _: &str) -> Result<ExitCode> {
+    bail!("this edict was built without the `aws` feature: rollback needs it")
 }
 
 fn test(files: &[PathBuf]) -> Result<ExitCode> {
@@ -233,8 +404,7 @@ fn test(files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 fn eval(files: &[PathBuf], system: &str, input: &PathBuf, output: Output, cluster: &str) -> Result<ExitCode> {
-    let (ns, name) = system.split_once('/').context("--system must be NAMESPACE/NAME")?;
-    let key = ObjectKey::new(ns, name);
+    let key = system_key(system)?;
     let ws = Workspace::load(files, cluster)?;
     let build = ws.builds.get(&key).with_context(|| format!("no System {key} in the manifests"))?;
     let Some(bundle) = &build.bundle else {

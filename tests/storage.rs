@@ -143,7 +143,7 @@ async fn misconfigured_storage_names_the_resource_and_operation() {
     assert!(
         err.starts_with("KMS DescribeKey with key ")
             && err.contains("WrongKey")
-            && err.contains("SignVerify"),
+            && err.contains("edict needs SIGN_VERIFY"),
         "{err}"
     );
 

@@ -10,8 +10,7 @@ use flate2::write::GzEncoder;
 pub fn write_archive(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut sorted: Vec<&(String, Vec<u8>)> = entries.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let gz =
-        flate2::GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::default());
+    let gz = flate2::GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::fast());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     for (path, bytes) in sorted {

@@ -1,0 +1,89 @@
+//! The CLI's side of the registry: publish every built System to its Tenant's storage, list a
+//! System's history, roll it back.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::bundle::BundleInput;
+use crate::index::ObjectKey;
+use crate::index_store::RevisionRecord;
+use crate::publish::Published;
+use crate::registry::{PublishError, Registry};
+use crate::retry::Backoff;
+use crate::workspace::Workspace;
+
+/// What publishing one System did.
+#[derive(Debug)]
+pub struct PublishReport {
+    /// The System.
+    pub system: ObjectKey,
+    /// Written, unchanged, or why not.
+    pub outcome: Result<Published, String>,
+}
+
+/// Connect to the storage of the Tenant named `tenant` as declared in the workspace.
+pub async fn registry(ws: &Workspace, tenant: &str, actor: &str) -> Result<Registry, String> {
+    let entry =
+        ws.catalog.tenants().get(tenant).ok_or_else(|| format!("no Tenant {tenant} in the manifests"))?;
+    crate::connect::registry(&entry.tenant, actor, SystemTime::now())
+        .await
+        .map_err(|e| format!("Tenant {tenant}: {e}"))
+}
+
+/// Publish every System that built, tenant by tenant, retrying transient failures with
+/// `backoff` and reporting each one on stderr while it lasts.
+pub async fn publish_all(ws: &Workspace, actor: &str, backoff: Backoff) -> Vec<PublishReport> {
+    let mut by_tenant: BTreeMap<&str, Vec<&crate::pipeline::SystemBuild>> = BTreeMap::new();
+    for b in ws.builds.values().filter(|b| b.bundle.is_some()) {
+        if let Some(t) = &b.tenant {
+            by_tenant.entry(t.as_str()).or_default().push(b);
+        }
+    }
+    let mut reports = Vec::new();
+    for (tenant, builds) in by_tenant {
+        let registry = match registry(ws, tenant, actor).await {
+            Ok(r) => r,
+            Err(e) => {
+                reports.extend(
+                    builds.iter().map(|b| PublishReport { system: b.key.clone(), outcome: Err(e.clone()) }),
+                );
+                continue;
+            }
+        };
+        for b in builds {
+            let (Some(input), Some(bundle)) = (&b.input, &b.bundle) else { continue };
+            let outcome = backoff
+                .run(
+                    || registry.publish(input, bundle, &b.generations, SystemTime::now()),
+                    PublishError::is_transient,
+                    |e, delay| eprintln!("publishing {}: {e}; retrying in {delay:?}", b.key),
+                )
+                .await
+                .map_err(|e| e.to_string());
+            reports.push(PublishReport { system: b.key.clone(), outcome });
+        }
+    }
+    reports
+}
+
+/// The registry and bundle input of one System of the workspace.
+pub async fn system(ws: &Workspace, key: &ObjectKey, actor: &str) -> Result<(Registry, BundleInput), String> {
+    let build = ws.builds.get(key).ok_or_else(|| format!("no System {key} in the manifests"))?;
+    let input = build.input.clone().ok_or_else(|| {
+        let why: Vec<String> = build.problems.iter().map(|p| p.to_string()).collect();
+        format!("System {key} cannot be resolved: {}", why.join("; "))
+    })?;
+    let registry = registry(ws, &input.tenant, actor).await?;
+    Ok((registry, input))
+}
+
+/// A System's revisions, newest first, and which one is live.
+pub async fn history(
+    registry: &Registry,
+    input: &BundleInput,
+) -> Result<(Vec<RevisionRecord>, Option<String>), String> {
+    let id = input.system_id();
+    let revisions = registry.history(&id).await.map_err(|e| e.to_string())?;
+    let live = registry.live(&id).await.map_err(|e| e.to_string())?.map(|l| l.revision);
+    Ok((revisions, live))
+}

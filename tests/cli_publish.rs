@@ -1,0 +1,123 @@
+//! `edict build --publish`, `edict history` and `edict rollback` as a user runs them, against a
+//! Tenant whose storage is moto (S3, DynamoDB, KMS), credentials from the environment.
+#![cfg(feature = "aws")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::aws;
+
+fn edict(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(args)
+        .arg("-f")
+        .arg(dir)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("USER", "ana")
+        .output()
+        .expect("run edict")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The example manifests, with the Tenant's storage on moto.
+async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) {
+    let moto = aws::moto();
+    if create_bucket {
+        aws::s3(&moto, "testing", "testing").create_bucket().bucket(bucket).send().await.expect("bucket");
+    }
+    let kms = aws::kms();
+    let master = kms
+        .create_key()
+        .send()
+        .await
+        .expect("key")
+        .key_metadata()
+        .map(|m| m.key_id().to_string())
+        .expect("id");
+    for entry in std::fs::read_dir(common::root().join("examples/acme")).expect("examples") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
+    }
+    let tenant = std::fs::read_to_string(dir.join("tenant.yaml")).expect("tenant");
+    let storage = format!(
+        "  storage:\n    region: us-east-1\n    s3: {{bucket: {bucket}, prefix: acme, endpoint: \"{moto}\", forcePathStyle: true}}\n    dynamodb: {{table: {table}, endpoint: \"{moto}\", create: true}}\n    kms: {{keyId: {master}, endpoint: \"{moto}\"}}\n",
+        table = aws::unique("edict-cli"),
+    );
+    std::fs::write(dir.join("tenant.yaml"), format!("{tenant}{storage}")).expect("write");
+}
+
+#[tokio::test]
+async fn publish_history_and_rollback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifests(dir.path(), &aws::unique("edict-cli"), true).await;
+
+    let first = edict(dir.path(), &["build", "--publish"]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(text(&first).matches("ok, published").count(), 3, "{}", text(&first));
+    let again = edict(dir.path(), &["build", "--publish"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        text(&again).matches("ok, unchanged").count(),
+        3,
+        "an unchanged build writes nothing: {}",
+        text(&again)
+    );
+
+    let history = |dir: &Path| -> Vec<serde_json::Value> {
+        let out = edict(dir, &["history", "--system", "acme-payments/payments-cluster", "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let one = history(dir.path());
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["live"], true);
+    let original = one[0]["revision"].as_str().expect("revision").to_string();
+
+    let systems = dir.path().join("systems.yaml");
+    let changed = std::fs::read_to_string(&systems)
+        .expect("read")
+        .replace("must not be privileged", "may not run privileged");
+    std::fs::write(&systems, changed).expect("write");
+    let published = edict(dir.path(), &["build", "--publish"]);
+    assert!(published.status.success(), "{}", text(&published));
+    assert_eq!(
+        text(&published).matches("ok, published").count(),
+        1,
+        "only the changed System: {}",
+        text(&published)
+    );
+    let two = history(dir.path());
+    assert_eq!(two.len(), 2);
+    assert_eq!((two[0]["live"].as_bool(), two[1]["live"].as_bool()), (Some(true), Some(false)));
+
+    let out = edict(
+        dir.path(),
+        &["rollback", "--system", "acme-payments/payments-cluster", "--to", &original[..12]],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("revision {original} is live again")), "{}", text(&out));
+    let after = history(dir.path());
+    let live: Vec<&str> =
+        after.iter().filter(|r| r["live"] == true).filter_map(|r| r["revision"].as_str()).collect();
+    assert_eq!(live, vec![original.as_str()]);
+    let table = edict(dir.path(), &["history", "--system", "acme-payments/payments-cluster"]);
+    assert!(text(&table).starts_with("REVISION"), "{}", text(&table));
+}
+
+#[tokio::test]
+async fn a_missing_bucket_fails_the_build_with_the_resource_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifests(dir.path(), "edict-cli-no-such-bucket", false).await;
+    let out = edict(dir.path(), &["build", "--publish", "--retry-for", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("PUBLISH FAILED"), "{t}");
+    assert!(t.contains("Tenant acme: HeadBucket s3://edict-cli-no-such-bucket: NoSuchBucket"), "{t}");
+}
