@@ -26,14 +26,19 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// The example manifests, with the Tenant's storage on moto.
-async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) {
-    let moto = aws::moto();
+/// The example manifests, with the Tenant's storage on moto (a new table and master key).
+/// Returns the table.
+async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) -> String {
     if create_bucket {
-        aws::s3(&moto, "testing", "testing").create_bucket().bucket(bucket).send().await.expect("bucket");
+        aws::s3(&aws::moto(), "testing", "testing")
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
     }
-    let kms = aws::kms();
-    let master = kms
+    let table = aws::unique("edict-cli");
+    let master = aws::kms()
         .create_key()
         .send()
         .await
@@ -41,6 +46,13 @@ async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) {
         .key_metadata()
         .map(|m| m.key_id().to_string())
         .expect("id");
+    write_manifests(dir, bucket, &table, &master);
+    table
+}
+
+/// The example manifests with the Tenant's storage set to this bucket, table and master key.
+fn write_manifests(dir: &Path, bucket: &str, table: &str, master: &str) {
+    let moto = aws::moto();
     for entry in std::fs::read_dir(common::root().join("examples/acme")).expect("examples") {
         let path = entry.expect("entry").path();
         std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
@@ -48,7 +60,6 @@ async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) {
     let tenant = std::fs::read_to_string(dir.join("tenant.yaml")).expect("tenant");
     let storage = format!(
         "  storage:\n    region: us-east-1\n    s3: {{bucket: {bucket}, prefix: acme, endpoint: \"{moto}\", forcePathStyle: true}}\n    dynamodb: {{table: {table}, endpoint: \"{moto}\", create: true}}\n    kms: {{keyId: {master}, endpoint: \"{moto}\"}}\n",
-        table = aws::unique("edict-cli"),
     );
     std::fs::write(dir.join("tenant.yaml"), format!("{tenant}{storage}")).expect("write");
 }
@@ -120,4 +131,70 @@ async fn a_missing_bucket_fails_the_build_with_the_resource_named() {
     let t = text(&out);
     assert!(t.contains("PUBLISH FAILED"), "{t}");
     assert!(t.contains("Tenant acme: HeadBucket s3://edict-cli-no-such-bucket: NoSuchBucket"), "{t}");
+}
+
+#[tokio::test]
+async fn two_processes_publishing_the_same_systems_stay_consistent() {
+    let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let bucket = aws::unique("edict-race");
+    let table = manifests(a.path(), &bucket, true).await;
+    let master = std::fs::read_to_string(a.path().join("tenant.yaml"))
+        .expect("tenant")
+        .split("keyId: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("key id")
+        .to_string();
+    write_manifests(b.path(), &bucket, &table, &master);
+    // The second writer builds different bundles for the same Systems.
+    let systems = b.path().join("systems.yaml");
+    let changed = std::fs::read_to_string(&systems)
+        .expect("read")
+        .replace("must not be privileged", "is privileged: no");
+    std::fs::write(&systems, changed).expect("write");
+
+    let spawn = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_edict"))
+            .args(["build", "--publish", "-f"])
+            .arg(dir)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn edict")
+    };
+    let (pa, pb) = (spawn(a.path()), spawn(b.path()));
+    let (oa, ob) = (pa.wait_with_output().expect("a"), pb.wait_with_output().expect("b"));
+    assert!(oa.status.success(), "{}", text(&oa));
+    assert!(ob.status.success(), "{}", text(&ob));
+
+    // Whoever finished last is live; the index and the store agree on every System.
+    use edict::index_store::TenantIndex;
+    let config = aws::sdk_config(&aws::moto(), "testing", "testing");
+    let index =
+        edict::index_store::dynamodb::DynamoIndex::new(aws_sdk_dynamodb::Client::new(&config), &table);
+    let s3 = aws::s3(&aws::moto(), "testing", "testing");
+    for system in ["acme-data/batch-api", "acme-payments/payments-cluster", "acme-shop/storefront-envoy"] {
+        let id = format!("local/{system}");
+        let live = index.get_system("acme", &id).await.expect("index").and_then(|r| r.live).expect("live");
+        let object = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(format!("acme/{}", live.key))
+            .send()
+            .await
+            .expect("live object");
+        let bytes = object.body.collect().await.expect("body").into_bytes();
+        assert_eq!(edict::store::content_digest(&bytes), live.sha256, "{system}: store and index agree");
+        for r in index.revisions("acme", &id, None).await.expect("revisions") {
+            s3.head_object()
+                .bucket(&bucket)
+                .key(format!("acme/{}", r.key))
+                .send()
+                .await
+                .expect("revision object exists");
+        }
+    }
 }

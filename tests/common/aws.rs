@@ -29,6 +29,16 @@ pub fn seaweed() -> (String, String, String) {
 /// Shared SDK settings: static credentials, us-east-1, short timeouts and two attempts, so
 /// that a test of an unreachable endpoint is quick.
 pub fn sdk_config(endpoint: &str, access: &str, secret: &str) -> aws_config::SdkConfig {
+    sdk_config_with_attempts(endpoint, access, secret, 2)
+}
+
+/// [`sdk_config`] with the SDK's own retries set: 1 lets every failure reach edict's back-off.
+pub fn sdk_config_with_attempts(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    attempts: u32,
+) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -40,7 +50,7 @@ pub fn sdk_config(endpoint: &str, access: &str, secret: &str) -> aws_config::Sdk
             None,
             "edict-tests",
         )))
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .retry_config(RetryConfig::standard().with_max_attempts(attempts))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -52,10 +62,12 @@ pub fn sdk_config(endpoint: &str, access: &str, secret: &str) -> aws_config::Sdk
 
 /// An S3 client (path-style) for an endpoint.
 pub fn s3(endpoint: &str, access: &str, secret: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&sdk_config(endpoint, access, secret))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    s3_from(&sdk_config(endpoint, access, secret))
+}
+
+/// An S3 client (path-style) from a config.
+pub fn s3_from(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
 }
 
 /// A KMS client for moto.
