@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs edict's benchmarks and collects their summaries.
 #
-#   scripts/bench.sh                  # bundle, fanout and local_latency
+#   scripts/bench.sh                  # bundle, fanout, local_latency and publish (starts the test servers)
 #   scripts/bench.sh bundle fanout    # some of them
 #   QUICK=1 scripts/bench.sh          # shorter criterion runs for `bundle`
 #   EDICT_BENCH_SYSTEMS=2000 scripts/bench.sh fanout
@@ -17,7 +17,15 @@ OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout local_latency)
+[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout local_latency publish)
+
+# The publish bench talks to the local S3/DynamoDB servers.
+for b in "${benches[@]}"; do
+    if [ "$b" = publish ]; then
+        trap 'scripts/servers.sh stop >/dev/null 2>&1 || true' EXIT
+        eval "$(scripts/servers.sh start)"
+    fi
+done
 
 extra=()
 [ -n "${QUICK:-}" ] && extra=(--quick)

@@ -61,6 +61,9 @@ enum Command {
         /// Give up publishing after this many seconds of transient failures.
         #[arg(long, default_value = "300", value_name = "SECONDS")]
         retry_for: u64,
+        /// Publishes in flight at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
     },
     /// List a System's published revisions (newest first) from its Tenant's index.
     History {
@@ -149,8 +152,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build { files, out, output, cluster, publish, retry_for } => {
-            build(&files, out, output, &cluster, publish.then_some(retry_for))
+        Command::Build { files, out, output, cluster, publish, retry_for, parallel } => {
+            build(&files, out, output, &cluster, publish.then_some((retry_for, parallel)))
         }
         Command::History { files, system, output, cluster } => history(&files, &system, output, &cluster),
         Command::Rollback { files, system, to, cluster } => rollback(&files, &system, &to, &cluster),
@@ -176,12 +179,12 @@ fn build(
     out: Option<PathBuf>,
     output: Output,
     cluster: &str,
-    publish: Option<u64>,
+    publish: Option<(u64, usize)>,
 ) -> Result<ExitCode> {
     let ws = Workspace::load(files, cluster)?;
     let problems = ws.problems();
     let published = match publish {
-        Some(seconds) => Some(publish_all(&ws, seconds)?),
+        Some((seconds, parallel)) => Some(publish_all(&ws, seconds, parallel)?),
         None => None,
     };
     let publish_failed = published.as_ref().is_some_and(|p| p.values().any(|r| r.is_err()));
@@ -271,11 +274,12 @@ fn actor() -> String {
 fn publish_all(
     ws: &Workspace,
     seconds: u64,
+    parallel: usize,
 ) -> Result<std::collections::BTreeMap<ObjectKey, Result<String, String>>> {
     let backoff =
         edict::retry::Backoff { deadline: std::time::Duration::from_secs(seconds), ..Default::default() };
     let rt = tokio::runtime::Runtime::new()?;
-    let reports = rt.block_on(edict::publishing::publish_all(ws, &actor(), backoff));
+    let reports = rt.block_on(edict::publishing::publish_all(ws, &actor(), backoff, parallel));
     Ok(reports
         .into_iter()
         .map(|r| {
@@ -292,6 +296,7 @@ fn publish_all(
 fn publish_all(
     _: &Workspace,
     _: u64,
+    _: usize,
 ) -> Result<std::collections::BTreeMap<ObjectKey, Result<String, String>>> {
     bail!("this edict was built without the `aws` feature: --publish, history and rollback need it")
 }

@@ -30,9 +30,15 @@ pub async fn registry(ws: &Workspace, tenant: &str, actor: &str) -> Result<Regis
         .map_err(|e| format!("Tenant {tenant}: {e}"))
 }
 
-/// Publish every System that built, tenant by tenant, retrying transient failures with
-/// `backoff` and reporting each one on stderr while it lasts.
-pub async fn publish_all(ws: &Workspace, actor: &str, backoff: Backoff) -> Vec<PublishReport> {
+/// Publish every System that built, tenant by tenant, `parallel` at a time (S3 and DynamoDB
+/// round trips dominate a publish), retrying transient failures with `backoff` and reporting
+/// each one on stderr while it lasts.
+pub async fn publish_all(
+    ws: &Workspace,
+    actor: &str,
+    backoff: Backoff,
+    parallel: usize,
+) -> Vec<PublishReport> {
     let mut by_tenant: BTreeMap<&str, Vec<&crate::pipeline::SystemBuild>> = BTreeMap::new();
     for b in ws.builds.values().filter(|b| b.bundle.is_some()) {
         if let Some(t) = &b.tenant {
@@ -50,19 +56,47 @@ pub async fn publish_all(ws: &Workspace, actor: &str, backoff: Backoff) -> Vec<P
                 continue;
             }
         };
-        for b in builds {
-            let (Some(input), Some(bundle)) = (&b.input, &b.bundle) else { continue };
+        let outcomes = publish_many(&registry, &builds, &backoff, parallel).await;
+        reports.extend(outcomes);
+    }
+    reports
+}
+
+/// Publish these builds with at most `parallel` in flight, each retried with `backoff`.
+pub async fn publish_many(
+    registry: &Registry,
+    builds: &[&crate::pipeline::SystemBuild],
+    backoff: &Backoff,
+    parallel: usize,
+) -> Vec<PublishReport> {
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for b in builds {
+        let (Some(input), Some(bundle)) = (b.input.clone(), b.bundle.clone()) else { continue };
+        let (registry, backoff, limit) = (registry.clone(), *backoff, limit.clone());
+        let (key, generations) = (b.key.clone(), b.generations.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
             let outcome = backoff
                 .run(
-                    || registry.publish(input, bundle, &b.generations, SystemTime::now()),
+                    || registry.publish(&input, &bundle, &generations, SystemTime::now()),
                     PublishError::is_transient,
-                    |e, delay| eprintln!("publishing {}: {e}; retrying in {delay:?}", b.key),
+                    |e, delay| eprintln!("publishing {key}: {e}; retrying in {delay:?}"),
                 )
                 .await
                 .map_err(|e| e.to_string());
-            reports.push(PublishReport { system: b.key.clone(), outcome });
+            PublishReport { system: key, outcome }
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(report) => reports.push(report),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
         }
     }
+    reports.sort_by(|a, b| a.system.cmp(&b.system));
     reports
 }
 

@@ -117,6 +117,13 @@ pub struct Registry {
 /// Revisions kept per System when the Tenant does not say.
 pub const DEFAULT_RETENTION: usize = 10;
 
+/// Retries of a commit-log append after the live switch.
+const COMMIT_RETRY: crate::retry::Backoff = crate::retry::Backoff {
+    initial: std::time::Duration::from_millis(20),
+    max: std::time::Duration::from_secs(1),
+    deadline: std::time::Duration::from_secs(30),
+};
+
 /// How many times a publish re-reads and retries after losing a race on the index item.
 const RACE_RETRIES: usize = 3;
 
@@ -243,7 +250,15 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.commit("publish", &id, bundle.revision(), now).await?;
+        // The bundle is live: the log entry must not be lost to a passing failure, since a retry
+        // of the whole publish would find nothing left to do.
+        COMMIT_RETRY
+            .run(
+                || self.commit("publish", &id, bundle.revision(), now),
+                PublishError::is_transient,
+                |e, _| tracing::warn!(system = %id, "commit log: {e}; retrying"),
+            )
+            .await?;
         self.trim(&id, bundle.revision()).await?;
         Ok(Published::Written)
     }

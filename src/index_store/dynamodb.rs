@@ -51,7 +51,7 @@ const KEY_PREFIX: &str = "KEY#";
 const SYS_PREFIX: &str = "SYS#";
 
 /// How often `append_commit` re-reads the head under contention before giving up.
-const APPEND_ATTEMPTS: u32 = 20;
+const APPEND_ATTEMPTS: u32 = 40;
 
 /// Error codes that mean "try again later".
 const TRANSIENT_CODES: &[&str] = &[
@@ -168,6 +168,15 @@ enum TxFailure {
     Contended(Vec<String>),
     /// Anything else, classified.
     Other(IndexError),
+}
+
+/// The pause after the `attempt`-th lost race for a contended item: exponential up to 250 ms,
+/// with full jitter.
+fn contention_delay(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = (2u64 << attempt.min(7)).min(250);
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    Duration::from_millis(1 + random % ceiling)
 }
 
 impl DynamoIndex {
@@ -1258,6 +1267,9 @@ impl TenantIndex for DynamoIndex {
     }
 
     async fn append_commit(&self, tenant: &str, record: &CommitRecord) -> Result<u64> {
+        // Every publish of the tenant appends here, so concurrent publishers contend for the
+        // head item: back off exponentially with jitter so they spread out instead of colliding
+        // in lock step.
         check_tenant(tenant)?;
         for attempt in 0..APPEND_ATTEMPTS {
             let head = match self.get_item(ReadOp::Maintenance, log_pk(tenant), HEAD_SK).await? {
@@ -1298,7 +1310,7 @@ impl TenantIndex for DynamoIndex {
                 Ok(()) => return Ok(sequence),
                 Err(TxFailure::Other(e)) => return Err(e),
                 Err(TxFailure::Contended(_)) => {
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt + 1))).await;
+                    tokio::time::sleep(contention_delay(attempt)).await;
                 }
                 Err(TxFailure::Conditions(_)) => {
                     // Either another writer moved the head (re-read it), or an entry exists past
@@ -1311,7 +1323,7 @@ impl TenantIndex for DynamoIndex {
                     {
                         self.advance_head(tenant, sequence).await?;
                     } else {
-                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt + 1))).await;
+                        tokio::time::sleep(contention_delay(attempt)).await;
                     }
                 }
             }
