@@ -20,6 +20,7 @@ pub mod index_store;
 pub mod keys;
 pub mod local;
 pub mod manifest;
+pub mod opa_config;
 pub mod pipeline;
 pub mod problem;
 pub mod publish;

@@ -199,11 +199,6 @@ impl Local {
         self.reported = now.clone();
         now
     }
-
-    /// Every System's live bundle key.
-    pub fn bundle_keys(&self) -> Vec<String> {
-        self.ws.builds.values().filter_map(|b| b.input.as_ref().map(|i| i.live_key())).collect()
-    }
 }
 
 fn object_ref(id: &Identity) -> ObjectRef {
@@ -240,7 +235,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", opts.addr))?;
     let addr = listener.local_addr()?;
-    print_opa_config(addr, &local.bundle_keys());
+    print_opa_config(addr, &local);
     let state = ServerState { store, statuses: statuses.clone() };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
@@ -317,19 +312,22 @@ fn report_problems(local: &Local) {
     }
 }
 
-fn print_opa_config(addr: SocketAddr, keys: &[String]) {
-    println!("edict serves OPA bundles on http://{addr}/. OPA configuration for one System:\n");
-    let resource = keys
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "bundles/<tenant>/<cluster>/<namespace>/<system>/bundle.tar.gz".into());
-    println!(
-        "services:\n  edict:\n    url: http://{addr}\nbundles:\n  edict:\n    service: edict\n    resource: {resource}\n    polling:\n      min_delay_seconds: 1\n      max_delay_seconds: 5\n"
-    );
-    if keys.len() > 1 {
+fn print_opa_config(addr: SocketAddr, local: &Local) {
+    let url = format!("http://{addr}");
+    println!("edict serves OPA bundles on {url}/. OPA configuration for one System:\n");
+    let inputs: Vec<&crate::bundle::BundleInput> =
+        local.ws.builds.values().filter_map(|b| b.input.as_ref()).collect();
+    match inputs.first() {
+        Some(input) => {
+            let config = crate::opa_config::render(input, &crate::opa_config::Source::Http(&url), None);
+            println!("{}", serde_norway::to_string(&config).unwrap_or_default());
+        }
+        None => println!("(no System yet)\n"),
+    }
+    if inputs.len() > 1 {
         println!("Other bundles:");
-        for k in &keys[1..] {
-            println!("  {k}");
+        for input in &inputs[1..] {
+            println!("  {}", input.live_key());
         }
     }
 }
