@@ -42,14 +42,7 @@ async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) -> String {
             .expect("bucket");
     }
     let table = aws::unique("edict-cli");
-    let master = aws::kms()
-        .create_key()
-        .send()
-        .await
-        .expect("key")
-        .key_metadata()
-        .map(|m| m.key_id().to_string())
-        .expect("id");
+    let master = aws::master_key().await;
     write_manifests(dir, bucket, &table, &master);
     table
 }

@@ -7,15 +7,9 @@ mod common;
 use common::aws;
 use edict::keys::{KeyError, KeyRing, MasterKey};
 
-async fn master_key() -> String {
-    let out =
-        aws::kms().create_key().description("edict tenant master key").send().await.expect("create key");
-    out.key_metadata().map(|m| m.key_id().to_string()).expect("key id")
-}
-
 #[tokio::test]
 async fn wrapped_data_keys_round_trip_and_rotate() {
-    let master = MasterKey::new(aws::kms(), &master_key().await, "acme");
+    let master = MasterKey::new(aws::kms(), &aws::master_key().await, "acme");
     let (k1, wrapped1) = master.generate("k1").await.expect("generate");
     assert!(!wrapped1.is_empty());
     let mut ring = KeyRing::new(k1);
@@ -37,7 +31,7 @@ async fn wrapped_data_keys_round_trip_and_rotate() {
 
 #[tokio::test]
 async fn a_wrapped_key_only_unwraps_for_its_tenant_and_name() {
-    let key_id = master_key().await;
+    let key_id = aws::master_key().await;
     let acme = MasterKey::new(aws::kms(), &key_id, "acme");
     let (_, wrapped) = acme.generate("k1").await.expect("generate");
     let other = MasterKey::new(aws::kms(), &key_id, "globex");

@@ -75,14 +75,7 @@ async fn outages_mid_publish_converge() {
     let store: Arc<dyn ObjectStore> =
         Arc::new(S3Store::new(aws::s3_from(&once(&s3_proxy.url)), &bucket, "", None));
     let kms = aws_sdk_kms::Client::new(&once(&kms_proxy.url));
-    let master_id = aws::kms()
-        .create_key()
-        .send()
-        .await
-        .expect("key")
-        .key_metadata()
-        .map(|m| m.key_id().to_string())
-        .expect("id");
+    let master_id = aws::master_key().await;
     let master = MasterKey::new(kms, &master_id, "acme");
     let (key, wrapped) = master.generate("dk-1").await.expect("data key");
     let registry = Registry::new("acme", store, index).with_sealer(Arc::new(KeyRing::new(key)));

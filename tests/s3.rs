@@ -16,16 +16,11 @@ async fn bucket(client: &aws_sdk_s3::Client) -> String {
     name
 }
 
-async fn kms_key() -> String {
-    let out = aws::kms().create_key().description("edict test master key").send().await.expect("create key");
-    out.key_metadata().map(|m| m.key_id().to_string()).expect("key id")
-}
-
 /// Backends under test: (name, client, store). SeaweedFS rejects SSE-KMS, so it gets none.
 async fn stores() -> Vec<(&'static str, aws_sdk_s3::Client, S3Store)> {
     let moto = aws::s3(&aws::moto(), "testing", "testing");
     let moto_bucket = bucket(&moto).await;
-    let moto_store = S3Store::new(moto.clone(), &moto_bucket, "tenants/acme", Some(kms_key().await));
+    let moto_store = S3Store::new(moto.clone(), &moto_bucket, "tenants/acme", Some(aws::master_key().await));
     let (endpoint, access, secret) = aws::seaweed();
     let seaweed = aws::s3(&endpoint, &access, &secret);
     let seaweed_bucket = bucket(&seaweed).await;

@@ -12,14 +12,7 @@ use common::aws;
 use edict::signing::KmsSigner;
 
 async fn signing_key() -> String {
-    let out = aws::kms()
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .expect("create signing key");
-    out.key_metadata().map(|m| m.key_id().to_string()).expect("key id")
+    aws::create_key(Some(KeySpec::EccNistP256), Some(KeyUsageType::SignVerify)).await
 }
 
 fn verify(dir: &Path, archive: &[u8], pem: &str, key_id: &str, scope: &str) -> Result<String, String> {
@@ -105,8 +98,7 @@ async fn opa_accepts_signed_bundles_and_rejects_tampering() {
 
 #[tokio::test]
 async fn a_key_that_cannot_sign_is_a_clear_error() {
-    let symmetric = aws::kms().create_key().send().await.expect("create key");
-    let key_id = symmetric.key_metadata().map(|m| m.key_id().to_string()).expect("key id");
+    let key_id = aws::master_key().await;
     let signer = KmsSigner::new(aws::kms(), &key_id);
     let err = signer.sign(b"payload").await.expect_err("a symmetric key cannot sign");
     let text = err.to_string();

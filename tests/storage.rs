@@ -24,14 +24,6 @@ fn clients() -> edict::aws::Clients {
     }
 }
 
-async fn key(spec: Option<KeySpec>, usage: KeyUsageType) -> String {
-    let mut req = aws::kms().create_key().key_usage(usage);
-    if let Some(spec) = spec {
-        req = req.key_spec(spec);
-    }
-    req.send().await.expect("create key").key_metadata().map(|m| m.key_id().to_string()).expect("id")
-}
-
 async fn storage() -> Storage {
     let bucket = aws::unique("edict");
     aws::s3(&aws::moto(), "testing", "testing").create_bucket().bucket(&bucket).send().await.expect("bucket");
@@ -46,8 +38,10 @@ async fn storage() -> Storage {
         },
         dynamodb: DynamoDbStorage { table: aws::unique("edict-index"), endpoint: None, create: true },
         kms: Some(KmsStorage {
-            key_id: key(None, KeyUsageType::EncryptDecrypt).await,
-            signing_key_id: Some(key(Some(KeySpec::EccNistP256), KeyUsageType::SignVerify).await),
+            key_id: aws::create_key(None, Some(KeyUsageType::EncryptDecrypt)).await,
+            signing_key_id: Some(
+                aws::create_key(Some(KeySpec::EccNistP256), Some(KeyUsageType::SignVerify)).await,
+            ),
             endpoint: None,
         }),
     }
@@ -137,7 +131,7 @@ async fn misconfigured_storage_names_the_resource_and_operation() {
 
     let mut s = good.clone();
     if let Some(k) = s.kms.as_mut() {
-        k.signing_key_id = Some(key(None, KeyUsageType::EncryptDecrypt).await);
+        k.signing_key_id = Some(aws::create_key(None, Some(KeyUsageType::EncryptDecrypt)).await);
     }
     let err = connect("acme", &s, &clients, "t", now()).await.expect_err("symmetric signing key").to_string();
     assert!(

@@ -85,3 +85,18 @@ pub fn unique(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// A new KMS key in moto: symmetric (the default) or of the given spec and usage. Returns its id.
+pub async fn create_key(
+    spec: Option<aws_sdk_kms::types::KeySpec>,
+    usage: Option<aws_sdk_kms::types::KeyUsageType>,
+) -> String {
+    let out =
+        kms().create_key().set_key_spec(spec).set_key_usage(usage).send().await.expect("create KMS key");
+    out.key_metadata().map(|m| m.key_id().to_string()).expect("key id")
+}
+
+/// A new symmetric (ENCRYPT_DECRYPT) key in moto.
+pub async fn master_key() -> String {
+    create_key(None, None).await
+}
