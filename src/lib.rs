@@ -11,6 +11,8 @@ pub mod bundle;
 pub mod catalog;
 #[cfg(feature = "aws")]
 pub mod connect;
+#[cfg(feature = "aws")]
+pub mod controller;
 pub mod crds;
 pub mod explain;
 pub mod glob;

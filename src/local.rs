@@ -20,7 +20,7 @@ use crate::manifest::{self, Located};
 use crate::problem::{ObjectRef, Problem, Reason};
 use crate::publish::{Published, Publisher};
 use crate::server::{ServerState, router};
-use crate::status::{self, Statuses};
+use crate::status::Statuses;
 use crate::store::{DirStore, ObjectStore};
 use crate::workspace::Workspace;
 
@@ -56,12 +56,6 @@ pub struct Local {
     pub ws: Workspace,
     files: BTreeMap<PathBuf, FileState>,
     owners: BTreeMap<Identity, PathBuf>,
-    /// The revision each System serves.
-    pub live: BTreeMap<ObjectKey, String>,
-    /// Problems from publishing, by System.
-    publish_problems: BTreeMap<ObjectKey, Problem>,
-    /// The statuses last reported, whose transition times carry over.
-    reported: Statuses,
 }
 
 impl Local {
@@ -73,9 +67,6 @@ impl Local {
             ws: Workspace::empty(cluster),
             files: BTreeMap::new(),
             owners: BTreeMap::new(),
-            live: BTreeMap::new(),
-            publish_problems: BTreeMap::new(),
-            reported: Statuses::default(),
         };
         local.rescan()?;
         Ok(local)
@@ -161,11 +152,9 @@ impl Local {
     pub async fn publish(&mut self, publisher: &Publisher, keys: &[ObjectKey]) -> (usize, usize) {
         let (mut written, mut unchanged) = (0, 0);
         for key in keys {
-            let Some(build) = self.ws.builds.get(key) else {
-                self.live.remove(key);
-                continue;
-            };
+            let Some(build) = self.ws.builds.get(key) else { continue };
             let (Some(input), Some(bundle)) = (&build.input, &build.bundle) else { continue };
+            let revision = bundle.revision().to_string();
             match publisher.publish(input, bundle).await {
                 Ok(done) => {
                     if done == Published::Written {
@@ -173,8 +162,7 @@ impl Local {
                     } else {
                         unchanged += 1;
                     }
-                    self.live.insert(key.clone(), bundle.revision().to_string());
-                    self.publish_problems.remove(key);
+                    self.ws.published(key, &revision);
                 }
                 Err(e) => {
                     let p = Problem::new(
@@ -182,22 +170,16 @@ impl Local {
                         Reason::DependencyFailed,
                         e.to_string(),
                     );
-                    self.publish_problems.insert(key.clone(), p);
+                    self.ws.publish_failed(key, p);
                 }
             }
         }
         (written, unchanged)
     }
 
-    /// Every object's status now; `lastTransitionTime` moves only on a real transition.
+    /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
-        let mut problems = self.ws.problems();
-        problems.extend(self.publish_problems.values().cloned());
-        let mut now = status::compute(&self.ws.catalog, &self.ws.builds, &problems, &self.live);
-        let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        status::carry_all(&self.reported, &mut now, &stamp);
-        self.reported = now.clone();
-        now
+        self.ws.statuses()
     }
 }
 

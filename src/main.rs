@@ -40,6 +40,15 @@ enum Command {
         /// Cluster name used in system ids.
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
+        /// Operator: where `/metrics`, `/healthz` and `/readyz` listen.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_addr: String,
+        /// Operator: its own namespace, which holds the leader Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "edict-system")]
+        namespace: String,
+        /// Operator: this replica's identity in the leader Lease.
+        #[arg(long, env = "POD_NAME", default_value = "edict")]
+        identity: String,
     },
     /// Build every System's bundle from manifests; exit non-zero on any problem.
     Build {
@@ -161,16 +170,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { files, system, input, output, cluster } => {
             eval(&files, &system, &input, output, &cluster)
         }
-        Command::Run { local: Some(dir), store, addr, cluster } => {
+        Command::Run { local: Some(dir), store, addr, cluster, .. } => {
             let store = store.unwrap_or_else(|| dir.join(".edict/store"));
             let addr = addr.parse().with_context(|| format!("--addr {addr}"))?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(edict::local::run(edict::local::Options { dir, store, addr, cluster }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { local: None, .. } => {
-            bail!("the in-cluster operator is not part of this build yet; use `edict run --local DIR`")
-        }
+        Command::Run { local: None, store, cluster, metrics_addr, namespace, identity, .. } => operator(
+            store.unwrap_or_else(|| PathBuf::from("/var/lib/edict/store")),
+            cluster,
+            &metrics_addr,
+            namespace,
+            identity,
+        ),
     }
 }
 
@@ -261,6 +274,31 @@ fn build(
         }
     }
     Ok(if problems.is_empty() && !publish_failed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(feature = "aws")]
+fn operator(
+    store: PathBuf,
+    cluster: String,
+    metrics_addr: &str,
+    namespace: String,
+    identity: String,
+) -> Result<ExitCode> {
+    let metrics_addr = metrics_addr.parse().with_context(|| format!("--metrics-addr {metrics_addr}"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(edict::controller::run(edict::controller::Options {
+        cluster,
+        metrics_addr,
+        namespace,
+        identity,
+        store,
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "aws"))]
+fn operator(_: PathBuf, _: String, _: &str, _: String, _: String) -> Result<ExitCode> {
+    bail!("this edict was built without the `aws` feature, which the operator needs")
 }
 
 /// Who the commit log names for CLI changes.

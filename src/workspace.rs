@@ -10,6 +10,7 @@ use crate::index::ObjectKey;
 use crate::pipeline::{self, Checks, SystemBuild};
 use crate::problem::Problem;
 use crate::rego::TestResult;
+use crate::status::{self, Statuses};
 
 /// Manifests loaded into a catalog, with every System built.
 #[derive(Debug)]
@@ -24,6 +25,12 @@ pub struct Workspace {
     pub cluster: String,
     /// Check caches.
     pub checks: Checks,
+    /// The revision each System serves.
+    pub live: BTreeMap<ObjectKey, String>,
+    /// Why the last publish of a System failed, while it does.
+    pub publish_problems: BTreeMap<ObjectKey, Problem>,
+    /// The statuses last reported, whose transition times carry over.
+    reported: Statuses,
 }
 
 impl Workspace {
@@ -37,6 +44,9 @@ impl Workspace {
             builds: BTreeMap::new(),
             cluster: cluster.to_string(),
             checks: Checks::new(),
+            live: BTreeMap::new(),
+            publish_problems: BTreeMap::new(),
+            reported: Statuses::default(),
         };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
         ws.rebuild(&all);
@@ -51,6 +61,9 @@ impl Workspace {
             builds: BTreeMap::new(),
             cluster: cluster.to_string(),
             checks: Checks::new(),
+            live: BTreeMap::new(),
+            publish_problems: BTreeMap::new(),
+            reported: Statuses::default(),
         }
     }
 
@@ -60,6 +73,8 @@ impl Workspace {
             keys.iter().cloned().partition(|k| self.catalog.systems().contains_key(k));
         for k in gone {
             self.builds.remove(&k);
+            self.live.remove(&k);
+            self.publish_problems.remove(&k);
         }
         for b in pipeline::build_systems(&self.catalog, &present, &self.cluster, &self.checks) {
             self.builds.insert(b.key.clone(), b);
@@ -76,6 +91,28 @@ impl Workspace {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// Record that a System now serves `revision`.
+    pub fn published(&mut self, key: &ObjectKey, revision: &str) {
+        self.live.insert(key.clone(), revision.to_string());
+        self.publish_problems.remove(key);
+    }
+
+    /// Record why publishing a System failed (it keeps serving what it served).
+    pub fn publish_failed(&mut self, key: &ObjectKey, problem: Problem) {
+        self.publish_problems.insert(key.clone(), problem);
+    }
+
+    /// Every object's status now; `lastTransitionTime` moves only on a real transition.
+    pub fn statuses(&mut self) -> Statuses {
+        let mut problems = self.problems();
+        problems.extend(self.publish_problems.values().cloned());
+        let mut now = status::compute(&self.catalog, &self.builds, &problems, &self.live);
+        let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        status::carry_all(&self.reported, &mut now, &stamp);
+        self.reported = now.clone();
+        now
     }
 
     /// Run the Rego tests of every Policy that has some, target by target.

@@ -1,0 +1,87 @@
+//! Watches of the four kinds, turned into catalog changes. A re-list (after a watch expired)
+//! is followed by a `Resync` that deletes what the re-list no longer holds.
+
+use std::collections::BTreeSet;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use crate::api::{Policy, Stack, System, Tenant};
+use crate::index::ObjectKey;
+use crate::manifest::{Located, Object, Origin};
+
+/// One change for the catalog.
+#[derive(Debug)]
+pub enum Change {
+    /// An object was added or modified.
+    Apply(Box<Located>),
+    /// An object is gone.
+    Delete(&'static str, ObjectKey),
+    /// A re-list of `kind` finished: objects of that kind not in the set are gone.
+    Resync(&'static str, BTreeSet<ObjectKey>),
+    /// The watch failed (it retries with back-off); for logs and readiness.
+    Error(String),
+}
+
+fn located(object: Object) -> Located {
+    Located { object, origin: Origin::default() }
+}
+
+/// Turn one kind's watcher events into changes, buffering keys during a re-list.
+pub fn changes<K, F>(
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    kind: &'static str,
+    wrap: F,
+) -> impl Stream<Item = Change> + Send
+where
+    K: kube::Resource + Send + 'static,
+    F: Fn(K) -> Object + Send + Sync + Copy + 'static,
+{
+    let key = |k: &K| {
+        let meta = k.meta();
+        ObjectKey::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+    };
+    stream
+        .scan(BTreeSet::new(), move |seen: &mut BTreeSet<ObjectKey>, event| {
+            let out = match event {
+                Ok(watcher::Event::Apply(k)) => vec![Change::Apply(Box::new(located(wrap(k))))],
+                Ok(watcher::Event::Delete(k)) => vec![Change::Delete(kind, key(&k))],
+                Ok(watcher::Event::Init) => {
+                    seen.clear();
+                    vec![]
+                }
+                Ok(watcher::Event::InitApply(k)) => {
+                    seen.insert(key(&k));
+                    vec![Change::Apply(Box::new(located(wrap(k))))]
+                }
+                Ok(watcher::Event::InitDone) => vec![Change::Resync(kind, std::mem::take(seen))],
+                Err(e) => vec![Change::Error(format!("watching {kind}s: {e}"))],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+}
+
+/// Every change of every edict kind in the cluster, as one stream.
+pub fn all(client: Client) -> impl Stream<Item = Change> + Send {
+    let config = watcher::Config::default;
+    let tenants = changes(
+        watcher(Api::<Tenant>::all(client.clone()), config()).default_backoff(),
+        "Tenant",
+        Object::Tenant,
+    );
+    let stacks = changes(
+        watcher(Api::<Stack>::all(client.clone()), config()).default_backoff(),
+        "Stack",
+        Object::Stack,
+    );
+    let systems = changes(
+        watcher(Api::<System>::all(client.clone()), config()).default_backoff(),
+        "System",
+        Object::System,
+    );
+    let policies =
+        changes(watcher(Api::<Policy>::all(client), config()).default_backoff(), "Policy", Object::Policy);
+    futures::stream::select_all([tenants.boxed(), stacks.boxed(), systems.boxed(), policies.boxed()])
+}
