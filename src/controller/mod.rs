@@ -178,6 +178,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
 
     let mut engine = Engine::new(&opts.cluster, opts.store.clone());
+    let reporter =
+        kube::runtime::events::Reporter { controller: "edict".into(), instance: Some(opts.identity.clone()) };
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
     let mut changes = watch::all(client.clone()).boxed();
     let mut renew = tokio::time::interval(lease.retry);
     let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
@@ -201,6 +204,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     tracing::warn!("{f}");
                 }
                 if failures.is_empty() {
+                    status_writer::publish(&recorder, &status_writer::notices(&engine.written, &statuses)).await;
                     engine.written = statuses;
                 }
             }

@@ -63,3 +63,85 @@ where
         }
     }
 }
+
+/// An event users should see: an object stopped being Ready (Warning, with the reason and
+/// where), or became Ready again (Normal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// `Tenant`, `Stack`, `System`, `Policy`.
+    pub kind: &'static str,
+    /// Namespace (empty for Tenants).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Warning or not.
+    pub warning: bool,
+    /// The condition's reason.
+    pub reason: String,
+    /// The condition's message (first 1 kB).
+    pub message: String,
+}
+
+/// The notices between two rounds of statuses: only real transitions of `Ready`. Pure.
+pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
+    use crate::api::Condition;
+    fn ready(conditions: &[Condition]) -> Option<&Condition> {
+        conditions.iter().find(|c| c.type_ == crate::api::conditions::READY)
+    }
+    fn each<'a, S: 'a>(
+        kind: &'static str,
+        old: &'a std::collections::BTreeMap<String, S>,
+        new: &'a std::collections::BTreeMap<String, S>,
+        conditions: fn(&S) -> &Vec<Condition>,
+        out: &mut Vec<Notice>,
+    ) {
+        for (key, status) in new {
+            let Some(now) = ready(conditions(status)) else { continue };
+            let before = old.get(key).and_then(|s| ready(conditions(s)));
+            let changed = before.is_none_or(|b| b.status != now.status || b.reason != now.reason);
+            let failing = now.status != crate::api::ConditionStatus::True;
+            // A first sighting that is Ready is not news; anything failing is.
+            if !changed || (before.is_none() && !failing) {
+                continue;
+            }
+            let (namespace, name) =
+                key.split_once('/').map(|(n, m)| (n.to_string(), m.to_string())).unwrap_or_default();
+            let (namespace, name) =
+                if kind == "Tenant" { (String::new(), key.clone()) } else { (namespace, name) };
+            let mut message = if failing { now.message.clone() } else { "Ready again".to_string() };
+            message.truncate(message.char_indices().nth(1000).map(|(i, _)| i).unwrap_or(message.len()));
+            out.push(Notice { kind, namespace, name, warning: failing, reason: now.reason.clone(), message });
+        }
+    }
+    let mut out = Vec::new();
+    each("Tenant", &old.tenants, &new.tenants, |s| &s.conditions, &mut out);
+    each("Stack", &old.stacks, &new.stacks, |s| &s.conditions, &mut out);
+    each("System", &old.systems, &new.systems, |s| &s.conditions, &mut out);
+    each("Policy", &old.policies, &new.policies, |s| &s.conditions, &mut out);
+    out
+}
+
+/// Publish notices as Kubernetes events (best effort: failures are logged).
+pub async fn publish(recorder: &kube::runtime::events::Recorder, notices: &[Notice]) {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType};
+    for n in notices {
+        let reference = ObjectReference {
+            api_version: Some(API_VERSION.to_string()),
+            kind: Some(n.kind.to_string()),
+            name: Some(n.name.clone()),
+            namespace: (!n.namespace.is_empty()).then(|| n.namespace.clone()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: if n.warning { EventType::Warning } else { EventType::Normal },
+            reason: n.reason.clone(),
+            note: Some(n.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!("event for {} {}/{}: {e}", n.kind, n.namespace, n.name);
+        }
+    }
+}
