@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# End-to-end test against the cluster KUBECONFIG points at (any conformant cluster: kind, k3d,
+# EKS...). It installs the CRDs, runs the operator out of cluster against the embedded
+# directory store, applies the examples, waits for every System to be Ready, breaks a Policy
+# and checks that the System stalls while its last good bundle keeps serving, fixes it, and
+# deletes everything it created.
+#
+#   e2e/run.sh            # uses $KUBECONFIG (or ~/.kube/config) and `kubectl` on PATH
+#   KEEP=1 e2e/run.sh     # leave the namespaces and CRDs in place afterwards
+#
+# Exits 2, saying so, when no cluster is reachable: nothing was tested then.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+KUBECTL="${KUBECTL:-kubectl}"
+say() { printf 'e2e: %s\n' "$*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+
+if ! "$KUBECTL" version --request-timeout=5s >/dev/null 2>&1; then
+    say "no Kubernetes cluster is reachable through KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config}; nothing was tested"
+    exit 2
+fi
+say "cluster: $("$KUBECTL" config current-context 2>/dev/null || echo unknown)"
+
+work="$(mktemp -d)"
+operator_pid=""
+namespaces=(acme-platform acme-payments acme-shop acme-data)
+cleanup() {
+    if [ -n "$operator_pid" ]; then kill "$operator_pid" 2>/dev/null || true; fi
+    if [ -z "${KEEP:-}" ]; then
+        "$KUBECTL" delete -f examples/acme/ --ignore-not-found --wait=false >/dev/null 2>&1 || true
+        "$KUBECTL" delete namespace "${namespaces[@]}" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "installing the CRDs"
+"$KUBECTL" apply --server-side -f crds/ >/dev/null
+"$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
+
+for ns in "${namespaces[@]}"; do
+    "$KUBECTL" create namespace "$ns" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+done
+
+say "building and starting the operator (out of cluster, embedded store in $work/store)"
+cargo build --quiet
+POD_NAMESPACE=default POD_NAME="e2e-$$" EDICT_CLUSTER=e2e \
+    target/debug/edict run --store "$work/store" --metrics-addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
+operator_pid=$!
+
+say "applying the examples"
+"$KUBECTL" apply -f examples/acme/ >/dev/null
+"$KUBECTL" wait --for=condition=Ready systems --all -A --timeout=120s ||
+    { tail -n 50 "$work/operator.log" >&2; fail "Systems did not become Ready"; }
+bundle="$work/store/bundles/acme/e2e/acme-payments/payments-cluster/bundle.tar.gz"
+[ -s "$bundle" ] || fail "no bundle at $bundle"
+"$KUBECTL" get edict -A
+
+say "breaking a Policy: the System stalls, its last good bundle stays"
+before="$(sha256sum "$bundle" | cut -d' ' -f1)"
+"$KUBECTL" -n acme-platform patch policy restrict-proxies --type merge \
+    -p '{"spec":{"rego":"package stacks.kubernetes_baseline.proxies\n\ndeny contains msg if {\n  msg :=\n}\n"}}' >/dev/null
+"$KUBECTL" -n acme-payments wait --for=condition=Stalled system/payments-cluster --timeout=60s ||
+    fail "the System did not stall"
+"$KUBECTL" -n acme-platform get policy restrict-proxies -o jsonpath='{.status.conditions[0].message}' | grep -q 'spec.rego:' ||
+    fail "the Policy's status does not say where the Rego is wrong"
+[ "$(sha256sum "$bundle" | cut -d' ' -f1)" = "$before" ] || fail "the live bundle changed while the Policy was broken"
+
+say "fixing it: recovery without restart"
+"$KUBECTL" apply -f examples/acme/stacks.yaml >/dev/null
+"$KUBECTL" -n acme-payments wait --for=condition=Ready system/payments-cluster --timeout=60s || fail "no recovery"
+
+say "deleting the examples"
+"$KUBECTL" delete -f examples/acme/ --wait=true --timeout=60s >/dev/null
+say "passed"
