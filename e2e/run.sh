@@ -46,8 +46,8 @@ done
 
 say "building and starting the operator (out of cluster, embedded store in $work/store)"
 cargo build --quiet
-POD_NAMESPACE=default POD_NAME="e2e-$$" EDICT_CLUSTER=e2e \
-    target/debug/edict run --store "$work/store" --metrics-addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
+EDICT_NAMESPACE=default EDICT_POD_NAME="e2e-$$" EDICT_CLUSTER=e2e \
+    target/debug/edict run --store "$work/store" --metrics-addr 127.0.0.1:0 --addr 127.0.0.1:0 >"$work/operator.log" 2>&1 &
 operator_pid=$!
 
 say "applying the examples"

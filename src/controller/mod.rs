@@ -35,6 +35,8 @@ pub struct Options {
     pub cluster: String,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub metrics_addr: SocketAddr,
+    /// The OPA bundle API over the embedded store.
+    pub bundle_addr: SocketAddr,
     /// The operator's namespace (for the leader Lease).
     pub namespace: String,
     /// This replica's identity (its pod name).
@@ -162,6 +164,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let probes = probes(ready.clone());
     tokio::spawn(async move { axum::serve(listener, probes).await });
 
+    // The embedded store's bundle API, for Tenants without storage (every replica serves it).
+    let statuses = Arc::new(RwLock::new(Statuses::default()));
+    let store: Arc<dyn crate::store::ObjectStore> = Arc::new(DirStore::new(opts.store.clone()));
+    let bundles = tokio::net::TcpListener::bind(opts.bundle_addr)
+        .await
+        .with_context(|| format!("listening on {}", opts.bundle_addr))?;
+    let api = crate::server::router(crate::server::ServerState { store, statuses: statuses.clone() });
+    tokio::spawn(async move { axum::serve(bundles, api).await });
+
     let lease = leader::LeaseConfig::new(&opts.namespace, &opts.identity);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.namespace);
     tracing::info!(identity = %opts.identity, lease = %lease.name, "waiting for leadership");
@@ -177,6 +188,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         *r = true;
     }
 
+    let statuses_view = statuses;
     let mut engine = Engine::new(&opts.cluster, opts.store.clone());
     let reporter =
         kube::runtime::events::Reporter { controller: "edict".into(), instance: Some(opts.identity.clone()) };
@@ -202,6 +214,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let failures = status_writer::write(&client, &engine.written, &statuses).await;
                 for f in &failures {
                     tracing::warn!("{f}");
+                }
+                if let Ok(mut shown) = statuses_view.write() {
+                    *shown = statuses.clone();
                 }
                 if failures.is_empty() {
                     status_writer::publish(&recorder, &status_writer::notices(&engine.written, &statuses)).await;
