@@ -1,9 +1,10 @@
-//! AWS clients for a Tenant's storage, from the standard credential chain.
+//! AWS clients for a Tenant's storage and identity, from the standard credential chain.
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::api::Storage;
+use crate::api::tenant::Identity;
 
 /// The clients a Tenant's storage needs.
 #[derive(Clone, Debug)]
@@ -40,6 +41,25 @@ pub async fn clients(storage: &Storage) -> Clients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
         kms: aws_sdk_kms::Client::from_conf(kms.build()),
     }
+}
+
+/// An IAM client for a Tenant's identity: region and credentials as for [`clients`], the
+/// endpoint from `identity.endpoint`. IAM is global; the SDK signs for the region's partition.
+pub async fn iam(storage: &Storage, identity: &Identity) -> aws_sdk_iam::Client {
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(storage.region.clone()))
+        .load()
+        .await;
+    iam_from(&shared, identity)
+}
+
+/// [`iam`] from an SDK configuration already loaded (tests build one with static credentials).
+pub fn iam_from(shared: &aws_config::SdkConfig, identity: &Identity) -> aws_sdk_iam::Client {
+    let mut iam = aws_sdk_iam::config::Builder::from(shared);
+    if let Some(url) = &identity.endpoint {
+        iam = iam.endpoint_url(url);
+    }
+    aws_sdk_iam::Client::from_conf(iam.build())
 }
 
 /// The service's error code and message for an SDK error. A request that never got an answer

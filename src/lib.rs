@@ -16,12 +16,15 @@ pub mod controller;
 pub mod crds;
 pub mod explain;
 pub mod glob;
+#[cfg(feature = "aws")]
+pub mod iam;
 pub mod index;
 pub mod index_store;
 #[cfg(feature = "aws")]
 pub mod keys;
 pub mod local;
 pub mod manifest;
+pub mod metrics;
 pub mod opa_config;
 pub mod pipeline;
 pub mod problem;
