@@ -14,7 +14,7 @@ use crate::index::{BindingIndex, ObjectKey};
 use crate::manifest::{Located, Object, Origin};
 use crate::problem::{ObjectRef, Problem, Reason};
 use crate::rego::{self, RegoError};
-use crate::selector::StackSelector;
+use crate::selector::{Labels, Selector, SelectorField, StackSelector};
 
 /// Package roots a System's policies may not use.
 pub const RESERVED_ROOTS: [&str; 5] = ["stacks", "main", "system", "context", "metadata"];
@@ -28,13 +28,17 @@ pub struct TenantEntry {
     pub origin: Origin,
     /// Parsed `spec.namespaces`, or the problem with them.
     pub namespaces: Result<Vec<Glob>, Problem>,
+    /// Parsed `spec.namespaceSelector` (`None` when empty: it selects nothing), or its problem.
+    pub namespace_selector: Result<Option<Selector>, Problem>,
 }
 
 impl TenantEntry {
-    /// Whether `namespace` belongs to the tenant (its admin namespace or one of its patterns).
-    pub fn owns(&self, namespace: &str) -> bool {
+    /// Whether `namespace` (with `labels`, when the namespace is known) belongs to the tenant:
+    /// its admin namespace, one of its patterns, or labels its selector matches.
+    pub fn owns(&self, namespace: &str, labels: Option<&Labels>) -> bool {
         self.tenant.spec.admin_namespace == namespace
             || self.namespaces.as_ref().is_ok_and(|globs| globs.iter().any(|g| g.matches(namespace)))
+            || matches!((&self.namespace_selector, labels), (Ok(Some(s)), Some(l)) if s.matches(l))
     }
 }
 
@@ -78,6 +82,8 @@ pub struct Catalog {
     policies: BTreeMap<ObjectKey, PolicyEntry>,
     by_target: BTreeMap<(TargetKind, ObjectKey), BTreeSet<ObjectKey>>,
     index: BindingIndex,
+    /// Labels of the cluster's namespaces (for `spec.namespaceSelector`); empty without a cluster.
+    namespaces: BTreeMap<String, Labels>,
 }
 
 /// Systems whose bundles must be rebuilt after an event.
@@ -122,13 +128,82 @@ impl Catalog {
     }
 
     /// Add or replace an object. Returns the Systems whose bundles may have changed.
+    /// An object whose spec, labels and origin are what the catalog holds (a status or metadata
+    /// update, often edict's own) only replaces the stored copy and affects nothing.
     pub fn apply(&mut self, located: Located) -> Affected {
+        if self.refresh(&located) {
+            return Affected::new();
+        }
         let Located { object, origin } = located;
         match object {
             Object::Tenant(t) => self.apply_tenant(t, origin),
             Object::Stack(s) => self.apply_stack(s, origin),
             Object::System(s) => self.apply_system(s, origin),
             Object::Policy(p) => self.apply_policy(p, origin),
+        }
+    }
+
+    /// Replace the stored copy of an object whose spec, labels and origin did not change.
+    fn refresh(&mut self, located: &Located) -> bool {
+        fn same<S: PartialEq>(
+            a: (&S, &kube::core::ObjectMeta, &Origin),
+            b: (&S, &kube::core::ObjectMeta, &Origin),
+        ) -> bool {
+            a.0 == b.0 && a.1.labels == b.1.labels && a.2 == b.2
+        }
+        let origin = &located.origin;
+        match &located.object {
+            Object::Tenant(t) => {
+                let name = t.metadata.name.clone().unwrap_or_default();
+                match self.tenants.get_mut(&name) {
+                    Some(e)
+                        if same(
+                            (&e.tenant.spec, &e.tenant.metadata, &e.origin),
+                            (&t.spec, &t.metadata, origin),
+                        ) =>
+                    {
+                        e.tenant = Arc::new(t.clone());
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Object::Stack(t) => match self.stacks.get_mut(&key_of(&t.metadata)) {
+                Some(e)
+                    if same(
+                        (&e.stack.spec, &e.stack.metadata, &e.origin),
+                        (&t.spec, &t.metadata, origin),
+                    ) =>
+                {
+                    e.stack = Arc::new(t.clone());
+                    true
+                }
+                _ => false,
+            },
+            Object::System(t) => match self.systems.get_mut(&key_of(&t.metadata)) {
+                Some(e)
+                    if same(
+                        (&e.system.spec, &e.system.metadata, &e.origin),
+                        (&t.spec, &t.metadata, origin),
+                    ) =>
+                {
+                    e.system = Arc::new(t.clone());
+                    true
+                }
+                _ => false,
+            },
+            Object::Policy(t) => match self.policies.get_mut(&key_of(&t.metadata)) {
+                Some(e)
+                    if same(
+                        (&e.policy.spec, &e.policy.metadata, &e.origin),
+                        (&t.spec, &t.metadata, origin),
+                    ) =>
+                {
+                    e.policy = Arc::new(t.clone());
+                    true
+                }
+                _ => false,
+            },
         }
     }
 
@@ -158,10 +233,65 @@ impl Catalog {
         }
     }
 
+    /// A namespace appeared or its labels changed (`None`: it is gone). Returns the Systems in
+    /// it (and those bound to its Stacks) when that changes which Tenant owns it.
+    pub fn apply_namespace(&mut self, name: &str, labels: Option<Labels>) -> Affected {
+        let before = self.tenant_of(name).map(str::to_string).map_err(|(r, o)| (r, o.len()));
+        match labels {
+            Some(labels) => {
+                if self.namespaces.get(name) == Some(&labels) {
+                    return Affected::new();
+                }
+                self.namespaces.insert(name.to_string(), labels);
+            }
+            None => {
+                if self.namespaces.remove(name).is_none() {
+                    return Affected::new();
+                }
+            }
+        }
+        let after = self.tenant_of(name).map(str::to_string).map_err(|(r, o)| (r, o.len()));
+        if before == after {
+            return Affected::new();
+        }
+        let mut affected = Affected::new();
+        for key in keys_in(&self.stacks, name) {
+            affected.extend(self.index_stack(&key));
+        }
+        for key in keys_in(&self.systems, name) {
+            affected.extend(self.index_system(&key));
+            affected.insert(key);
+        }
+        affected
+    }
+
+    /// The namespaces whose labels are known.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces.keys().cloned().collect()
+    }
+
+    /// The labels of a namespace, when known.
+    pub fn namespace_labels(&self, name: &str) -> Option<&Labels> {
+        self.namespaces.get(name)
+    }
+
     fn apply_tenant(&mut self, tenant: Tenant, origin: Origin) -> Affected {
         let name = tenant.metadata.name.clone().unwrap_or_default();
         let namespaces = parse_namespaces(&tenant, &origin);
-        let entry = TenantEntry { tenant: Arc::new(tenant), origin, namespaces };
+        let namespace_selector = if tenant.spec.namespace_selector.is_empty() {
+            Ok(None)
+        } else {
+            Selector::parse_field(&tenant.spec.namespace_selector, SelectorField::Namespace)
+                .map(Some)
+                .map_err(|e| {
+                    Problem::new(
+                        ObjectRef::tenant(&name),
+                        Reason::InvalidSelector,
+                        format!("{}: {e}", origin.at()),
+                    )
+                })
+        };
+        let entry = TenantEntry { tenant: Arc::new(tenant), origin, namespaces, namespace_selector };
         let old = self.tenants.insert(name, entry);
         self.rebind_tenant(old.as_ref())
     }
@@ -175,7 +305,8 @@ impl Catalog {
         }
         let systems: Vec<ObjectKey> = self.systems.keys().cloned().collect();
         for key in systems {
-            let owned_before = old.is_some_and(|t| t.owns(&key.namespace));
+            let owned_before =
+                old.is_some_and(|t| t.owns(&key.namespace, self.namespaces.get(&key.namespace)));
             let bound = self.index_system(&key);
             if owned_before || self.tenant_of(&key.namespace).is_ok() {
                 affected.extend(bound);
@@ -273,8 +404,9 @@ impl Catalog {
 
     /// The one Tenant owning `namespace`, or the problem (none, or several).
     pub fn tenant_of(&self, namespace: &str) -> Result<&str, (Reason, Vec<&str>)> {
+        let labels = self.namespaces.get(namespace);
         let owners: Vec<&str> =
-            self.tenants.iter().filter(|(_, t)| t.owns(namespace)).map(|(n, _)| n.as_str()).collect();
+            self.tenants.iter().filter(|(_, t)| t.owns(namespace, labels)).map(|(n, _)| n.as_str()).collect();
         match owners.as_slice() {
             [one] => Ok(one),
             [] => Err((Reason::NoTenant, owners)),
@@ -329,6 +461,9 @@ impl Catalog {
         let mut out = Vec::new();
         for t in self.tenants.values() {
             if let Err(p) = &t.namespaces {
+                out.push(p.clone());
+            }
+            if let Err(p) = &t.namespace_selector {
                 out.push(p.clone());
             }
         }
@@ -406,6 +541,14 @@ impl Catalog {
         out.dedup();
         out
     }
+}
+
+/// The keys of `map` in `namespace`.
+fn keys_in<V>(map: &BTreeMap<ObjectKey, V>, namespace: &str) -> Vec<ObjectKey> {
+    map.range(ObjectKey::new(namespace, "")..)
+        .take_while(|(k, _)| k.namespace == namespace)
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// The problem of an object whose namespace belongs to no Tenant, or to several.

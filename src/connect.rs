@@ -11,7 +11,7 @@ use crate::api::{Storage, Tenant};
 use crate::index_store::dynamodb::DynamoIndex;
 use crate::index_store::{IndexError, KeyState, TenantIndex, WrappedKey};
 use crate::keys::{KeyError, KeyRing, MasterKey, kms_error};
-use crate::registry::{DEFAULT_RETENTION, Registry};
+use crate::registry::{DEFAULT_RETENTION, Registry, VerificationKey};
 use crate::signing::{KmsSigner, ScopedSigner};
 use crate::store::{S3Store, StoreError};
 
@@ -79,7 +79,14 @@ pub async fn connect(
         if let Some(signing) = &kms.signing_key_id {
             check_key(&clients.kms, signing, KeyUsageType::SignVerify, Some(KeySpec::EccNistP256)).await?;
             let signer = KmsSigner::new(clients.kms.clone(), signing);
-            registry = registry.with_signer(Arc::new(ScopedSigner { signer, scope: tenant.to_string() }));
+            let public_key = signer.public_key_pem().await?;
+            registry = registry
+                .with_verification(VerificationKey {
+                    key_id: signer.key_id().to_string(),
+                    public_key,
+                    scope: tenant.to_string(),
+                })
+                .with_signer(Arc::new(ScopedSigner { signer, scope: tenant.to_string() }));
         }
     }
     Ok(registry)

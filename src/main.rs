@@ -49,6 +49,10 @@ enum Command {
         /// Operator: this replica's identity in the leader Lease.
         #[arg(long, env = "EDICT_POD_NAME", default_value = "edict")]
         identity: String,
+        /// Operator: the URL OPAs reach the bundle API at, written into their configuration for
+        /// Tenants without storage (default: the `edict` Service in the operator's namespace).
+        #[arg(long, env = "EDICT_BUNDLE_URL")]
+        bundle_url: Option<String>,
     },
     /// Build every System's bundle from manifests; exit non-zero on any problem.
     Build {
@@ -177,15 +181,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rt.block_on(edict::local::run(edict::local::Options { dir, store, addr, cluster }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { local: None, store, addr, cluster, metrics_addr, namespace, identity } => operator(
-            // The container's root file system is read-only; /tmp is its writable volume.
-            store.unwrap_or_else(|| PathBuf::from("/tmp/edict/store")),
-            cluster,
-            &addr,
-            &metrics_addr,
-            namespace,
-            identity,
-        ),
+        Command::Run { local: None, store, addr, cluster, metrics_addr, namespace, identity, bundle_url } => {
+            let port = addr.rsplit(':').next().unwrap_or("8181").to_string();
+            let bundle_url = bundle_url.unwrap_or_else(|| format!("http://edict.{namespace}.svc:{port}"));
+            operator(
+                // The container's root file system is read-only; /tmp is its writable volume.
+                store.unwrap_or_else(|| PathBuf::from("/tmp/edict/store")),
+                cluster,
+                &addr,
+                &metrics_addr,
+                namespace,
+                identity,
+                bundle_url,
+            )
+        }
     }
 }
 
@@ -286,17 +295,26 @@ fn operator(
     metrics_addr: &str,
     namespace: String,
     identity: String,
+    bundle_url: String,
 ) -> Result<ExitCode> {
     let metrics_addr = metrics_addr.parse().with_context(|| format!("--metrics-addr {metrics_addr}"))?;
     let bundle_addr = addr.parse().with_context(|| format!("--addr {addr}"))?;
     let rt = tokio::runtime::Runtime::new()?;
-    let opts = edict::controller::Options { cluster, metrics_addr, bundle_addr, namespace, identity, store };
+    let opts = edict::controller::Options {
+        cluster,
+        metrics_addr,
+        bundle_addr,
+        bundle_url,
+        namespace,
+        identity,
+        store,
+    };
     rt.block_on(edict::controller::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(not(feature = "aws"))]
-fn operator(_: PathBuf, _: String, _: &str, _: &str, _: String, _: String) -> Result<ExitCode> {
+fn operator(_: PathBuf, _: String, _: &str, _: &str, _: String, _: String, _: String) -> Result<ExitCode> {
     bail!("this edict was built without the `aws` feature, which the operator needs")
 }
 

@@ -71,9 +71,36 @@ pub enum Reason {
     TestFailed,
     /// Something this object depends on (a Policy or Stack) is broken.
     DependencyFailed,
+    /// A service edict needs (S3, DynamoDB, KMS, IAM, the API server) failed in a way that may
+    /// pass: edict retries with back-off (the object is Reconciling, not Stalled).
+    Unavailable,
+    /// A System's `serviceAccountName` names a ServiceAccount that does not exist.
+    MissingServiceAccount,
+    /// The Tenant's identity settings or a System's IAM role cannot be used as they are.
+    InvalidIdentity,
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 16] = [
+        Reason::InvalidManifest,
+        Reason::UnknownKind,
+        Reason::DuplicateName,
+        Reason::InvalidRego,
+        Reason::PackageOutsideRoot,
+        Reason::InvalidSelector,
+        Reason::MissingTarget,
+        Reason::NoTenant,
+        Reason::AmbiguousTenant,
+        Reason::WrongNamespace,
+        Reason::InvalidMask,
+        Reason::TestFailed,
+        Reason::DependencyFailed,
+        Reason::Unavailable,
+        Reason::MissingServiceAccount,
+        Reason::InvalidIdentity,
+    ];
+
     /// The CamelCase word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,7 +117,15 @@ impl Reason {
             Reason::InvalidMask => "InvalidMask",
             Reason::TestFailed => "TestFailed",
             Reason::DependencyFailed => "DependencyFailed",
+            Reason::Unavailable => "Unavailable",
+            Reason::MissingServiceAccount => "MissingServiceAccount",
+            Reason::InvalidIdentity => "InvalidIdentity",
         }
+    }
+
+    /// Whether the problem may pass without anyone changing anything (retried with back-off).
+    pub fn is_transient(self) -> bool {
+        matches!(self, Reason::Unavailable)
     }
 }
 

@@ -112,6 +112,18 @@ pub struct Registry {
     signer: Option<Arc<dyn BundleSigner>>,
     retention: usize,
     actor: String,
+    verification: Option<VerificationKey>,
+}
+
+/// The public half of the key that signs a tenant's bundles, for OPA's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerificationKey {
+    /// The `kid` of the signatures.
+    pub key_id: String,
+    /// The PEM public key.
+    pub public_key: String,
+    /// The signature scope.
+    pub scope: String,
 }
 
 /// Revisions kept per System when the Tenant does not say.
@@ -138,6 +150,7 @@ impl Registry {
             signer: None,
             retention: DEFAULT_RETENTION,
             actor: "edict".to_string(),
+            verification: None,
         }
     }
 
@@ -163,6 +176,17 @@ impl Registry {
     pub fn with_actor(mut self, actor: &str) -> Self {
         self.actor = actor.to_string();
         self
+    }
+
+    /// Record the key OPA verifies this registry's signatures with.
+    pub fn with_verification(mut self, key: VerificationKey) -> Self {
+        self.verification = Some(key);
+        self
+    }
+
+    /// The key OPA verifies this registry's signatures with, when bundles are signed.
+    pub fn verification(&self) -> Option<&VerificationKey> {
+        self.verification.as_ref()
     }
 
     /// The object store.
@@ -408,6 +432,33 @@ impl Registry {
     /// The live revision of a System, if any.
     pub async fn live(&self, system_id: &str) -> Result<Option<LiveRevision>, PublishError> {
         Ok(self.index.get_system(&self.tenant, system_id).await?.and_then(|r| r.live))
+    }
+
+    /// Remove everything published for a System whose object was deleted: every object under
+    /// its bundle prefix (live bundle and history), then its index items (system, bindings,
+    /// revisions), then log the retirement. Idempotent: returns whether anything was left to
+    /// remove. Objects outside `prefix` and other Systems' items are never touched.
+    pub async fn retire(&self, system_id: &str, prefix: &str, now: SystemTime) -> Result<bool, PublishError> {
+        let dir = format!("{}/", prefix.trim_end_matches('/'));
+        let objects = self.store.list(&dir).await?;
+        for key in &objects {
+            self.store.delete(key).await?;
+        }
+        let indexed = self.index.get_system(&self.tenant, system_id).await?.is_some();
+        if indexed {
+            self.index.delete_system(&self.tenant, system_id, None).await?;
+        }
+        let removed = indexed || !objects.is_empty();
+        if removed {
+            COMMIT_RETRY
+                .run(
+                    || self.commit("retire", system_id, "", now),
+                    PublishError::is_transient,
+                    |e, _| tracing::warn!(system = %system_id, "commit log: {e}; retrying"),
+                )
+                .await?;
+        }
+        Ok(removed)
     }
 
     /// Make an earlier revision live again, and record that in the commit log.

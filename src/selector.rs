@@ -24,6 +24,8 @@ pub enum SelectorField {
     Include,
     /// `spec.exclude`
     Exclude,
+    /// A Tenant's `spec.namespaceSelector`
+    Namespace,
 }
 
 impl SelectorField {
@@ -32,6 +34,7 @@ impl SelectorField {
         match self {
             SelectorField::Include => "spec.selector",
             SelectorField::Exclude => "spec.exclude",
+            SelectorField::Namespace => "spec.namespaceSelector",
         }
     }
 }

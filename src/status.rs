@@ -48,8 +48,26 @@ pub fn conditions(
             make(STALLED, ConditionStatus::False, ok_reason, String::new()),
             make(RECONCILING, ConditionStatus::False, ok_reason, String::new()),
         ],
-        Some(first) => {
+        Some(first) if problems.iter().all(|p| p.reason.is_transient()) => {
+            // Only passing failures: edict keeps retrying, so the object is still in progress.
             let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("\n");
+            vec![
+                make(READY, ConditionStatus::False, first.reason.as_str(), message.clone()),
+                make(STALLED, ConditionStatus::False, first.reason.as_str(), String::new()),
+                make(
+                    RECONCILING,
+                    ConditionStatus::True,
+                    first.reason.as_str(),
+                    format!("retrying: {message}"),
+                ),
+            ]
+        }
+        Some(_) => {
+            // What waits for a person comes first.
+            let mut ordered: Vec<&&Problem> = problems.iter().filter(|p| !p.reason.is_transient()).collect();
+            ordered.extend(problems.iter().filter(|p| p.reason.is_transient()));
+            let first = ordered[0];
+            let message = ordered.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("\n");
             vec![
                 make(READY, ConditionStatus::False, first.reason.as_str(), message.clone()),
                 make(STALLED, ConditionStatus::True, first.reason.as_str(), message),
@@ -107,7 +125,11 @@ pub fn compute(
     let of = |r: &ObjectRef| by_object.get(r).cloned().unwrap_or_default();
     let mut out = Statuses::default();
     for (name, t) in catalog.tenants() {
-        let systems = catalog.systems().keys().filter(|k| t.owns(&k.namespace)).count() as u32;
+        let systems = catalog
+            .systems()
+            .keys()
+            .filter(|k| t.owns(&k.namespace, catalog.namespace_labels(&k.namespace)))
+            .count() as u32;
         let stacks =
             catalog.stacks().keys().filter(|k| k.namespace == t.tenant.spec.admin_namespace).count() as u32;
         let generation = t.tenant.metadata.generation;
@@ -150,6 +172,7 @@ pub fn compute(
                 stack_count: stacks.len() as u32,
                 stacks,
                 policies: catalog.policies_of(TargetKind::System, key).len() as u32,
+                ..SystemStatus::default()
             },
         );
     }

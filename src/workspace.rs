@@ -29,6 +29,9 @@ pub struct Workspace {
     pub live: BTreeMap<ObjectKey, String>,
     /// Why the last publish of a System failed, while it does.
     pub publish_problems: BTreeMap<ObjectKey, Problem>,
+    /// Why what the operator keeps beside a System's bundle (its ConfigMap, ServiceAccount
+    /// annotation, IAM role) could not be applied, while it cannot.
+    pub wiring_problems: BTreeMap<ObjectKey, Problem>,
     /// The statuses last reported, whose transition times carry over.
     reported: Statuses,
 }
@@ -46,6 +49,7 @@ impl Workspace {
             checks: Checks::new(),
             live: BTreeMap::new(),
             publish_problems: BTreeMap::new(),
+            wiring_problems: BTreeMap::new(),
             reported: Statuses::default(),
         };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
@@ -63,6 +67,7 @@ impl Workspace {
             checks: Checks::new(),
             live: BTreeMap::new(),
             publish_problems: BTreeMap::new(),
+            wiring_problems: BTreeMap::new(),
             reported: Statuses::default(),
         }
     }
@@ -75,6 +80,7 @@ impl Workspace {
             self.builds.remove(&k);
             self.live.remove(&k);
             self.publish_problems.remove(&k);
+            self.wiring_problems.remove(&k);
         }
         for b in pipeline::build_systems(&self.catalog, &present, &self.cluster, &self.checks) {
             self.builds.insert(b.key.clone(), b);
@@ -108,6 +114,7 @@ impl Workspace {
     pub fn statuses(&mut self) -> Statuses {
         let mut problems = self.problems();
         problems.extend(self.publish_problems.values().cloned());
+        problems.extend(self.wiring_problems.values().cloned());
         let mut now = status::compute(&self.catalog, &self.builds, &problems, &self.live);
         let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         status::carry_all(&self.reported, &mut now, &stamp);

@@ -6,12 +6,12 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use common::kube::{Call, api_server, body, echo, mock, not_found, respond};
 use edict::controller::watch::Change;
 use edict::controller::{Engine, leader, status_writer};
 use edict::index::ObjectKey;
 use edict::manifest::{self, Located};
-use http::{Method, Request, Response};
-use kube::client::Body;
+use http::Method;
 
 fn objects(file: &str) -> Vec<Located> {
     let text = std::fs::read_to_string(common::root().join("examples/acme").join(file)).expect("example");
@@ -85,24 +85,6 @@ async fn changes_rebuild_only_what_they_affect_and_statuses_follow() {
     .into();
     let gone: Vec<ObjectKey> = engine.apply(Change::Resync("System", present)).into_iter().collect();
     assert_eq!(gone, vec![ObjectKey::new("acme-data", "batch-api")]);
-}
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn mock() -> (kube::Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
-}
-
-async fn body(req: Request<Body>) -> serde_json::Value {
-    let bytes = req.into_body().collect_bytes().await.expect("body");
-    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
-}
-
-fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: u16, json: serde_json::Value) {
-    send.send_response(
-        Response::builder().status(code).body(Body::from(json.to_string().into_bytes())).expect("response"),
-    );
 }
 
 #[tokio::test]
@@ -214,4 +196,355 @@ async fn a_standby_follows_a_live_leader_and_loses_a_race_quietly() {
     assert!(!leader::round(&api, &cfg).await.expect("round"), "pod-a leads");
     assert!(!leader::round(&api, &cfg).await.expect("round"), "lost the race");
     verifier.await.expect("verifier");
+}
+
+fn engine_with_examples(store: &std::path::Path) -> Engine {
+    let mut engine =
+        Engine::new("c1", store.to_path_buf()).with_bundle_url("http://edict.edict-system.svc:8181");
+    for mut located in all_examples() {
+        if let manifest::Object::System(s) = &mut located.object {
+            s.metadata.uid = Some(format!("uid-{}", s.metadata.name.clone().unwrap_or_default()));
+        }
+        engine.apply(Change::Apply(Box::new(located)));
+    }
+    engine
+}
+
+#[tokio::test]
+async fn new_systems_get_the_finalizer_and_a_config_map_through_server_side_apply() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let keys: Vec<ObjectKey> = engine
+        .statuses()
+        .systems
+        .keys()
+        .map(|k| {
+            let (ns, n) = k.split_once('/').expect("key");
+            ObjectKey::new(ns, n)
+        })
+        .collect();
+    engine.reconcile(&keys).await;
+    let (client, server) = api_server(echo);
+    let notices = engine.sync(&client).await;
+    // Nothing left to do: a second round makes no call.
+    engine.reconcile(&keys).await;
+    assert!(!engine.has_kube_work(), "everything applied");
+    let again = engine.sync(&client).await;
+    drop(client);
+    let calls = server.await.expect("server");
+    assert!(notices.is_empty() && again.is_empty(), "{notices:?} {again:?}");
+
+    let finalizers: Vec<&Call> =
+        calls.iter().filter(|c| c.method == Method::PATCH && c.path.contains("/systems/")).collect();
+    assert_eq!(finalizers.len(), 3, "one finalizer apply per System: {calls:#?}");
+    for c in &finalizers {
+        assert!(c.query.contains("fieldManager=edict") && c.query.contains("force=true"), "{}", c.query);
+        assert_eq!(c.body["metadata"]["finalizers"], serde_json::json!(["edict.dev/cleanup"]));
+        assert!(c.body.get("spec").is_none(), "only the finalizer is applied: {}", c.body);
+    }
+    let maps: Vec<&Call> = calls.iter().filter(|c| c.path.contains("/configmaps/")).collect();
+    assert_eq!(maps.len(), 3, "{calls:#?}");
+    let payments = maps
+        .iter()
+        .find(|c| {
+            c.is(&Method::PATCH, "/api/v1/namespaces/acme-payments/configmaps/payments-cluster-opa-config")
+        })
+        .expect("the payments ConfigMap");
+    assert!(payments.query.contains("fieldManager=edict"), "{}", payments.query);
+    let owner = &payments.body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str()),
+        (Some("System"), Some("uid-payments-cluster"))
+    );
+    let config: serde_json::Value =
+        serde_norway::from_str(payments.body["data"]["config.yaml"].as_str().expect("config.yaml"))
+            .expect("yaml");
+    assert_eq!(config["services"]["edict"]["url"], "http://edict.edict-system.svc:8181");
+    assert_eq!(
+        config["bundles"]["payments-cluster"]["resource"],
+        "bundles/acme/c1/acme-payments/payments-cluster/bundle.tar.gz"
+    );
+    assert_eq!(config["default_decision"], "/main/main");
+    // The tenant has no identity: no ServiceAccount is touched even though the System names one.
+    assert!(!calls.iter().any(|c| c.path.contains("/serviceaccounts/")), "{calls:#?}");
+    let statuses = engine.statuses();
+    assert_eq!(
+        statuses.systems["acme-payments/payments-cluster"].config_map.as_deref(),
+        Some("payments-cluster-opa-config")
+    );
+}
+
+fn desired_with_role(sa: &str) -> edict::controller::wiring::Desired {
+    edict::controller::wiring::Desired {
+        key: ObjectKey::new("team-a", "api"),
+        uid: "u1".into(),
+        config_map: "api-opa-config".into(),
+        config: "services: {}\n".into(),
+        service_account: Some(sa.into()),
+        role: Some(edict::controller::wiring::Role {
+            arn: "arn:aws:iam::111122223333:role/edict/edict-c1-team-a-api".into(),
+            managed: None,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_service_account_is_reported_and_never_created() {
+    use edict::controller::wiring;
+    let (client, server) =
+        api_server(|c| if c.path.ends_with("/serviceaccounts/opa") { not_found() } else { echo(c) });
+    let err = wiring::apply(&client, None, &desired_with_role("opa"), &wiring::Applied::default())
+        .await
+        .expect_err("the ServiceAccount is missing");
+    drop(client);
+    let calls = server.await.expect("server");
+    assert_eq!(err.reason, edict::problem::Reason::MissingServiceAccount);
+    assert_eq!(
+        err.message,
+        "spec.serviceAccountName: ServiceAccount team-a/opa does not exist; create it (its OPA runs as it) or fix the name"
+    );
+    assert!(
+        !calls.iter().any(|c| c.method == Method::PATCH && c.path.contains("/serviceaccounts/")),
+        "a server-side apply would create it: {calls:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_role_annotation_follows_the_service_account() {
+    use edict::controller::wiring;
+    let (client, server) = api_server(echo);
+    let first = wiring::apply(&client, None, &desired_with_role("opa"), &wiring::Applied::default())
+        .await
+        .expect("applied");
+    assert_eq!(first.service_account.as_deref(), Some("opa"));
+    // The System now names another ServiceAccount: the old one loses edict's annotation.
+    let second = wiring::apply(&client, None, &desired_with_role("opa-v2"), &first).await.expect("applied");
+    assert_eq!(second.role_arn.as_deref(), Some("arn:aws:iam::111122223333:role/edict/edict-c1-team-a-api"));
+    drop(client);
+    let calls = server.await.expect("server");
+    let patches: Vec<&Call> =
+        calls.iter().filter(|c| c.method == Method::PATCH && c.path.contains("/serviceaccounts/")).collect();
+    let paths: Vec<&str> = patches.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/team-a/serviceaccounts/opa",
+            "/api/v1/namespaces/team-a/serviceaccounts/opa-v2",
+            "/api/v1/namespaces/team-a/serviceaccounts/opa",
+        ]
+    );
+    assert_eq!(
+        patches[0].body["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::111122223333:role/edict/edict-c1-team-a-api"
+    );
+    assert!(patches[2].body["metadata"].get("annotations").is_none(), "released: {}", patches[2].body);
+    for p in &patches {
+        assert!(p.query.contains("fieldManager=edict"), "{}", p.query);
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_system_removes_what_edict_wrote_then_the_finalizer() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let all = [
+        ObjectKey::new("acme-payments", "payments-cluster"),
+        ObjectKey::new("acme-shop", "storefront-envoy"),
+        ObjectKey::new("acme-data", "batch-api"),
+    ];
+    engine.reconcile(&all).await;
+    let (client, server) = api_server(echo);
+    engine.sync(&client).await;
+    let live = |sys: &str| store.path().join(format!("bundles/acme/c1/{sys}/bundle.tar.gz"));
+    assert!(live("acme-data/batch-api").exists());
+
+    // The user deletes batch-api: the API server sets deletionTimestamp (edict's finalizer holds it).
+    let mut deleting =
+        objects("systems.yaml").into_iter().find(|l| l.object.key().name == "batch-api").expect("system");
+    if let manifest::Object::System(s) = &mut deleting.object {
+        s.metadata.finalizers = Some(vec!["edict.dev/cleanup".into()]);
+        s.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    }
+    let affected: Vec<ObjectKey> = engine.apply(Change::Apply(Box::new(deleting))).into_iter().collect();
+    assert!(affected.iter().all(|k| k.name != "storefront-envoy"), "{affected:?}");
+    engine.reconcile(&affected).await;
+    assert_eq!(engine.retiring(), vec![ObjectKey::new("acme-data", "batch-api")]);
+    let before = {
+        let (client2, server2) = api_server(echo);
+        engine.sync(&client2).await;
+        drop(client2);
+        server2.await.expect("server")
+    };
+    assert!(engine.retiring().is_empty(), "cleanup finished");
+    assert!(!live("acme-data/batch-api").exists(), "its bundle is gone");
+    let left = edict::store::ObjectStore::list(
+        &edict::store::DirStore::new(store.path().to_path_buf()),
+        "bundles/acme/c1/acme-data/batch-api/",
+    )
+    .await
+    .expect("list");
+    assert!(left.is_empty(), "its history is gone too: {left:?}");
+    assert!(live("acme-shop/storefront-envoy").exists() && live("acme-payments/payments-cluster").exists());
+    let steps: Vec<(Method, &str)> = before.iter().map(|c| (c.method.clone(), c.path.as_str())).collect();
+    assert_eq!(
+        steps,
+        [
+            (Method::GET, "/api/v1/namespaces/acme-data/configmaps/batch-api-opa-config"),
+            (Method::DELETE, "/api/v1/namespaces/acme-data/configmaps/batch-api-opa-config"),
+            (Method::PATCH, "/apis/edict.dev/v1alpha1/namespaces/acme-data/systems/batch-api"),
+        ]
+    );
+    let release = &before[2].body;
+    assert!(release["metadata"].get("finalizers").is_none(), "applied without the finalizer: {release}");
+    assert!(!engine.statuses().systems.contains_key("acme-data/batch-api"));
+
+    // The deletion that follows is not a second cleanup.
+    let after = engine.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
+    assert!(after.is_empty() && engine.retiring().is_empty());
+    drop(client);
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn cleanup_leaves_a_config_map_edict_did_not_write() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    engine.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
+    let (client, server) = api_server(|c| {
+        if c.method == Method::GET && c.path.contains("/configmaps/") {
+            // Same name, but the user's.
+            (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "batch-api-opa-config", "namespace": "acme-data"}}),
+            )
+        } else {
+            echo(c)
+        }
+    });
+    engine.sync(&client).await;
+    drop(client);
+    let calls = server.await.expect("server");
+    assert!(!calls.iter().any(|c| c.method == Method::DELETE), "{calls:#?}");
+    assert!(
+        !calls.iter().any(|c| c.path.ends_with("/systems/batch-api")),
+        "no finalizer to remove on an object already gone: {calls:#?}"
+    );
+    assert!(engine.retiring().is_empty());
+}
+
+#[tokio::test]
+async fn an_unavailable_api_server_is_retried_and_said_in_status() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let key = ObjectKey::new("acme-shop", "storefront-envoy");
+    engine.reconcile(std::slice::from_ref(&key)).await;
+    let (client, server) = api_server(|c| {
+        if c.path.contains("/configmaps/") {
+            (
+                503,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "etcd is away"}),
+            )
+        } else {
+            echo(c)
+        }
+    });
+    engine.sync(&client).await;
+    let status = engine.statuses().systems["acme-shop/storefront-envoy"].clone();
+    let ready = &status.conditions[0];
+    assert_eq!(
+        (ready.type_.as_str(), ready.status, ready.reason.as_str()),
+        ("Ready", edict::api::ConditionStatus::False, "Unavailable")
+    );
+    assert!(ready.message.contains("ConfigMap acme-shop/storefront-envoy-opa-config"), "{}", ready.message);
+    let reconciling = status.conditions.iter().find(|c| c.type_ == "Reconciling").expect("Reconciling");
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").expect("Stalled");
+    assert_eq!(reconciling.status, edict::api::ConditionStatus::True, "a passing failure is in progress");
+    assert_eq!(stalled.status, edict::api::ConditionStatus::False);
+    assert!(status.revision.is_some(), "the bundle itself was published");
+    let next = engine.next_retry().expect("a retry is scheduled");
+    assert!(next > std::time::Instant::now(), "with back-off");
+    drop(client);
+    server.await.expect("server");
+
+    // The API server is back: the retry applies it and the System is Ready.
+    let due = engine.due(next);
+    assert_eq!(due, vec![key.clone()]);
+    engine.reconcile(&due).await;
+    let (client, server) = api_server(echo);
+    engine.sync(&client).await;
+    drop(client);
+    server.await.expect("server");
+    let status = &engine.statuses().systems["acme-shop/storefront-envoy"];
+    assert_eq!(status.conditions[0].status, edict::api::ConditionStatus::True, "{:?}", status.conditions);
+    assert!(engine.next_retry().is_none());
+}
+
+#[tokio::test]
+async fn namespace_labels_move_systems_into_a_tenant() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let text = r#"
+apiVersion: edict.dev/v1alpha1
+kind: Tenant
+metadata: {name: beta}
+spec:
+  adminNamespace: beta-admin
+  namespaceSelector: {edict.dev/tenant: [beta]}
+---
+apiVersion: edict.dev/v1alpha1
+kind: System
+metadata: {name: web, namespace: shop}
+spec: {type: custom}
+"#;
+    for located in manifest::parse("", text).objects {
+        engine.apply(Change::Apply(Box::new(located)));
+    }
+    let key = ObjectKey::new("shop", "web");
+    engine.reconcile(std::slice::from_ref(&key)).await;
+    let status = |engine: &mut Engine| engine.statuses().systems["shop/web"].conditions[0].clone();
+    assert_eq!(status(&mut engine).reason, "NoTenant");
+
+    let labels = |v: &str| Some([("edict.dev/tenant".to_string(), v.to_string())].into_iter().collect());
+    let affected: Vec<ObjectKey> =
+        engine.apply(Change::Namespace("shop".into(), labels("beta"))).into_iter().collect();
+    assert_eq!(affected, vec![key.clone()]);
+    engine.reconcile(&affected).await;
+    let ready = status(&mut engine);
+    assert_eq!((ready.status, ready.reason.as_str()), (edict::api::ConditionStatus::True, "Published"));
+    assert_eq!(engine.statuses().tenants["beta"].systems, 1);
+    assert!(store.path().join("bundles/beta/c1/shop/web/bundle.tar.gz").exists());
+
+    // Relabeling to the same value changes nothing; another value takes the System out again.
+    assert!(engine.apply(Change::Namespace("shop".into(), labels("beta"))).is_empty());
+    let affected: Vec<ObjectKey> =
+        engine.apply(Change::Namespace("shop".into(), labels("gamma"))).into_iter().collect();
+    engine.reconcile(&affected).await;
+    assert_eq!(status(&mut engine).reason, "NoTenant");
+    // A re-list without the namespace forgets its labels.
+    engine.apply(Change::Namespace("shop".into(), labels("beta")));
+    let affected: Vec<ObjectKey> =
+        engine.apply(Change::NamespaceResync(BTreeSet::new())).into_iter().collect();
+    assert_eq!(affected, vec![key]);
+}
+
+#[tokio::test]
+async fn a_status_only_update_rebuilds_nothing() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let mut system =
+        objects("systems.yaml").into_iter().find(|l| l.object.kind() == "System").expect("system");
+    if let manifest::Object::System(s) = &mut system.object {
+        s.metadata.uid = Some(format!("uid-{}", s.metadata.name.clone().unwrap_or_default()));
+        s.status = Some(edict::api::SystemStatus { revision: Some("abc".into()), ..Default::default() });
+        s.metadata.finalizers = Some(vec!["edict.dev/cleanup".into()]);
+    }
+    assert!(
+        engine.apply(Change::Apply(Box::new(system.clone()))).is_empty(),
+        "edict's own writes come back as events"
+    );
+    if let manifest::Object::System(s) = &mut system.object {
+        s.metadata.labels.get_or_insert_default().insert("tier".into(), "gold".into());
+    }
+    assert_eq!(engine.apply(Change::Apply(Box::new(system))).len(), 1, "a label change is a real change");
 }

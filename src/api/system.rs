@@ -77,4 +77,13 @@ pub struct SystemStatus {
     /// Number of Policies attached to the System itself.
     #[serde(default)]
     pub policies: u32,
+    /// The ConfigMap (in the System's namespace) holding its OPA configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// The ServiceAccount edict annotated with the IAM role (IRSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// The IAM role the System's OPA assumes to read its bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }

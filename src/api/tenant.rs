@@ -28,6 +28,11 @@ pub struct TenantSpec {
     /// A namespace must belong to exactly one Tenant.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Namespaces whose labels match this selector belong to the tenant too: label key to glob
+    /// patterns, as in a Stack's selector (every key must match; an empty list only needs the
+    /// label). Empty or absent selects no namespace. Labeling a namespace moves its Systems.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub namespace_selector: std::collections::BTreeMap<String, Vec<String>>,
     /// The namespace holding the tenant's Stacks. It belongs to the tenant too.
     #[schemars(length(min = 1, max = 63))]
     pub admin_namespace: String,
@@ -38,6 +43,49 @@ pub struct TenantSpec {
     /// (a directory store), as with `edict run --local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,
+    /// How the OPAs of the tenant's Systems get AWS credentials (IRSA): the cluster's OIDC
+    /// provider, and whether edict manages each System's IAM role. Needs `storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// IAM roles for service accounts (IRSA). Each System naming a `serviceAccountName` gets the
+/// `eks.amazonaws.com/role-arn` annotation on that ServiceAccount; with `manageRoles`, edict
+/// also creates the role: trusted only by that ServiceAccount through the OIDC provider, and
+/// allowed only to read that System's bundles.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// The ARN of the cluster's IAM OIDC provider
+    /// (`arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE`).
+    #[schemars(length(min = 20))]
+    pub oidc_provider_arn: String,
+    /// Create, update and delete each System's role. Off: only annotate, with the role name
+    /// edict would use (the roles are managed elsewhere, e.g. by Terraform).
+    #[serde(default)]
+    pub manage_roles: bool,
+    /// Prefix of role names (`<prefix><cluster>-<namespace>-<system>`, shortened with a hash
+    /// past 64 characters).
+    #[serde(default = "default_role_prefix")]
+    #[schemars(length(max = 32))]
+    pub role_name_prefix: String,
+    /// IAM path of the roles.
+    #[serde(default = "default_role_path")]
+    pub role_path: String,
+    /// A permissions boundary every created role gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
+    /// An endpoint override for IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+fn default_role_prefix() -> String {
+    "edict-".to_string()
+}
+
+fn default_role_path() -> String {
+    "/edict/".to_string()
 }
 
 /// The tenant's AWS storage. Credentials come from the standard AWS provider chain

@@ -6,27 +6,34 @@
 pub mod leader;
 pub mod status_writer;
 pub mod watch;
+pub mod wiring;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 
+use crate::api::Tenant;
 use crate::catalog::Affected;
 use crate::index::ObjectKey;
 use crate::index_store::MemoryIndex;
+use crate::manifest::Object;
+use crate::metrics::Metrics;
 use crate::problem::{ObjectRef, Problem, Reason};
+use crate::publish::Published;
 use crate::registry::Registry;
 use crate::status::Statuses;
 use crate::store::DirStore;
 use crate::workspace::Workspace;
+use status_writer::Notice;
 use watch::Change;
+use wiring::{Applied, Desired, FINALIZER, Retirement};
 
 /// Settings of the operator.
 #[derive(Clone, Debug)]
@@ -37,6 +44,8 @@ pub struct Options {
     pub metrics_addr: SocketAddr,
     /// The OPA bundle API over the embedded store.
     pub bundle_addr: SocketAddr,
+    /// The URL OPAs reach that bundle API at (written into their configuration).
+    pub bundle_url: String,
     /// The operator's namespace (for the leader Lease).
     pub namespace: String,
     /// This replica's identity (its pod name).
@@ -45,12 +54,42 @@ pub struct Options {
     pub store: PathBuf,
 }
 
+/// Back-off of a System whose publish, wiring or cleanup failed in a way that may pass.
+const RETRY: crate::retry::Backoff = crate::retry::Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    deadline: Duration::MAX,
+};
+
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    at: Instant,
+    attempt: u32,
+}
+
 /// The operator's state between changes.
 pub struct Engine {
     ws: Workspace,
     registries: HashMap<String, Registry>,
     embedded: Registry,
-    written: Statuses,
+    roles: HashMap<String, crate::iam::Roles>,
+    /// The statuses last written.
+    pub written: Statuses,
+    bundle_url: String,
+    /// What was applied beside each System's bundle.
+    wired: BTreeMap<ObjectKey, Applied>,
+    /// Systems whose wiring must be applied, with what.
+    wiring_due: BTreeMap<ObjectKey, Desired>,
+    /// Systems seen without edict's finalizer.
+    unfinalized: BTreeSet<ObjectKey>,
+    /// Deleted Systems whose published bundles and wiring are still to be removed.
+    retiring: BTreeMap<ObjectKey, (Retirement, Option<Retry>)>,
+    /// Systems to reconcile again after a failure that may pass.
+    retry: BTreeMap<ObjectKey, Retry>,
+    /// The Tenant each System was last published for, to clean up after the Tenant is gone.
+    homes: BTreeMap<ObjectKey, Arc<Tenant>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Engine {
@@ -62,20 +101,66 @@ impl Engine {
             ws: Workspace::empty(cluster),
             registries: HashMap::new(),
             embedded,
+            roles: HashMap::new(),
             written: Statuses::default(),
+            bundle_url: "http://127.0.0.1:8181".to_string(),
+            wired: BTreeMap::new(),
+            wiring_due: BTreeMap::new(),
+            unfinalized: BTreeSet::new(),
+            retiring: BTreeMap::new(),
+            retry: BTreeMap::new(),
+            homes: BTreeMap::new(),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Where OPAs reach the embedded bundle API (in the ConfigMaps of Tenants without storage).
+    pub fn with_bundle_url(mut self, url: &str) -> Self {
+        self.bundle_url = url.trim_end_matches('/').to_string();
+        self
     }
 
     /// Apply one change to the catalog; returns the affected Systems.
     pub fn apply(&mut self, change: Change) -> Affected {
         match change {
             Change::Apply(located) => {
-                // A Tenant's storage may have changed: connect again on next use.
-                if let crate::manifest::Object::Tenant(t) = &located.object {
-                    self.registries.remove(t.metadata.name.as_deref().unwrap_or_default());
+                match &located.object {
+                    // A Tenant's storage or identity may have changed: connect again on next use.
+                    Object::Tenant(t) => {
+                        let name = t.metadata.name.clone().unwrap_or_default();
+                        self.registries.remove(&name);
+                        self.roles.remove(&name);
+                    }
+                    Object::System(s) => {
+                        let key = located.object.key();
+                        let ours =
+                            s.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == FINALIZER));
+                        if s.metadata.deletion_timestamp.is_some() {
+                            return self.forget_system(&key, ours);
+                        }
+                        if !ours {
+                            self.unfinalized.insert(key.clone());
+                        }
+                        // After a restart, what the status says was applied is what to release.
+                        if !self.wired.contains_key(&key)
+                            && let Some(status) = &s.status
+                        {
+                            self.wired.insert(
+                                key,
+                                Applied {
+                                    config_map: status.config_map.clone(),
+                                    service_account: status.service_account.clone(),
+                                    role_arn: status.role_arn.clone(),
+                                    ..Applied::default()
+                                },
+                            );
+                        }
+                    }
+                    _ => {}
                 }
                 self.ws.catalog.apply(*located)
             }
+            Change::Delete("System", key) => self.forget_system(&key, false),
             Change::Delete(kind, key) => self.ws.catalog.delete(kind, &key),
             Change::Resync(kind, present) => {
                 let known: Vec<ObjectKey> = match kind {
@@ -88,7 +173,15 @@ impl Engine {
                 };
                 let mut affected = Affected::new();
                 for key in known.into_iter().filter(|k| !present.contains(k)) {
-                    affected.extend(self.ws.catalog.delete(kind, &key));
+                    affected.extend(self.apply(Change::Delete(kind, key)));
+                }
+                affected
+            }
+            Change::Namespace(name, labels) => self.ws.catalog.apply_namespace(&name, labels),
+            Change::NamespaceResync(present) => {
+                let mut affected = Affected::new();
+                for name in self.ws.catalog.namespace_names().into_iter().filter(|n| !present.contains(n)) {
+                    affected.extend(self.ws.catalog.apply_namespace(&name, None));
                 }
                 affected
             }
@@ -99,31 +192,154 @@ impl Engine {
         }
     }
 
-    /// Rebuild and publish these Systems. Statuses are then [`Engine::statuses`].
+    /// A System is being deleted (or is gone): plan the removal of what edict wrote for it.
+    fn forget_system(&mut self, key: &ObjectKey, finalizer: bool) -> Affected {
+        let known = self.ws.catalog.systems().get(key).map(|e| e.system.clone());
+        if known.is_none() && !finalizer {
+            // Already forgotten (this is the deletion that follows edict's own cleanup).
+            return Affected::new();
+        }
+        let tenant = self
+            .ws
+            .catalog
+            .tenant_of(&key.namespace)
+            .ok()
+            .and_then(|t| self.ws.catalog.tenants().get(t))
+            .map(|e| e.tenant.clone())
+            .or_else(|| self.homes.get(key).cloned());
+        let cluster = self.ws.cluster.clone();
+        let tenant_name = tenant.as_ref().and_then(|t| t.metadata.name.clone()).unwrap_or_default();
+        let mut applied = self.wired.remove(key).unwrap_or_default();
+        if applied.managed_role.is_none()
+            && applied.role_arn.is_some()
+            && let Some(identity) =
+                tenant.as_ref().and_then(|t| t.spec.identity.as_ref()).filter(|i| i.manage_roles)
+        {
+            applied.managed_role =
+                Some(crate::iam::role_name(&identity.role_name_prefix, &cluster, &key.namespace, &key.name));
+        }
+        let retirement = Retirement {
+            key: key.clone(),
+            system_id: format!("{cluster}/{}/{}", key.namespace, key.name),
+            prefix: format!("bundles/{tenant_name}/{cluster}/{}/{}", key.namespace, key.name),
+            tenant,
+            applied,
+            finalizer,
+        };
+        self.retiring.insert(key.clone(), (retirement, None));
+        self.unfinalized.remove(key);
+        self.wiring_due.remove(key);
+        self.retry.remove(key);
+        self.homes.remove(key);
+        self.ws.catalog.delete("System", key)
+    }
+
+    /// Rebuild and publish these Systems, and work out what each should have beside its
+    /// bundle. Statuses are then [`Engine::statuses`].
     pub async fn reconcile(&mut self, keys: &[ObjectKey]) {
+        let started = Instant::now();
         self.ws.rebuild(keys);
         for key in keys {
+            self.retry.remove(key);
             let Some(build) = self.ws.builds.get(key) else { continue };
-            let (Some(input), Some(bundle)) = (build.input.clone(), build.bundle.clone()) else { continue };
+            let Some(input) = build.input.clone() else {
+                self.metrics.reconciled("System", "invalid");
+                continue;
+            };
+            let bundle = build.bundle.clone();
             let generations = build.generations.clone();
             let registry = match self.registry(&input.tenant).await {
                 Ok(r) => r,
                 Err(p) => {
+                    if p.reason.is_transient() {
+                        self.again(key);
+                    }
                     self.ws.publish_failed(key, p);
+                    self.metrics.reconciled("System", "failed");
                     continue;
                 }
             };
-            match registry.publish(&input, &bundle, &generations, SystemTime::now()).await {
-                Ok(_) => self.ws.published(key, bundle.revision()),
-                Err(e) => {
-                    let me = ObjectRef::namespaced("System", key);
-                    self.ws.publish_failed(
-                        key,
-                        Problem::new(me, Reason::DependencyFailed, format!("publishing: {e}")),
-                    );
+            if let Some(bundle) = bundle {
+                let publish = Instant::now();
+                match registry.publish(&input, &bundle, &generations, SystemTime::now()).await {
+                    Ok(done) => {
+                        let size = bundle.files.values().map(Vec::len).sum::<usize>();
+                        self.metrics.published(publish.elapsed(), size);
+                        let result = if done == Published::Written { "published" } else { "unchanged" };
+                        self.metrics.reconciled("System", result);
+                        self.ws.published(key, bundle.revision());
+                        if let Some(t) = self.ws.catalog.tenants().get(&input.tenant) {
+                            self.homes.insert(key.clone(), t.tenant.clone());
+                        }
+                    }
+                    Err(e) => {
+                        let me = ObjectRef::namespaced("System", key);
+                        let reason =
+                            if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
+                        if e.is_transient() {
+                            self.again(key);
+                        }
+                        self.metrics.reconciled("System", "failed");
+                        self.ws.publish_failed(key, Problem::new(me, reason, format!("publishing: {e}")));
+                    }
+                }
+            } else {
+                self.metrics.reconciled("System", "invalid");
+            }
+            self.plan_wiring(key, &input, registry.verification().cloned());
+        }
+        self.metrics.round(started.elapsed());
+    }
+
+    /// Work out what a System should have beside its bundle; due when it differs from what was applied.
+    fn plan_wiring(
+        &mut self,
+        key: &ObjectKey,
+        input: &crate::bundle::BundleInput,
+        verification: Option<crate::registry::VerificationKey>,
+    ) {
+        let system = self.ws.catalog.systems().get(key).map(|e| e.system.clone());
+        let tenant = self.ws.catalog.tenants().get(&input.tenant).map(|e| e.tenant.clone());
+        let (Some(system), Some(tenant)) = (system, tenant) else { return };
+        match wiring::desired(&system, input, &tenant, &self.bundle_url, verification.as_ref()) {
+            Ok(d) => {
+                let applied = self.wired.get(key).and_then(|a| a.from.as_ref());
+                if applied == Some(&d) && !self.ws.wiring_problems.contains_key(key) {
+                    self.wiring_due.remove(key);
+                } else {
+                    self.wiring_due.insert(key.clone(), d);
                 }
             }
+            Err(p) => {
+                self.wiring_due.remove(key);
+                self.ws.wiring_problems.insert(key.clone(), p);
+            }
         }
+    }
+
+    /// Schedule another reconcile of `key` with back-off.
+    fn again(&mut self, key: &ObjectKey) {
+        let attempt = self.retry.get(key).map_or(0, |r| r.attempt + 1);
+        self.retry.insert(key.clone(), Retry { at: Instant::now() + RETRY.delay(attempt), attempt });
+    }
+
+    /// Systems whose retry is due (reconciling them takes them off the schedule).
+    pub fn due(&mut self, now: Instant) -> Vec<ObjectKey> {
+        let due: Vec<ObjectKey> =
+            self.retry.iter().filter(|(_, r)| r.at <= now).map(|(k, _)| k.clone()).collect();
+        due
+    }
+
+    /// When the next retry (of a reconcile or a cleanup) is due.
+    pub fn next_retry(&self) -> Option<Instant> {
+        let retries = self.retry.values().map(|r| r.at);
+        let cleanups = self.retiring.values().map(|(_, r)| r.map_or_else(Instant::now, |r| r.at));
+        retries.chain(cleanups).min()
+    }
+
+    /// Whether work for the API server is waiting (finalizers, wiring, cleanups).
+    pub fn has_kube_work(&self) -> bool {
+        !self.unfinalized.is_empty() || !self.wiring_due.is_empty() || !self.retiring.is_empty()
     }
 
     async fn registry(&mut self, tenant: &str) -> Result<Registry, Problem> {
@@ -132,36 +348,177 @@ impl Engine {
         }
         let entry = self.ws.catalog.tenants().get(tenant).map(|t| t.tenant.clone());
         let Some(t) = entry else { return Ok(self.embedded.clone()) };
+        self.registry_of(&t).await
+    }
+
+    async fn registry_of(&mut self, t: &Tenant) -> Result<Registry, Problem> {
+        let tenant = t.metadata.name.clone().unwrap_or_default();
         if t.spec.storage.is_none() {
             return Ok(self.embedded.clone());
         }
-        match crate::connect::registry(&t, "edict-operator", SystemTime::now()).await {
+        if let Some(r) = self.registries.get(&tenant) {
+            return Ok(r.clone());
+        }
+        match crate::connect::registry(t, "edict-operator", SystemTime::now()).await {
             Ok(r) => {
-                self.registries.insert(tenant.to_string(), r.clone());
+                self.registries.insert(tenant, r.clone());
                 Ok(r)
             }
-            Err(e) => Err(Problem::new(
-                ObjectRef::tenant(tenant),
-                Reason::DependencyFailed,
-                format!("storage: {e}"),
-            )),
+            Err(e) => {
+                let reason = if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
+                Err(Problem::new(ObjectRef::tenant(&tenant), reason, format!("storage: {e}")))
+            }
+        }
+    }
+
+    async fn roles_of(&mut self, t: &Tenant) -> Option<crate::iam::Roles> {
+        let name = t.metadata.name.clone().unwrap_or_default();
+        let (Some(storage), Some(identity)) = (&t.spec.storage, &t.spec.identity) else { return None };
+        if !identity.manage_roles {
+            return None;
+        }
+        if let Some(r) = self.roles.get(&name) {
+            return Some(r.clone());
+        }
+        let roles = crate::iam::Roles::new(crate::aws::iam(storage, identity).await);
+        self.roles.insert(name, roles.clone());
+        Some(roles)
+    }
+
+    /// The API-server side of the last changes: finalizers on new Systems, each System's
+    /// ConfigMap, ServiceAccount annotation and IAM role, and the cleanup of deleted Systems.
+    /// Returns notices for what users must see (a cleanup that keeps failing).
+    pub async fn sync(&mut self, client: &Client) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        for key in std::mem::take(&mut self.unfinalized) {
+            if let Err(e) = wiring::add_finalizer(client, &key).await {
+                tracing::warn!(system = %key, "adding the finalizer: {e}");
+                self.unfinalized.insert(key);
+            }
+        }
+        for (key, desired) in std::mem::take(&mut self.wiring_due) {
+            let before = self.wired.get(&key).cloned().unwrap_or_default();
+            let tenant = self.ws.catalog.systems().get(&key).and_then(|_| {
+                let name = self.ws.builds.get(&key)?.input.as_ref()?.tenant.clone();
+                self.ws.catalog.tenants().get(&name).map(|e| e.tenant.clone())
+            });
+            let roles = match &tenant {
+                Some(t) => self.roles_of(t).await,
+                None => None,
+            };
+            match wiring::apply(client, roles.as_ref(), &desired, &before).await {
+                Ok(applied) => {
+                    self.metrics.reconciled("Wiring", "applied");
+                    self.wired.insert(key.clone(), applied);
+                    self.ws.wiring_problems.remove(&key);
+                }
+                Err(p) => {
+                    self.metrics.reconciled("Wiring", "failed");
+                    // A missing ServiceAccount is looked for again too: nothing tells edict it was created.
+                    if p.reason.is_transient() || p.reason == Reason::MissingServiceAccount {
+                        self.again(&key);
+                    }
+                    self.ws.wiring_problems.insert(key, p);
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<ObjectKey> = self
+            .retiring
+            .iter()
+            .filter(|(_, (_, r))| r.is_none_or(|r| r.at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some((retirement, retry)) = self.retiring.get(&key).cloned() else { continue };
+            let registry = match &retirement.tenant {
+                Some(t) => match self.registry_of(t).await {
+                    Ok(r) => Some(r),
+                    Err(p) => {
+                        self.cleanup_failed(&key, retry, p, &mut notices);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let roles = match &retirement.tenant {
+                Some(t) => self.roles_of(t).await,
+                None => None,
+            };
+            match wiring::retire(client, registry.as_ref(), roles.as_ref(), &retirement, SystemTime::now())
+                .await
+            {
+                Ok(()) => {
+                    self.metrics.reconciled("Cleanup", "retired");
+                    self.retiring.remove(&key);
+                    if retirement.tenant.is_none() {
+                        tracing::warn!(system = %key, "its Tenant is unknown: published bundles, if any, were left in place");
+                    }
+                }
+                Err(p) => self.cleanup_failed(&key, retry, p, &mut notices),
+            }
+        }
+        notices
+    }
+
+    fn cleanup_failed(
+        &mut self,
+        key: &ObjectKey,
+        retry: Option<Retry>,
+        p: Problem,
+        notices: &mut Vec<Notice>,
+    ) {
+        self.metrics.reconciled("Cleanup", "failed");
+        let attempt = retry.map_or(0, |r| r.attempt + 1);
+        if let Some(entry) = self.retiring.get_mut(key) {
+            entry.1 = Some(Retry { at: Instant::now() + RETRY.delay(attempt), attempt });
+        }
+        // Say so once, not at every retry.
+        if attempt == 0 {
+            notices.push(Notice {
+                kind: "System",
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                warning: true,
+                reason: "CleanupFailed".into(),
+                message: format!("{} (retrying)", p.message),
+            });
         }
     }
 
     /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
-        self.ws.statuses()
+        let mut statuses = self.ws.statuses();
+        for (key, status) in statuses.systems.iter_mut() {
+            let Some((ns, name)) = key.split_once('/') else { continue };
+            if let Some(applied) = self.wired.get(&ObjectKey::new(ns, name)) {
+                status.config_map = applied.config_map.clone();
+                status.service_account = applied.service_account.clone();
+                status.role_arn = applied.role_arn.clone();
+            }
+        }
+        self.metrics.objects("Tenant", statuses.tenants.len());
+        self.metrics.objects("Stack", statuses.stacks.len());
+        self.metrics.objects("System", statuses.systems.len());
+        self.metrics.objects("Policy", statuses.policies.len());
+        statuses
+    }
+
+    /// Deleted Systems whose cleanup has not finished.
+    pub fn retiring(&self) -> Vec<ObjectKey> {
+        self.retiring.keys().cloned().collect()
     }
 }
 
-/// Run the operator until SIGTERM/Ctrl-C (releasing leadership) or until leadership is lost.
+/// Run the operator until SIGTERM or Ctrl-C (releasing leadership) or until leadership is lost.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("connecting to the Kubernetes API server")?;
     let ready = Arc::new(RwLock::new(false));
+    let mut engine = Engine::new(&opts.cluster, opts.store.clone()).with_bundle_url(&opts.bundle_url);
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", opts.metrics_addr))?;
-    let probes = probes(ready.clone());
+    let probes = probes(ready.clone(), engine.metrics.clone());
     tokio::spawn(async move { axum::serve(listener, probes).await });
 
     // The embedded store's bundle API, for Tenants without storage (every replica serves it).
@@ -175,10 +532,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let lease = leader::LeaseConfig::new(&opts.namespace, &opts.identity);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.namespace);
+    let mut stop = std::pin::pin!(shutdown());
     tracing::info!(identity = %opts.identity, lease = %lease.name, "waiting for leadership");
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut stop => return Ok(()),
             led = leader::round(&leases, &lease) => if led.unwrap_or(false) { break },
         }
         tokio::time::sleep(lease.retry).await;
@@ -189,27 +547,38 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
 
     let statuses_view = statuses;
-    let mut engine = Engine::new(&opts.cluster, opts.store.clone());
     let reporter =
         kube::runtime::events::Reporter { controller: "edict".into(), instance: Some(opts.identity.clone()) };
     let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
     let mut changes = watch::all(client.clone()).boxed();
     let mut renew = tokio::time::interval(lease.retry);
     let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
+    // Status writes that failed (the API server is away) are tried again with back-off.
+    let mut status_retry: Option<(Instant, u32)> = None;
     let result = loop {
-        let quiet =
-            tokio::time::sleep(Duration::from_millis(if pending.is_empty() { 3_600_000 } else { 50 }));
+        let now = Instant::now();
+        let wake = [
+            (!pending.is_empty() || engine.has_kube_work()).then(|| now + Duration::from_millis(50)),
+            engine.next_retry(),
+            status_retry.map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = &mut stop => break Ok(()),
             _ = renew.tick() => {
                 if !leader::round(&leases, &lease).await.unwrap_or(false) {
                     break Err(anyhow::anyhow!("lost leadership of lease {}/{}", lease.namespace, lease.name));
                 }
             }
             Some(change) = changes.next() => pending.extend(engine.apply(change)),
-            _ = quiet => {
+            _ = tokio::time::sleep_until(wake.into()) => {
+                pending.extend(engine.due(Instant::now()));
                 let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
                 engine.reconcile(&keys).await;
+                let mut notices = engine.sync(&client).await;
                 let statuses = engine.statuses();
                 let failures = status_writer::write(&client, &engine.written, &statuses).await;
                 for f in &failures {
@@ -219,9 +588,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     *shown = statuses.clone();
                 }
                 if failures.is_empty() {
-                    status_writer::publish(&recorder, &status_writer::notices(&engine.written, &statuses)).await;
+                    status_retry = None;
+                    notices.extend(status_writer::notices(&engine.written, &statuses));
                     engine.written = statuses;
+                } else {
+                    let attempt = status_retry.map_or(0, |(_, a)| a + 1);
+                    status_retry = Some((Instant::now() + RETRY.delay(attempt), attempt));
                 }
+                for n in notices.iter().filter(|n| n.warning) {
+                    engine.metrics.error(&n.reason);
+                }
+                status_writer::publish(&recorder, &notices).await;
             }
         }
     };
@@ -229,13 +606,47 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     result
 }
 
-fn probes(ready: Arc<RwLock<bool>>) -> axum::Router {
-    use axum::http::StatusCode;
-    axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).route(
-        "/readyz",
-        axum::routing::get(move || {
-            let ready = ready.read().map(|r| *r).unwrap_or(false);
-            async move { if ready { (StatusCode::OK, "leading") } else { (StatusCode::OK, "standby") } }
-        }),
-    )
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn probes(ready: Arc<RwLock<bool>>, metrics: Metrics) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.read().map(|r| *r).unwrap_or(false);
+                async move { if ready { (StatusCode::OK, "leading") } else { (StatusCode::OK, "standby") } }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.render();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
 }

@@ -20,6 +20,10 @@ pub enum Change {
     Delete(&'static str, ObjectKey),
     /// A re-list of `kind` finished: objects of that kind not in the set are gone.
     Resync(&'static str, BTreeSet<ObjectKey>),
+    /// A namespace's labels (`None`: the namespace is gone), for tenant membership.
+    Namespace(String, Option<crate::selector::Labels>),
+    /// A re-list of namespaces finished: namespaces not in the set are gone.
+    NamespaceResync(BTreeSet<String>),
     /// The watch failed (it retries with back-off); for logs and readiness.
     Error(String),
 }
@@ -63,7 +67,40 @@ where
         .flatten()
 }
 
-/// Every change of every edict kind in the cluster, as one stream.
+/// Namespace label changes (metadata only: edict reads nothing else of a namespace).
+pub fn namespaces(client: Client) -> impl Stream<Item = Change> + Send {
+    use k8s_openapi::api::core::v1::Namespace;
+    let labels = |m: &kube::core::ObjectMeta| {
+        (m.name.clone().unwrap_or_default(), m.labels.clone().unwrap_or_default().into_iter().collect())
+    };
+    use kube::core::PartialObjectMeta;
+    watcher(Api::<PartialObjectMeta<Namespace>>::all(client), watcher::Config::default())
+        .default_backoff()
+        .scan(BTreeSet::new(), move |seen: &mut BTreeSet<String>, event| {
+            let out = match event {
+                Ok(watcher::Event::Apply(m)) => {
+                    let (name, l) = labels(&m.metadata);
+                    vec![Change::Namespace(name, Some(l))]
+                }
+                Ok(watcher::Event::InitApply(m)) => {
+                    let (name, l) = labels(&m.metadata);
+                    seen.insert(name.clone());
+                    vec![Change::Namespace(name, Some(l))]
+                }
+                Ok(watcher::Event::Delete(m)) => vec![Change::Namespace(labels(&m.metadata).0, None)],
+                Ok(watcher::Event::Init) => {
+                    seen.clear();
+                    vec![]
+                }
+                Ok(watcher::Event::InitDone) => vec![Change::NamespaceResync(std::mem::take(seen))],
+                Err(e) => vec![Change::Error(format!("watching Namespaces: {e}"))],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+}
+
+/// Every change of every edict kind in the cluster, and of namespace labels, as one stream.
 pub fn all(client: Client) -> impl Stream<Item = Change> + Send {
     let config = watcher::Config::default;
     let tenants = changes(
@@ -81,7 +118,16 @@ pub fn all(client: Client) -> impl Stream<Item = Change> + Send {
         "System",
         Object::System,
     );
-    let policies =
-        changes(watcher(Api::<Policy>::all(client), config()).default_backoff(), "Policy", Object::Policy);
-    futures::stream::select_all([tenants.boxed(), stacks.boxed(), systems.boxed(), policies.boxed()])
+    let policies = changes(
+        watcher(Api::<Policy>::all(client.clone()), config()).default_backoff(),
+        "Policy",
+        Object::Policy,
+    );
+    futures::stream::select_all([
+        tenants.boxed(),
+        stacks.boxed(),
+        systems.boxed(),
+        policies.boxed(),
+        namespaces(client).boxed(),
+    ])
 }

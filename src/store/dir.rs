@@ -113,7 +113,12 @@ impl ObjectStore for DirStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        // Walk only the directory the prefix reaches down to.
+        let start = match prefix.rfind('/') {
+            Some(i) => self.path(&prefix[..i])?,
+            None => self.root.clone(),
+        };
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,

@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod faults;
+pub mod kube;
 pub mod proxy;
 
 use std::path::PathBuf;

@@ -1,0 +1,187 @@
+//! The operator's engine end to end against moto (S3, DynamoDB, KMS, IAM) and a mock API
+//! server: a System of a Tenant with storage and `identity.manageRoles` gets its bundle in S3,
+//! its IAM role (trusting only its ServiceAccount), the role annotation on that ServiceAccount
+//! and a ConfigMap telling OPA to fetch from S3 with that identity; deleting the System removes
+//! all of it and nothing of its neighbour.
+#![cfg(feature = "aws")]
+
+mod common;
+
+use common::aws;
+use common::kube::{api_server, echo};
+use edict::controller::Engine;
+use edict::controller::watch::Change;
+use edict::manifest;
+use http::Method;
+
+fn manifests(bucket: &str, table: &str, key: &str, provider: &str, moto: &str) -> String {
+    format!(
+        r#"
+apiVersion: edict.dev/v1alpha1
+kind: Tenant
+metadata: {{name: irsa}}
+spec:
+  adminNamespace: irsa-admin
+  namespaces: ["irsa-*"]
+  storage:
+    region: us-east-1
+    s3: {{bucket: {bucket}, endpoint: "{moto}", forcePathStyle: true}}
+    dynamodb: {{table: {table}, endpoint: "{moto}", create: true}}
+    kms: {{keyId: "{key}", endpoint: "{moto}"}}
+  identity:
+    oidcProviderArn: "{provider}"
+    manageRoles: true
+    endpoint: "{moto}"
+---
+apiVersion: edict.dev/v1alpha1
+kind: System
+metadata: {{name: api, namespace: irsa-team, uid: u-api}}
+spec: {{type: envoy, serviceAccountName: opa}}
+---
+apiVersion: edict.dev/v1alpha1
+kind: System
+metadata: {{name: web, namespace: irsa-team, uid: u-web}}
+spec: {{type: envoy, serviceAccountName: opa-web}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delete() {
+    // The operator takes credentials from the standard chain; this test binary has one test.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    let moto = aws::moto();
+    let config = aws::sdk_config(&moto, "testing", "testing");
+    let s3 = aws::s3_from(&config);
+    let iam = aws_sdk_iam::Client::new(&config);
+    let bucket = aws::unique("irsa");
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let key = aws::master_key().await;
+    let issuer = format!("oidc.eks.us-east-1.amazonaws.com/id/{}", aws::unique("C").to_uppercase());
+    let provider = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{issuer}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("OIDC provider")
+        .open_id_connect_provider_arn()
+        .expect("arn")
+        .to_string();
+    let text = manifests(&bucket, &aws::unique("irsa"), &key, &provider, &moto);
+
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let mut keys = Vec::new();
+    for located in manifest::parse("", &text).objects {
+        keys.extend(engine.apply(Change::Apply(Box::new(located))));
+    }
+    keys.sort();
+    keys.dedup();
+    engine.reconcile(&keys).await;
+    let (client, server) = api_server(echo);
+    let notices = engine.sync(&client).await;
+    assert!(notices.is_empty(), "{notices:?}");
+    let statuses = engine.statuses();
+    let api = &statuses.systems["irsa-team/api"];
+    assert_eq!(api.conditions[0].status, edict::api::ConditionStatus::True, "{:?}", api.conditions);
+
+    // The bundle is in S3.
+    let live = "bundles/irsa/c1/irsa-team/api/bundle.tar.gz";
+    s3.head_object().bucket(&bucket).key(live).send().await.expect("live bundle in S3");
+
+    // The role exists, tagged as edict's, trusting only this ServiceAccount.
+    let role_name = api.role_arn.as_deref().and_then(|a| a.rsplit('/').next()).expect("role ARN in status");
+    let role = iam.get_role().role_name(role_name).send().await.expect("role").role.expect("role");
+    assert_eq!(Some(role.arn()), api.role_arn.as_deref());
+    let trust = edict::iam::parse_document(role.assume_role_policy_document().expect("trust")).expect("json");
+    let condition = &trust["Statement"][0]["Condition"]["StringEquals"];
+    assert_eq!(condition[format!("{issuer}:sub")], "system:serviceaccount:irsa-team:opa");
+    assert_eq!(condition[format!("{issuer}:aud")], "sts.amazonaws.com");
+    let inline =
+        iam.get_role_policy().role_name(role_name).policy_name("edict-bundle").send().await.expect("inline");
+    let inline = edict::iam::parse_document(inline.policy_document()).expect("json");
+    assert_eq!(
+        inline["Statement"][0]["Resource"],
+        format!("arn:aws:s3:::{bucket}/bundles/irsa/c1/irsa-team/api/*")
+    );
+
+    drop(client);
+    let calls = server.await.expect("server");
+    // The ServiceAccount was read, then annotated with that role.
+    let annotate = calls
+        .iter()
+        .find(|c| c.is(&Method::PATCH, "/api/v1/namespaces/irsa-team/serviceaccounts/opa"))
+        .expect("annotation");
+    assert_eq!(annotate.body["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], role.arn());
+    // The ConfigMap sends OPA to S3 with its web identity.
+    let map = calls
+        .iter()
+        .find(|c| c.is(&Method::PATCH, "/api/v1/namespaces/irsa-team/configmaps/api-opa-config"))
+        .expect("config map");
+    let config: serde_json::Value =
+        serde_norway::from_str(map.body["data"]["config.yaml"].as_str().expect("config")).expect("yaml");
+    assert_eq!(config["services"]["edict"]["url"], format!("{moto}/{bucket}"));
+    assert_eq!(
+        config["services"]["edict"]["credentials"]["s3_signing"]["web_identity_credentials"]["aws_region"],
+        "us-east-1"
+    );
+    assert_eq!(config["bundles"]["api"]["resource"], live);
+
+    // Delete api: its bundles, index item, role, annotation and ConfigMap go; web stays.
+    let mut deleting =
+        manifest::parse("", &text).objects.into_iter().find(|l| l.object.key().name == "api").expect("api");
+    if let manifest::Object::System(s) = &mut deleting.object {
+        s.metadata.finalizers = Some(vec!["edict.dev/cleanup".into()]);
+        s.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    }
+    engine.apply(Change::Apply(Box::new(deleting)));
+    let (client, server) = api_server(echo);
+    let notices = engine.sync(&client).await;
+    drop(client);
+    let calls = server.await.expect("server");
+    assert!(notices.is_empty(), "{notices:?}");
+    assert!(engine.retiring().is_empty(), "cleanup finished");
+    let left = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("bundles/irsa/c1/irsa-team/api/")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(left.key_count(), Some(0), "{:?}", left.contents());
+    s3.head_object()
+        .bucket(&bucket)
+        .key("bundles/irsa/c1/irsa-team/web/bundle.tar.gz")
+        .send()
+        .await
+        .expect("the neighbour's bundle stays");
+    let gone = iam.get_role().role_name(role_name).send().await.expect_err("role deleted");
+    assert!(gone.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()), "{gone:?}");
+    let web_role = engine.statuses().systems["irsa-team/web"].role_arn.clone().expect("web role");
+    iam.get_role()
+        .role_name(web_role.rsplit('/').next().expect("name"))
+        .send()
+        .await
+        .expect("the neighbour's role stays");
+    let released = calls
+        .iter()
+        .find(|c| c.is(&Method::PATCH, "/api/v1/namespaces/irsa-team/serviceaccounts/opa"))
+        .expect("annotation released");
+    assert!(released.body["metadata"].get("annotations").is_none(), "{}", released.body);
+    assert!(
+        calls.iter().any(|c| c.is(&Method::DELETE, "/api/v1/namespaces/irsa-team/configmaps/api-opa-config")),
+        "{calls:#?}"
+    );
+    let finalizer = calls.last().expect("calls");
+    assert!(
+        finalizer.is(&Method::PATCH, "/apis/edict.dev/v1alpha1/namespaces/irsa-team/systems/api"),
+        "{finalizer:?}"
+    );
+}
