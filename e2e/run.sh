@@ -27,11 +27,16 @@ work="$(mktemp -d)"
 operator_pid=""
 namespaces=(acme-platform acme-payments acme-shop acme-data)
 cleanup() {
-    if [ -n "$operator_pid" ]; then kill "$operator_pid" 2>/dev/null || true; fi
     if [ -z "${KEEP:-}" ]; then
-        "$KUBECTL" delete -f examples/acme/ --ignore-not-found --wait=false >/dev/null 2>&1 || true
+        # While the operator runs, its finalizers come off as it cleans up; if it is gone,
+        # take them off so that nothing is left stuck in deletion.
+        "$KUBECTL" delete -f examples/acme/ --ignore-not-found --timeout=30s >/dev/null 2>&1 || true
+        for s in $("$KUBECTL" get systems -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>/dev/null); do
+            "$KUBECTL" -n "${s%%/*}" patch system "${s#*/}" --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+        done
         "$KUBECTL" delete namespace "${namespaces[@]}" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     fi
+    if [ -n "$operator_pid" ]; then kill "$operator_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -58,6 +63,12 @@ bundle="$work/store/bundles/acme/e2e/acme-payments/payments-cluster/bundle.tar.g
 [ -s "$bundle" ] || fail "no bundle at $bundle"
 "$KUBECTL" get edict -A
 
+say "each System has edict's finalizer and a ConfigMap with its OPA configuration"
+"$KUBECTL" -n acme-payments get system payments-cluster -o jsonpath='{.metadata.finalizers}' | grep -q 'edict.dev/cleanup' ||
+    fail "no finalizer on the System"
+"$KUBECTL" -n acme-payments get configmap payments-cluster-opa-config -o jsonpath='{.data.config\.yaml}' |
+    grep -q 'bundles/acme/e2e/acme-payments/payments-cluster/bundle.tar.gz' || fail "no OPA configuration ConfigMap"
+
 say "breaking a Policy: the System stalls, its last good bundle stays"
 before="$(sha256sum "$bundle" | cut -d' ' -f1)"
 "$KUBECTL" -n acme-platform patch policy restrict-proxies --type merge \
@@ -71,6 +82,12 @@ before="$(sha256sum "$bundle" | cut -d' ' -f1)"
 say "fixing it: recovery without restart"
 "$KUBECTL" apply -f examples/acme/stacks.yaml >/dev/null
 "$KUBECTL" -n acme-payments wait --for=condition=Ready system/payments-cluster --timeout=60s || fail "no recovery"
+
+say "deleting a System removes its bundles and ConfigMap, and nothing of the others"
+"$KUBECTL" -n acme-data delete system batch-api --wait=true --timeout=60s >/dev/null || fail "the System was not released"
+[ ! -e "$work/store/bundles/acme/e2e/acme-data/batch-api/bundle.tar.gz" ] || fail "its bundle is still there"
+! "$KUBECTL" -n acme-data get configmap batch-api-opa-config >/dev/null 2>&1 || fail "its ConfigMap is still there"
+[ -s "$bundle" ] || fail "another System's bundle went with it"
 
 say "deleting the examples"
 "$KUBECTL" delete -f examples/acme/ --wait=true --timeout=60s >/dev/null

@@ -274,15 +274,17 @@ fn rules(rules: &[PolicyRule]) -> Vec<String> {
 const KINDS: &str = "tenants,stacks,systems,policies";
 
 fn operator_cluster_rules() -> Vec<String> {
+    // Exactly the calls the operator makes: watches of its kinds and of namespace metadata,
+    // server-side applies of System finalizers and of every kind's status, ServiceAccount
+    // get + apply (src/controller/wiring.rs), ConfigMap get, apply (create on first write) and
+    // delete, and events through kube-runtime's recorder.
     vec![
         format!("edict.dev|{KINDS}|get,list,watch|"),
-        format!("edict.dev|{KINDS}|patch|"),
+        "edict.dev|systems|patch|".into(),
         "edict.dev|tenants/status,stacks/status,systems/status,policies/status|patch|".into(),
-        "edict.dev|tenants/finalizers,stacks/finalizers,systems/finalizers,policies/finalizers|update|"
-            .into(),
-        "|namespaces|get,list,watch|".into(),
-        "|serviceaccounts|get,list,watch,patch|".into(),
-        "|configmaps|get,list,watch,create,patch,delete|".into(),
+        "|namespaces|list,watch|".into(),
+        "|serviceaccounts|get,patch|".into(),
+        "|configmaps|get,create,patch,delete|".into(),
         "events.k8s.io|events|create,patch|".into(),
     ]
 }
