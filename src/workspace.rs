@@ -32,6 +32,9 @@ pub struct Workspace {
     /// Why what the operator keeps beside a System's bundle (its ConfigMap, ServiceAccount
     /// annotation, IAM role) could not be applied, while it cannot.
     pub wiring_problems: BTreeMap<ObjectKey, Problem>,
+    /// Whether each Tenant's storage is usable (what was checked), or why not, as last seen by
+    /// a publish; Tenants not in the map have not been connected (or use the embedded store).
+    pub storage: BTreeMap<String, Result<String, Problem>>,
     /// The statuses last reported, whose transition times carry over.
     reported: Statuses,
 }
@@ -50,6 +53,7 @@ impl Workspace {
             live: BTreeMap::new(),
             publish_problems: BTreeMap::new(),
             wiring_problems: BTreeMap::new(),
+            storage: BTreeMap::new(),
             reported: Statuses::default(),
         };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
@@ -68,6 +72,7 @@ impl Workspace {
             live: BTreeMap::new(),
             publish_problems: BTreeMap::new(),
             wiring_problems: BTreeMap::new(),
+            storage: BTreeMap::new(),
             reported: Statuses::default(),
         }
     }
@@ -115,7 +120,19 @@ impl Workspace {
         let mut problems = self.problems();
         problems.extend(self.publish_problems.values().cloned());
         problems.extend(self.wiring_problems.values().cloned());
+        problems.extend(self.storage.values().filter_map(|s| s.as_ref().err()).cloned());
         let mut now = status::compute(&self.catalog, &self.builds, &problems, &self.live);
+        for (tenant, checked) in &self.storage {
+            let Ok(what) = checked else { continue };
+            let Some(status) = now.tenants.get_mut(tenant) else { continue };
+            if let Some(ready) =
+                status.conditions.iter_mut().find(|c| c.type_ == crate::api::conditions::READY)
+                && ready.status == crate::api::ConditionStatus::True
+            {
+                ready.reason = "StorageReady".into();
+                ready.message = what.clone();
+            }
+        }
         let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         status::carry_all(&self.reported, &mut now, &stamp);
         self.reported = now.clone();

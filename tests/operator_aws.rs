@@ -46,14 +46,20 @@ spec: {{type: envoy, serviceAccountName: opa-web}}
     )
 }
 
-#[tokio::test]
-async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delete() {
-    // The operator takes credentials from the standard chain; this test binary has one test.
-    unsafe {
+/// The operator takes credentials from the standard chain: set them once, before any test of
+/// this binary reads the environment (each test calls this first).
+fn credentials() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
+    });
+}
+
+#[tokio::test]
+async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delete() {
+    credentials();
     let moto = aws::moto();
     let config = aws::sdk_config(&moto, "testing", "testing");
     let s3 = aws::s3_from(&config);
@@ -184,4 +190,89 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
         finalizer.is(&Method::PATCH, "/apis/edict.dev/v1alpha1/namespaces/irsa-team/systems/api"),
         "{finalizer:?}"
     );
+}
+
+#[tokio::test]
+async fn unreachable_storage_is_retried_with_back_off_and_said_in_status() {
+    credentials();
+    let moto = aws::moto();
+    let s3 = aws::s3_from(&aws::sdk_config(&moto, "testing", "testing"));
+    let bucket = aws::unique("outage");
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let proxy = common::proxy::Proxy::start(&moto).await;
+    let endpoint = proxy.url.clone();
+    let text = format!(
+        r#"
+apiVersion: edict.dev/v1alpha1
+kind: Tenant
+metadata: {{name: outage}}
+spec:
+  adminNamespace: outage-admin
+  namespaces: ["outage-*"]
+  storage:
+    region: us-east-1
+    s3: {{bucket: {bucket}, endpoint: "{endpoint}", forcePathStyle: true, sseKms: false}}
+    dynamodb: {{table: {table}, endpoint: "{endpoint}", create: true}}
+---
+apiVersion: edict.dev/v1alpha1
+kind: System
+metadata: {{name: api, namespace: outage-team}}
+spec: {{type: custom}}
+"#,
+        table = aws::unique("outage")
+    );
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let mut keys = Vec::new();
+    for located in manifest::parse("", &text).objects {
+        keys.extend(engine.apply(Change::Apply(Box::new(located))));
+    }
+    proxy.set_down(true);
+    engine.reconcile(&keys).await;
+    let statuses = engine.statuses();
+    let system = &statuses.systems["outage-team/api"];
+    let (ready, reconciling, stalled) = (&system.conditions[0], &system.conditions[2], &system.conditions[1]);
+    assert_eq!((ready.status, ready.reason.as_str()), (edict::api::ConditionStatus::False, "Unavailable"));
+    assert!(ready.message.starts_with("Tenant outage: storage: HeadBucket"), "{}", ready.message);
+    assert_eq!(
+        (reconciling.type_.as_str(), reconciling.status),
+        ("Reconciling", edict::api::ConditionStatus::True),
+        "still in progress: edict retries"
+    );
+    assert_eq!(stalled.status, edict::api::ConditionStatus::False);
+    let tenant = &statuses.tenants["outage"].conditions[0];
+    assert_eq!(tenant.reason, "Unavailable", "the Tenant says its storage is unreachable: {tenant:?}");
+    let first = engine.next_retry().expect("a retry is scheduled");
+
+    // Still down: the next attempt waits longer.
+    engine.reconcile(&engine.due(first)).await;
+    let second = engine.next_retry().expect("scheduled again");
+    assert!(second - std::time::Instant::now() > std::time::Duration::from_millis(1500), "back-off grows");
+
+    // Back: the retry publishes, without a restart.
+    proxy.set_down(false);
+    let due = engine.due(second);
+    assert_eq!(due.len(), 1);
+    engine.reconcile(&due).await;
+    let statuses = engine.statuses();
+    let ready = &statuses.systems["outage-team/api"].conditions[0];
+    assert_eq!(
+        (ready.status, ready.reason.as_str()),
+        (edict::api::ConditionStatus::True, "Published"),
+        "{ready:?}"
+    );
+    let tenant = &statuses.tenants["outage"].conditions[0];
+    assert_eq!(tenant.reason, "StorageReady");
+    assert!(
+        tenant.message.contains(&format!("s3://{bucket}")) && tenant.message.contains("bundles not signed"),
+        "{}",
+        tenant.message
+    );
+    s3.head_object()
+        .bucket(&bucket)
+        .key("bundles/outage/c1/outage-team/api/bundle.tar.gz")
+        .send()
+        .await
+        .expect("published after the outage");
+    assert!(engine.next_retry().is_none());
 }

@@ -86,6 +86,8 @@ pub struct Engine {
     retiring: BTreeMap<ObjectKey, (Retirement, Option<Retry>)>,
     /// Systems to reconcile again after a failure that may pass.
     retry: BTreeMap<ObjectKey, Retry>,
+    /// Consecutive failed attempts of each System (the back-off grows with them).
+    failures: BTreeMap<ObjectKey, u32>,
     /// The Tenant each System was last published for, to clean up after the Tenant is gone.
     homes: BTreeMap<ObjectKey, Arc<Tenant>>,
     /// Prometheus metrics.
@@ -109,6 +111,7 @@ impl Engine {
             unfinalized: BTreeSet::new(),
             retiring: BTreeMap::new(),
             retry: BTreeMap::new(),
+            failures: BTreeMap::new(),
             homes: BTreeMap::new(),
             metrics: Metrics::new(),
         }
@@ -130,6 +133,7 @@ impl Engine {
                         let name = t.metadata.name.clone().unwrap_or_default();
                         self.registries.remove(&name);
                         self.roles.remove(&name);
+                        self.ws.storage.remove(&name);
                     }
                     Object::System(s) => {
                         let key = located.object.key();
@@ -161,6 +165,12 @@ impl Engine {
                 self.ws.catalog.apply(*located)
             }
             Change::Delete("System", key) => self.forget_system(&key, false),
+            Change::Delete("Tenant", key) => {
+                self.registries.remove(&key.name);
+                self.roles.remove(&key.name);
+                self.ws.storage.remove(&key.name);
+                self.ws.catalog.delete("Tenant", &key)
+            }
             Change::Delete(kind, key) => self.ws.catalog.delete(kind, &key),
             Change::Resync(kind, present) => {
                 let known: Vec<ObjectKey> = match kind {
@@ -230,6 +240,7 @@ impl Engine {
         self.unfinalized.remove(key);
         self.wiring_due.remove(key);
         self.retry.remove(key);
+        self.failures.remove(key);
         self.homes.remove(key);
         self.ws.catalog.delete("System", key)
     }
@@ -239,6 +250,8 @@ impl Engine {
     pub async fn reconcile(&mut self, keys: &[ObjectKey]) {
         let started = Instant::now();
         self.ws.rebuild(keys);
+        // A Tenant whose storage cannot be reached is tried once per batch, not once per System.
+        let mut unreachable: HashMap<String, Problem> = HashMap::new();
         for key in keys {
             self.retry.remove(key);
             let Some(build) = self.ws.builds.get(key) else { continue };
@@ -248,13 +261,20 @@ impl Engine {
             };
             let bundle = build.bundle.clone();
             let generations = build.generations.clone();
-            let registry = match self.registry(&input.tenant).await {
+            let connected = match unreachable.get(&input.tenant) {
+                Some(p) => Err(p.clone()),
+                None => self.registry(&input.tenant).await,
+            };
+            let registry = match connected {
                 Ok(r) => r,
                 Err(p) => {
                     if p.reason.is_transient() {
                         self.again(key);
                     }
-                    self.ws.publish_failed(key, p);
+                    let me = ObjectRef::namespaced("System", key);
+                    let message = format!("Tenant {}: {}", input.tenant, p.message);
+                    self.ws.publish_failed(key, Problem::new(me, p.reason, message));
+                    unreachable.insert(input.tenant.clone(), p);
                     self.metrics.reconciled("System", "failed");
                     continue;
                 }
@@ -287,6 +307,9 @@ impl Engine {
                 self.metrics.reconciled("System", "invalid");
             }
             self.plan_wiring(key, &input, registry.verification().cloned());
+            if !self.retry.contains_key(key) && !self.wiring_due.contains_key(key) {
+                self.failures.remove(key);
+            }
         }
         self.metrics.round(started.elapsed());
     }
@@ -319,12 +342,14 @@ impl Engine {
 
     /// Schedule another reconcile of `key` with back-off.
     fn again(&mut self, key: &ObjectKey) {
-        let attempt = self.retry.get(key).map_or(0, |r| r.attempt + 1);
+        let failures = self.failures.entry(key.clone()).or_default();
+        let attempt = *failures;
+        *failures += 1;
         self.retry.insert(key.clone(), Retry { at: Instant::now() + RETRY.delay(attempt), attempt });
     }
 
     /// Systems whose retry is due (reconciling them takes them off the schedule).
-    pub fn due(&mut self, now: Instant) -> Vec<ObjectKey> {
+    pub fn due(&self, now: Instant) -> Vec<ObjectKey> {
         let due: Vec<ObjectKey> =
             self.retry.iter().filter(|(_, r)| r.at <= now).map(|(k, _)| k.clone()).collect();
         due
@@ -361,12 +386,15 @@ impl Engine {
         }
         match crate::connect::registry(t, "edict-operator", SystemTime::now()).await {
             Ok(r) => {
+                self.ws.storage.insert(tenant.clone(), Ok(storage_summary(t, &r)));
                 self.registries.insert(tenant, r.clone());
                 Ok(r)
             }
             Err(e) => {
                 let reason = if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
-                Err(Problem::new(ObjectRef::tenant(&tenant), reason, format!("storage: {e}")))
+                let p = Problem::new(ObjectRef::tenant(&tenant), reason, format!("storage: {e}"));
+                self.ws.storage.insert(tenant, Err(p.clone()));
+                Err(p)
             }
         }
     }
@@ -411,6 +439,9 @@ impl Engine {
                     self.metrics.reconciled("Wiring", "applied");
                     self.wired.insert(key.clone(), applied);
                     self.ws.wiring_problems.remove(&key);
+                    if !self.retry.contains_key(&key) {
+                        self.failures.remove(&key);
+                    }
                 }
                 Err(p) => {
                     self.metrics.reconciled("Wiring", "failed");
@@ -508,6 +539,27 @@ impl Engine {
     pub fn retiring(&self) -> Vec<ObjectKey> {
         self.retiring.keys().cloned().collect()
     }
+}
+
+/// What was checked of a Tenant's storage, for its Ready condition.
+fn storage_summary(t: &Tenant, registry: &Registry) -> String {
+    let Some(storage) = &t.spec.storage else { return String::new() };
+    let prefix = storage.s3.prefix.trim_matches('/');
+    let mut out = format!(
+        "storage ready: s3://{}{}{}, DynamoDB table {}",
+        storage.s3.bucket,
+        if prefix.is_empty() { "" } else { "/" },
+        prefix,
+        storage.dynamodb.table
+    );
+    if let Some(kms) = &storage.kms {
+        out.push_str(&format!(", data key under KMS key {}", kms.key_id));
+    }
+    match registry.verification() {
+        Some(v) => out.push_str(&format!(", bundles signed with {} (scope {})", v.key_id, v.scope)),
+        None => out.push_str(", bundles not signed"),
+    }
+    out
 }
 
 /// Run the operator until SIGTERM or Ctrl-C (releasing leadership) or until leadership is lost.
