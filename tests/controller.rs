@@ -47,6 +47,10 @@ async fn changes_rebuild_only_what_they_affect_and_statuses_follow() {
         assert!(s.revision.is_some(), "{key} is published");
     }
     assert!(store.path().join("bundles/acme/c1/acme-payments/payments-cluster/bundle.tar.gz").exists());
+    let metrics = engine.metrics.render();
+    assert!(metrics.contains(r#"edict_reconciles_total{kind="System",result="published"} 3"#), "{metrics}");
+    assert!(metrics.contains("edict_publish_duration_seconds_count 3"), "{metrics}");
+    assert!(metrics.contains(r#"edict_objects{kind="Policy"} 7"#), "{metrics}");
 
     // Break a stack policy: only the Systems bound to that stack are affected, and they stall
     // with the Policy's message; the Policy says where (no file: spec.rego:line:col).

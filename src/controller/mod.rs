@@ -90,6 +90,8 @@ pub struct Engine {
     failures: BTreeMap<ObjectKey, u32>,
     /// The Tenant each System was last published for, to clean up after the Tenant is gone.
     homes: BTreeMap<ObjectKey, Arc<Tenant>>,
+    /// Publishes in flight at once.
+    parallelism: usize,
     /// Prometheus metrics.
     pub metrics: Metrics,
 }
@@ -113,6 +115,7 @@ impl Engine {
             retry: BTreeMap::new(),
             failures: BTreeMap::new(),
             homes: BTreeMap::new(),
+            parallelism: 8,
             metrics: Metrics::new(),
         }
     }
@@ -120,6 +123,12 @@ impl Engine {
     /// Where OPAs reach the embedded bundle API (in the ConfigMaps of Tenants without storage).
     pub fn with_bundle_url(mut self, url: &str) -> Self {
         self.bundle_url = url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Publish up to `n` bundles at once (default 8; at least 1).
+    pub fn with_parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n.max(1);
         self
     }
 
@@ -245,13 +254,14 @@ impl Engine {
         self.ws.catalog.delete("System", key)
     }
 
-    /// Rebuild and publish these Systems, and work out what each should have beside its
-    /// bundle. Statuses are then [`Engine::statuses`].
+    /// Rebuild and publish these Systems (up to [`Engine::with_parallelism`] publishes at once),
+    /// and work out what each should have beside its bundle. Statuses are then [`Engine::statuses`].
     pub async fn reconcile(&mut self, keys: &[ObjectKey]) {
         let started = Instant::now();
         self.ws.rebuild(keys);
         // A Tenant whose storage cannot be reached is tried once per batch, not once per System.
         let mut unreachable: HashMap<String, Problem> = HashMap::new();
+        let mut jobs = Vec::new();
         for key in keys {
             self.retry.remove(key);
             let Some(build) = self.ws.builds.get(key) else { continue };
@@ -265,8 +275,8 @@ impl Engine {
                 Some(p) => Err(p.clone()),
                 None => self.registry(&input.tenant).await,
             };
-            let registry = match connected {
-                Ok(r) => r,
+            match connected {
+                Ok(registry) => jobs.push((key.clone(), input, bundle, generations, registry)),
                 Err(p) => {
                     if p.reason.is_transient() {
                         self.again(key);
@@ -276,39 +286,48 @@ impl Engine {
                     self.ws.publish_failed(key, Problem::new(me, p.reason, message));
                     unreachable.insert(input.tenant.clone(), p);
                     self.metrics.reconciled("System", "failed");
-                    continue;
                 }
-            };
-            if let Some(bundle) = bundle {
-                let publish = Instant::now();
-                match registry.publish(&input, &bundle, &generations, SystemTime::now()).await {
-                    Ok(done) => {
-                        let size = bundle.files.values().map(Vec::len).sum::<usize>();
-                        self.metrics.published(publish.elapsed(), size);
-                        let result = if done == Published::Written { "published" } else { "unchanged" };
-                        self.metrics.reconciled("System", result);
-                        self.ws.published(key, bundle.revision());
-                        if let Some(t) = self.ws.catalog.tenants().get(&input.tenant) {
-                            self.homes.insert(key.clone(), t.tenant.clone());
-                        }
-                    }
-                    Err(e) => {
-                        let me = ObjectRef::namespaced("System", key);
-                        let reason =
-                            if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
-                        if e.is_transient() {
-                            self.again(key);
-                        }
-                        self.metrics.reconciled("System", "failed");
-                        self.ws.publish_failed(key, Problem::new(me, reason, format!("publishing: {e}")));
-                    }
-                }
-            } else {
-                self.metrics.reconciled("System", "invalid");
             }
-            self.plan_wiring(key, &input, registry.verification().cloned());
-            if !self.retry.contains_key(key) && !self.wiring_due.contains_key(key) {
-                self.failures.remove(key);
+        }
+        let publishes = futures::stream::iter(jobs)
+            .map(|(key, input, bundle, generations, registry)| async move {
+                let began = Instant::now();
+                let outcome = match &bundle {
+                    Some(b) => Some(registry.publish(&input, b, &generations, SystemTime::now()).await),
+                    None => None,
+                };
+                (key, input, bundle, registry, outcome, began.elapsed())
+            })
+            .buffer_unordered(self.parallelism)
+            .collect::<Vec<_>>()
+            .await;
+        for (key, input, bundle, registry, outcome, took) in publishes {
+            match (bundle, outcome) {
+                (Some(bundle), Some(Ok(done))) => {
+                    let size = bundle.files.values().map(Vec::len).sum::<usize>();
+                    self.metrics.published(took, size);
+                    let result = if done == Published::Written { "published" } else { "unchanged" };
+                    self.metrics.reconciled("System", result);
+                    self.ws.published(&key, bundle.revision());
+                    if let Some(t) = self.ws.catalog.tenants().get(&input.tenant) {
+                        self.homes.insert(key.clone(), t.tenant.clone());
+                    }
+                }
+                (_, Some(Err(e))) => {
+                    let me = ObjectRef::namespaced("System", &key);
+                    let reason =
+                        if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
+                    if e.is_transient() {
+                        self.again(&key);
+                    }
+                    self.metrics.reconciled("System", "failed");
+                    self.ws.publish_failed(&key, Problem::new(me, reason, format!("publishing: {e}")));
+                }
+                _ => self.metrics.reconciled("System", "invalid"),
+            }
+            self.plan_wiring(&key, &input, registry.verification().cloned());
+            if !self.retry.contains_key(&key) && !self.wiring_due.contains_key(&key) {
+                self.failures.remove(&key);
             }
         }
         self.metrics.round(started.elapsed());
