@@ -259,7 +259,7 @@ fn fill(template: &str, package: &[String], tag: &str, n: usize) -> String {
 
 fn module(name: &str, package: &str, template: &str, n: usize) -> PolicyModule {
     let package: Vec<String> = package.split('.').map(String::from).collect();
-    PolicyModule { name: name.to_string(), rego: fill(template, &package, name, n), package }
+    PolicyModule { name: name.to_string(), rego: fill(template, &package, name, n).into(), package }
 }
 
 /// The reference System: 20 own Policies, 5 Stacks × 3 Policies (+ one mask module).

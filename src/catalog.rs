@@ -687,5 +687,5 @@ pub fn analyse_policy(
         return Err(problems);
     }
     let name = key.name.clone();
-    Ok(PolicyModule { name, package: info.package, rego: policy.spec.rego.clone() })
+    Ok(PolicyModule { name, package: info.package, rego: policy.spec.rego.as_str().into() })
 }

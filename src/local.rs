@@ -210,7 +210,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut local = Local::load(&dir, &store_dir, &opts.cluster)?;
     let all: Vec<ObjectKey> = local.ws.builds.keys().cloned().collect();
     let (written, unchanged) = local.publish(&publisher, &all).await;
-    let statuses = Arc::new(RwLock::new(local.statuses()));
+    let statuses = Arc::new(RwLock::new(Arc::new(local.statuses())));
     report(&local, written, unchanged);
 
     let listener = tokio::net::TcpListener::bind(opts.addr)
@@ -260,7 +260,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 let rebuilt = if directory_event { local.rescan()? } else { local.reload(&files)? };
                 let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
                 if let Ok(mut s) = statuses.write() {
-                    *s = local.statuses();
+                    *s = Arc::new(local.statuses());
                 }
                 tracing::info!(rebuilt = rebuilt.len(), written, unchanged, elapsed_ms = started.elapsed().as_millis() as u64, "change applied");
                 report_problems(&local);

@@ -299,8 +299,11 @@ fn tests_of(
     attached: &[&PolicyEntry],
     checks: &Checks,
 ) -> Vec<(ObjectKey, Result<Vec<rego::TestResult>, Problem>)> {
-    let modules: Vec<(String, String)> =
-        attached.iter().filter_map(|e| e.module.as_ref().ok()).map(|m| (m.path(), m.rego.clone())).collect();
+    let modules: Vec<(String, String)> = attached
+        .iter()
+        .filter_map(|e| e.module.as_ref().ok())
+        .map(|m| (m.path(), m.rego.to_string()))
+        .collect();
     let mut out = Vec::new();
     for entry in attached {
         let (Some(tests), Ok(module)) = (&entry.policy.spec.tests, &entry.module) else { continue };

@@ -22,7 +22,7 @@ pub struct ServerState {
     /// Where bundles are read from.
     pub store: Arc<dyn ObjectStore>,
     /// The latest status of every object.
-    pub statuses: Arc<RwLock<Statuses>>,
+    pub statuses: Arc<RwLock<Arc<Statuses>>>,
 }
 
 /// The router: `/bundles/*`, `/v1/status`, `/healthz`, `/readyz`.
@@ -62,7 +62,7 @@ async fn bundle(State(state): State<ServerState>, Path(path): Path<String>, head
 
 async fn status(State(state): State<ServerState>) -> Response {
     let body = match state.statuses.read() {
-        Ok(s) => serde_json::to_vec_pretty(&*s).unwrap_or_default(),
+        Ok(s) => serde_json::to_vec_pretty(&**s).unwrap_or_default(),
         Err(_) => Vec::new(),
     };
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()

@@ -4,6 +4,7 @@
 //! [`carry_transitions`] from the previous status, so it only moves on a real transition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::api::conditions::{READY, RECONCILING, STALLED};
 use crate::api::{
@@ -87,24 +88,72 @@ pub fn carry_transitions(old: &[Condition], new: &mut [Condition], now: &str) {
     }
 }
 
+/// What [`carry_all`] needs of earlier statuses: each condition's type, status and transition
+/// time, nothing else (a fraction of a status's size, kept between rounds; the times of one
+/// round are one shared string).
+#[derive(Clone, Debug, Default)]
+pub struct Transitions(BTreeMap<(&'static str, String), Vec<Transition>>);
+
+/// A condition's type, status and transition time.
+type Transition = (String, ConditionStatus, Option<Arc<str>>);
+
+impl Transitions {
+    /// The transitions of `statuses`.
+    pub fn of(statuses: &Statuses) -> Self {
+        let mut times: BTreeMap<String, Arc<str>> = BTreeMap::new();
+        let mut slim = |conditions: &[Condition]| -> Vec<Transition> {
+            conditions
+                .iter()
+                .map(|c| {
+                    let time = c.last_transition_time.as_deref().map(|t| match times.get(t) {
+                        Some(shared) => shared.clone(),
+                        None => times.entry(t.to_string()).or_insert_with(|| Arc::from(t)).clone(),
+                    });
+                    (c.type_.clone(), c.status, time)
+                })
+                .collect()
+        };
+        let mut out = BTreeMap::new();
+        for (k, s) in &statuses.tenants {
+            out.insert(("Tenant", k.clone()), slim(&s.conditions));
+        }
+        for (k, s) in &statuses.stacks {
+            out.insert(("Stack", k.clone()), slim(&s.conditions));
+        }
+        for (k, s) in &statuses.systems {
+            out.insert(("System", k.clone()), slim(&s.conditions));
+        }
+        for (k, s) in &statuses.policies {
+            out.insert(("Policy", k.clone()), slim(&s.conditions));
+        }
+        Transitions(out)
+    }
+}
+
 /// [`carry_transitions`] for every object present in both `old` and `new` (new objects get `now`).
-pub fn carry_all(old: &Statuses, new: &mut Statuses, now: &str) {
+pub fn carry_all(old: &Transitions, new: &mut Statuses, now: &str) {
     fn each<T>(
-        old: &BTreeMap<String, T>,
+        kind: &'static str,
+        old: &Transitions,
         new: &mut BTreeMap<String, T>,
         now: &str,
-        conditions: fn(&T) -> &Vec<Condition>,
         conditions_mut: fn(&mut T) -> &mut Vec<Condition>,
     ) {
         for (key, status) in new.iter_mut() {
-            let before = old.get(key).map(|o| conditions(o).as_slice()).unwrap_or_default();
-            carry_transitions(before, conditions_mut(status), now);
+            let before = old.0.get(&(kind, key.clone()));
+            for c in conditions_mut(status).iter_mut() {
+                let kept = before.and_then(|b| b.iter().find(|(t, s, _)| *t == c.type_ && *s == c.status));
+                c.last_transition_time = match kept {
+                    Some((_, _, time)) => time.as_deref().map(str::to_string),
+                    None => Some(now.to_string()),
+                };
+            }
         }
     }
-    each(&old.tenants, &mut new.tenants, now, |s| &s.conditions, |s| &mut s.conditions);
-    each(&old.stacks, &mut new.stacks, now, |s| &s.conditions, |s| &mut s.conditions);
-    each(&old.systems, &mut new.systems, now, |s| &s.conditions, |s| &mut s.conditions);
-    each(&old.policies, &mut new.policies, now, |s| &s.conditions, |s| &mut s.conditions);
+    each("Tenant", old, &mut new.tenants, now, |s| &mut s.conditions);
+    each("Stack", old, &mut new.stacks, now, |s| &mut s.conditions);
+    each("System", old, &mut new.systems, now, |s| &mut s.conditions);
+    each("Policy", old, &mut new.policies, now, |s| &mut s.conditions);
 }
 
 /// Compute every object's status. `problems` holds every problem found (object checks and builds);
@@ -198,6 +247,34 @@ pub fn compute(
 mod tests {
     use super::*;
     use crate::problem::{ObjectRef, Reason};
+
+    #[test]
+    fn transitions_kept_between_rounds_carry_only_unchanged_conditions() {
+        let bad = Problem::new(ObjectRef::tenant("t"), Reason::InvalidSelector, "x");
+        let status = |problems: &[&Problem]| TenantStatus {
+            conditions: conditions(problems, "Valid", "", Some(1)),
+            ..TenantStatus::default()
+        };
+        let mut first = Statuses::default();
+        first.tenants.insert("t".into(), status(&[]));
+        first.tenants.insert("u".into(), status(&[]));
+        carry_all(&Transitions::default(), &mut first, "t1");
+        let kept = Transitions::of(&first);
+        let mut second = Statuses::default();
+        second.tenants.insert("t".into(), status(&[&bad]));
+        second.tenants.insert("u".into(), status(&[]));
+        carry_all(&kept, &mut second, "t2");
+        let time = |s: &Statuses, k: &str, ty: &str| {
+            s.tenants[k]
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ty)
+                .and_then(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(time(&second, "t", READY).as_deref(), Some("t2"), "Ready went False");
+        assert_eq!(time(&second, "t", RECONCILING).as_deref(), Some("t1"), "Reconciling stayed False");
+        assert_eq!(time(&second, "u", READY).as_deref(), Some("t1"), "unchanged object");
+    }
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {

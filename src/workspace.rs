@@ -36,7 +36,7 @@ pub struct Workspace {
     /// a publish; Tenants not in the map have not been connected (or use the embedded store).
     pub storage: BTreeMap<String, Result<String, Problem>>,
     /// The statuses last reported, whose transition times carry over.
-    reported: Statuses,
+    reported: status::Transitions,
 }
 
 impl Workspace {
@@ -54,7 +54,7 @@ impl Workspace {
             publish_problems: BTreeMap::new(),
             wiring_problems: BTreeMap::new(),
             storage: BTreeMap::new(),
-            reported: Statuses::default(),
+            reported: status::Transitions::default(),
         };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
         ws.rebuild(&all);
@@ -73,7 +73,7 @@ impl Workspace {
             publish_problems: BTreeMap::new(),
             wiring_problems: BTreeMap::new(),
             storage: BTreeMap::new(),
-            reported: Statuses::default(),
+            reported: status::Transitions::default(),
         }
     }
 
@@ -135,7 +135,7 @@ impl Workspace {
         }
         let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         status::carry_all(&self.reported, &mut now, &stamp);
-        self.reported = now.clone();
+        self.reported = status::Transitions::of(&now);
         now
     }
 

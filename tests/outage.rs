@@ -93,7 +93,7 @@ async fn outages_mid_publish_converge() {
         .iter()
         .map(|i| {
             let mut c = i.clone();
-            c.policies[0].rego.push_str("\n# version 2\n");
+            c.policies[0].rego = format!("{}\n# version 2\n", c.policies[0].rego).into();
             c
         })
         .collect();

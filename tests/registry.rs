@@ -28,7 +28,7 @@ fn input() -> BundleInput {
 
 fn variant(input: &BundleInput, n: usize) -> Bundle {
     let mut input = input.clone();
-    input.policies[0].rego.push_str(&format!("\n# variant {n}\n"));
+    input.policies[0].rego = format!("{}\n# variant {n}\n", input.policies[0].rego).into();
     bundle::build(&input)
 }
 

@@ -97,7 +97,7 @@ async fn publish_signs_seals_and_survives_reconnect_and_rotation() {
     let new_id = rotate_data_key(&master, index.as_ref(), "acme", now()).await.expect("rotate");
     let again = connect("acme", &storage, &clients, "ci@acme", now()).await.expect("reconnect");
     let mut changed = input.clone();
-    changed.policies[0].rego.push_str("\n# changed\n");
+    changed.policies[0].rego = format!("{}\n# changed\n", changed.policies[0].rego).into();
     let b2 = edict::bundle::build(&changed);
     assert_eq!(
         again.publish(&changed, &b2, &gens, now() + Duration::from_secs(5)).await.expect("publish"),

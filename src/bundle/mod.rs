@@ -33,7 +33,7 @@ pub struct PolicyModule {
     /// Package components without `data`.
     pub package: Vec<String>,
     /// The module text.
-    pub rego: String,
+    pub rego: std::sync::Arc<str>,
 }
 
 impl PolicyModule {
@@ -190,11 +190,11 @@ pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
 pub fn build(input: &BundleInput) -> Bundle {
     let mut files = BTreeMap::new();
     for policy in &input.policies {
-        files.insert(policy.path(), policy.rego.clone().into_bytes());
+        files.insert(policy.path(), policy.rego.as_bytes().to_vec());
     }
     for stack in &input.stacks {
         for policy in &stack.policies {
-            files.insert(policy.path(), policy.rego.clone().into_bytes());
+            files.insert(policy.path(), policy.rego.as_bytes().to_vec());
         }
     }
     files.insert("main/main.rego".to_string(), entrypoint::module(input).into_bytes());
@@ -310,7 +310,7 @@ mod smoke {
         PolicyModule {
             name: name.into(),
             package: package.split('.').map(String::from).collect(),
-            rego: format!("package {package}\n\n{rego}"),
+            rego: format!("package {package}\n\n{rego}").into(),
         }
     }
 

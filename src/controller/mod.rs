@@ -61,6 +61,12 @@ const RETRY: crate::retry::Backoff = crate::retry::Backoff {
     deadline: Duration::MAX,
 };
 
+/// Commit-log entries the embedded store's in-memory index keeps (it is not durable anyway).
+const EMBEDDED_COMMITS: usize = 10_000;
+
+/// Systems rebuilt and published per chunk of a batch.
+const RECONCILE_CHUNK: usize = 256;
+
 #[derive(Clone, Copy, Debug)]
 struct Retry {
     at: Instant,
@@ -74,7 +80,7 @@ pub struct Engine {
     embedded: Registry,
     roles: HashMap<String, crate::iam::Roles>,
     /// The statuses last written.
-    pub written: Statuses,
+    pub written: Arc<Statuses>,
     bundle_url: String,
     /// What was applied beside each System's bundle.
     wired: BTreeMap<ObjectKey, Applied>,
@@ -99,14 +105,17 @@ pub struct Engine {
 impl Engine {
     /// An engine publishing Tenants without storage to `store`.
     pub fn new(cluster: &str, store: PathBuf) -> Self {
-        let embedded =
-            Registry::new("embedded", Arc::new(DirStore::new(store)), Arc::new(MemoryIndex::new()));
+        let embedded = Registry::new(
+            "embedded",
+            Arc::new(DirStore::new(store)),
+            Arc::new(MemoryIndex::new().with_commit_limit(EMBEDDED_COMMITS)),
+        );
         Engine {
             ws: Workspace::empty(cluster),
             registries: HashMap::new(),
             embedded,
             roles: HashMap::new(),
-            written: Statuses::default(),
+            written: Arc::default(),
             bundle_url: "http://127.0.0.1:8181".to_string(),
             wired: BTreeMap::new(),
             wiring_due: BTreeMap::new(),
@@ -258,19 +267,30 @@ impl Engine {
     /// and work out what each should have beside its bundle. Statuses are then [`Engine::statuses`].
     pub async fn reconcile(&mut self, keys: &[ObjectKey]) {
         let started = Instant::now();
+        // In chunks, so that at most a chunk's bundles are in memory at once; a published
+        // bundle is not kept (a retry rebuilds it).
+        for chunk in keys.chunks(RECONCILE_CHUNK) {
+            self.reconcile_chunk(chunk).await;
+        }
+        self.metrics.round(started.elapsed());
+    }
+
+    async fn reconcile_chunk(&mut self, keys: &[ObjectKey]) {
         self.ws.rebuild(keys);
         // A Tenant whose storage cannot be reached is tried once per batch, not once per System.
         let mut unreachable: HashMap<String, Problem> = HashMap::new();
         let mut jobs = Vec::new();
         for key in keys {
             self.retry.remove(key);
-            let Some(build) = self.ws.builds.get(key) else { continue };
+            let Some(build) = self.ws.builds.get_mut(key) else { continue };
             let Some(input) = build.input.clone() else {
                 self.metrics.reconciled("System", "invalid");
                 continue;
             };
-            let bundle = build.bundle.clone();
-            let generations = build.generations.clone();
+            // Neither is needed once published (a retry rebuilds them); not keeping them keeps
+            // the operator's memory to what statuses need.
+            let bundle = build.bundle.take();
+            let generations = std::mem::take(&mut build.generations);
             let connected = match unreachable.get(&input.tenant) {
                 Some(p) => Err(p.clone()),
                 None => self.registry(&input.tenant).await,
@@ -330,7 +350,6 @@ impl Engine {
                 self.failures.remove(&key);
             }
         }
-        self.metrics.round(started.elapsed());
     }
 
     /// Work out what a System should have beside its bundle; due when it differs from what was applied.
@@ -593,7 +612,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(listener, probes).await });
 
     // The embedded store's bundle API, for Tenants without storage (every replica serves it).
-    let statuses = Arc::new(RwLock::new(Statuses::default()));
+    let statuses = Arc::new(RwLock::new(Arc::new(Statuses::default())));
     let store: Arc<dyn crate::store::ObjectStore> = Arc::new(DirStore::new(opts.store.clone()));
     let bundles = tokio::net::TcpListener::bind(opts.bundle_addr)
         .await
@@ -655,6 +674,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 for f in &failures {
                     tracing::warn!("{f}");
                 }
+                // One copy, shared by the bundle API's /v1/status and the next round's diff.
+                let statuses = Arc::new(statuses);
                 if let Ok(mut shown) = statuses_view.write() {
                     *shown = statuses.clone();
                 }

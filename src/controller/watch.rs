@@ -48,6 +48,15 @@ where
     };
     stream
         .scan(BTreeSet::new(), move |seen: &mut BTreeSet<ObjectKey>, event| {
+            // edict never reads managedFields or annotations, often the largest part of an object
+            // (kubectl's last-applied-configuration repeats the whole object, Rego included).
+            let event = event.map(|e| {
+                e.modify(|k| {
+                    let meta = k.meta_mut();
+                    meta.managed_fields = None;
+                    meta.annotations = None;
+                })
+            });
             let out = match event {
                 Ok(watcher::Event::Apply(k)) => vec![Change::Apply(Box::new(located(wrap(k))))],
                 Ok(watcher::Event::Delete(k)) => vec![Change::Delete(kind, key(&k))],

@@ -18,6 +18,8 @@ use super::{
 pub struct MemoryIndex {
     tenants: Mutex<HashMap<String, TenantData>>,
     stats: ReadCounters,
+    /// Keep only this many newest commit-log entries per tenant (`None`: all).
+    commit_limit: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +42,21 @@ impl MemoryIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index that keeps only the newest `n` commit-log entries of each tenant, for a
+    /// long-running process whose log is not durable anyway (the operator's embedded store).
+    pub fn with_commit_limit(mut self, n: usize) -> Self {
+        self.commit_limit = Some(n);
+        self
+    }
+
+    fn trim_commits(&self, data: &mut TenantData) {
+        if let Some(limit) = self.commit_limit {
+            while data.commits.len() > limit {
+                data.commits.pop_first();
+            }
+        }
     }
 
     /// The tenant's data, after checking the tenant name. A poisoned lock (a panic while
@@ -294,6 +311,7 @@ impl TenantIndex for MemoryIndex {
         }
         data.commits.insert(sequence, CommitRecord { sequence, ..record.clone() });
         data.head = sequence;
+        self.trim_commits(data);
         Ok(sequence)
     }
 
@@ -316,6 +334,7 @@ impl TenantIndex for MemoryIndex {
         }
         data.commits.insert(sequence, CommitRecord { sequence, ..record.clone() });
         data.head = data.head.max(sequence);
+        self.trim_commits(data);
         Ok(())
     }
 
@@ -531,6 +550,17 @@ mod tests {
         let log = index.commits("acme", 3).await.unwrap();
         let seen: Vec<(u64, &str)> = log.iter().map(|c| (c.sequence, c.action.as_str())).collect();
         assert_eq!(seen, [(6, "next"), (5, "imported"), (2, "rollback")]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_limit_keeps_the_newest_entries_and_the_sequence() {
+        let index = MemoryIndex::new().with_commit_limit(2);
+        for _ in 0..5 {
+            index.append_commit("acme", &commit("publish")).await.unwrap();
+        }
+        let seen: Vec<u64> = index.commits("acme", 10).await.unwrap().iter().map(|c| c.sequence).collect();
+        assert_eq!(seen, [5, 4]);
+        assert_eq!(index.append_commit("acme", &commit("next")).await.unwrap(), 6, "numbering goes on");
     }
 
     #[tokio::test]

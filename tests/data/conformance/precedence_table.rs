@@ -137,7 +137,7 @@ fn policies(short: &str, root: &str) -> Vec<PolicyModule> {
             PolicyModule {
                 name: format!("{short}-{leaf}"),
                 package: package.split('.').map(String::from).collect(),
-                rego: format!("package {package}\n\n{body}"),
+                rego: format!("package {package}\n\n{body}").into(),
             }
         })
         .collect()
