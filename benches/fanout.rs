@@ -2,10 +2,11 @@
 //! compile check) and published to a directory store. Then the same change is applied again
 //! and must write nothing.
 //!
-//! The catalog is built in memory from generated YAML (`manifest::parse`): one Tenant, one
-//! Stack with three Policies (one with Rego tests), and 10,000 Systems in 100 namespaces,
-//! each with one or two small Policies of its own whose text differs per System, so every
-//! System's compile check really runs (no cache hit across Systems).
+//! The catalog is built in memory from the shared generated YAML (`workload`, parsed with
+//! `manifest::parse`): one Tenant, one Stack (`baseline`) with three Policies (one with Rego
+//! tests), and 10,000 Systems in 100 namespaces, each with one or two small Policies of its
+//! own whose text differs per System, so every System's compile check really runs (no cache
+//! hit across Systems).
 //!
 //! `cargo bench --bench fanout`; `EDICT_BENCH_SYSTEMS=N` changes the number of Systems. Run
 //! without `--bench` (as `cargo test --benches` does) it only smoke-tests 40 Systems.
@@ -19,180 +20,9 @@ use edict::manifest;
 use edict::pipeline::{self, Checks, SystemBuild};
 use edict::publish::{Published, Publisher};
 use edict::store::{DirStore, ObjectStore};
+use workload::Workload;
 
-const TENANT: &str = r#"apiVersion: edict.dev/v1alpha1
-kind: Tenant
-metadata:
-  name: acme
-spec:
-  adminNamespace: acme-platform
-  namespaces: ["team-*"]
----
-apiVersion: edict.dev/v1alpha1
-kind: Stack
-metadata:
-  name: baseline
-  namespace: acme-platform
-spec:
-  type: kubernetes
-  description: Baseline for every production cluster.
-  selector:
-    env: ["prod*"]
----
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: superusers
-  namespace: acme-platform
-spec:
-  target: {kind: Stack, name: baseline}
-  rego: |
-    package stacks.baseline.superusers
-
-    superuser_groups := {"system:masters", "acme:oncall"}
-
-    enforce contains {"allowed": true, "priority": "maximum", "message": msg} if {
-    	some group in input.request.userInfo.groups
-    	group in superuser_groups
-    	msg := sprintf("superuser %s (group %s)", [input.request.userInfo.username, group])
-    }
-
-    enforce contains {"allowed": false, "priority": "maximum", "message": "anonymous requests are never allowed"} if {
-    	input.request.userInfo.username in {"system:anonymous", "system:unauthenticated"}
-    }
-  tests: |
-    package stacks.baseline.superusers_test
-
-    import data.stacks.baseline.superusers
-
-    test_masters if count(superusers.enforce) == 1 with input as {"request": {"userInfo": {"username": "a", "groups": ["system:masters"]}}}
-
-    test_others if count(superusers.enforce) == 0 with input as {"request": {"userInfo": {"username": "a", "groups": ["devs"]}}}
----
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: registries
-  namespace: acme-platform
-spec:
-  target: {kind: Stack, name: baseline}
-  rego: |
-    package stacks.baseline.registries
-
-    allowed_registries := ["registry.acme.example/", "ghcr.io/acme/"]
-
-    trusted(image) if {
-    	some prefix in allowed_registries
-    	startswith(image, prefix)
-    }
-
-    deny contains msg if {
-    	input.request.kind.kind == "Pod"
-    	some c in input.request.object.spec.containers
-    	not trusted(c.image)
-    	msg := sprintf("image %q is not from a trusted registry", [c.image])
-    }
-"#;
-
-/// The Stack Policy the benchmark edits; `{extra}` is the change.
-const HOST_ACCESS: &str = r#"apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: host-access
-  namespace: acme-platform
-spec:
-  target: {kind: Stack, name: baseline}
-  rego: |
-    package stacks.baseline.host
-
-    allowed_host_paths := ["/var/log"{extra}]
-
-    pod_spec := input.request.object.spec if input.request.kind.kind == "Pod"
-
-    deny contains msg if {
-    	pod_spec.hostNetwork == true
-    	msg := sprintf("pod %q must not use the host network", [input.request.object.metadata.name])
-    }
-
-    deny contains msg if {
-    	some v in pod_spec.volumes
-    	v.hostPath
-    	not path_allowed(v.hostPath.path)
-    	msg := sprintf("volume %q mounts host path %s", [v.name, v.hostPath.path])
-    }
-
-    path_allowed(p) if {
-    	some prefix in allowed_host_paths
-    	startswith(p, prefix)
-    }
-"#;
-
-fn system_yaml(i: usize) -> (String, String) {
-    let ns = format!("team-{:03}", i / 100);
-    let name = format!("sys-{i:05}");
-    let mut y = format!(
-        r#"apiVersion: edict.dev/v1alpha1
-kind: System
-metadata:
-  name: {name}
-  namespace: {ns}
-  labels:
-    env: prod
-    team: t{team}
-spec:
-  type: kubernetes
-  defaultDecision: allow
-  features:
-    maxReplicas: {replicas}
----
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: {name}-images
-  namespace: {ns}
-spec:
-  target: {{kind: System, name: {name}}}
-  rego: |
-    package admission.images
-
-    deny contains msg if {{
-    	input.request.kind.kind == "Pod"
-    	some c in input.request.object.spec.containers
-    	not startswith(c.image, "registry.acme.example/{ns}/")
-    	msg := sprintf("{name}: image %q is not from the {ns} repository", [c.image])
-    }}
-"#,
-        team = i / 100,
-        replicas = 5 + i % 50,
-    );
-    if i.is_multiple_of(2) {
-        y.push_str(&format!(
-            r#"---
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: {name}-replicas
-  namespace: {ns}
-spec:
-  target: {{kind: System, name: {name}}}
-  rego: |
-    package admission.replicas
-
-    max_replicas := {max}
-
-    deny contains msg if {{
-    	input.request.kind.kind == "Deployment"
-    	input.request.object.spec.replicas > max_replicas
-    	msg := sprintf("{name}: at most %d replicas", [max_replicas])
-    }}
-
-    enforce contains {{"allowed": true, "message": "{name}: ci may scale"}} if input.request.userInfo.username == "ci-{i}"
-"#,
-            max = 5 + i % 50,
-        ));
-    }
-    (format!("systems/{ns}/{name}.yaml"), y)
-}
+mod workload;
 
 fn apply_all(catalog: &mut Catalog, file: &str, text: &str) -> edict::catalog::Affected {
     let loaded = manifest::parse(file, text);
@@ -276,27 +106,13 @@ fn build_and_publish(
     round.publish = t.elapsed();
 }
 
-/// A scratch directory: `EDICT_BENCH_TMPDIR`, else tmpfs (`/dev/shm`) when there is one, else
-/// the system's temporary directory. DirStore does not fsync, so its writes end in the page
-/// cache either way; tmpfs only spares the slow deletion of tens of thousands of files at exit.
-fn scratch_dir() -> tempfile::TempDir {
-    let base = std::env::var_os("EDICT_BENCH_TMPDIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| Some(std::path::PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
-    base.and_then(|b| tempfile::Builder::new().prefix("edict-bench-").tempdir_in(b).ok())
-        .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"))
-}
-
 fn main() {
     // `cargo bench` passes --bench; without it (`cargo test --benches`) run a small smoke version.
     let bench = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("EDICT_BENCH_SYSTEMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 10_000 } else { 40 })
-        .max(1);
+    let n = workload::env_size("EDICT_BENCH_SYSTEMS", if bench { 10_000 } else { 40 }).max(1);
+    let workload = Workload::new(n, 100, 1);
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let dir = scratch_dir();
+    let dir = workload::scratch_dir();
     let store: Arc<dyn ObjectStore> = Arc::new(DirStore::new(dir.path()));
     let publisher = Publisher::new(store.clone());
     let checks = Checks::new();
@@ -309,16 +125,14 @@ fn main() {
     // Setup: generate and apply every manifest, build and publish everything once.
     let t = Instant::now();
     let mut catalog = Catalog::new();
-    apply_all(&mut catalog, "platform.yaml", TENANT);
-    apply_all(&mut catalog, "host-access.yaml", &HOST_ACCESS.replace("{extra}", ""));
+    apply_all(&mut catalog, "platform.yaml", &workload.platform());
     for i in 0..n {
-        let (file, text) = system_yaml(i);
-        apply_all(&mut catalog, &file, &text);
+        apply_all(&mut catalog, &workload.file(i), &workload.system(i, Default::default()));
     }
-    let own_policies = catalog.policies().len() - 3;
+    let own_policies = catalog.policies().len() - workload.stack_policies();
     println!(
         "setup: parsed and applied {} objects ({n} Systems, {own_policies} System Policies) in {:.2} s",
-        catalog.systems().len() + catalog.policies().len() + 2,
+        catalog.tenants().len() + catalog.stacks().len() + catalog.systems().len() + catalog.policies().len(),
         t.elapsed().as_secs_f64()
     );
     let keys: Vec<ObjectKey> = catalog.systems().keys().cloned().collect();
@@ -329,7 +143,7 @@ fn main() {
     initial.print("setup: initial build + publish (empty store)");
 
     // 1. The Stack's Policy changes: every bound System is rebuilt and republished.
-    let edited = HOST_ACCESS.replace("{extra}", r#", "/var/lib/kubelet/pods""#);
+    let edited = workload::host_access(&["/var/lib/kubelet/pods"]);
     let mut change = Round::default();
     let t = Instant::now();
     let affected = apply_all(&mut catalog, "host-access.yaml", &edited);
@@ -338,12 +152,12 @@ fn main() {
     build_and_publish(&rt, &catalog, &affected, &checks, &publisher, &mut change);
     change.total = t.elapsed();
 
-    // 2. The same change again: every System is rebuilt, nothing may be written.
+    // 2. The same change again: every bound System is rebuilt (whether or not the catalog
+    // reports an unchanged object as affecting them), nothing may be written.
     let mut again = Round::default();
     let t = Instant::now();
-    let affected = apply_all(&mut catalog, "host-access.yaml", &edited);
+    apply_all(&mut catalog, "host-access.yaml", &edited);
     again.apply = t.elapsed();
-    let affected: Vec<ObjectKey> = affected.into_iter().collect();
     build_and_publish(&rt, &catalog, &affected, &checks, &publisher, &mut again);
     again.total = t.elapsed();
 

@@ -1,8 +1,9 @@
 //! `edict run --local` with 1,000 Systems: how long from writing a manifest file to the new
 //! bundle being served.
 //!
-//! Writes 1,000 System manifests (each with a Policy of its own) plus a Tenant and a Stack
-//! into a temporary directory, starts the release binary
+//! Writes 1,000 System manifests (each with one or two Policies of its own) plus the Tenant
+//! and the baseline Stack with its Policies (the shared `workload` generator) into a temporary
+//! directory, starts the release binary
 //! (`edict run --local DIR --addr 127.0.0.1:PORT --store DIR2`) on a free loopback port, then
 //! 50 times edits one manifest (alternately a Policy's Rego and a System's features; written
 //! to a temporary file and renamed into place, as editors save) and polls that System's bundle
@@ -16,125 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PLATFORM: &str = r#"apiVersion: edict.dev/v1alpha1
-kind: Tenant
-metadata:
-  name: acme
-spec:
-  adminNamespace: acme-platform
-  namespaces: ["team-*"]
----
-apiVersion: edict.dev/v1alpha1
-kind: Stack
-metadata:
-  name: baseline
-  namespace: acme-platform
-spec:
-  type: kubernetes
-  selector:
-    env: ["prod*"]
----
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: superusers
-  namespace: acme-platform
-spec:
-  target: {kind: Stack, name: baseline}
-  rego: |
-    package stacks.baseline.superusers
+use workload::{Revision, Workload, percentile};
 
-    superuser_groups := {"system:masters", "acme:oncall"}
-
-    enforce contains {"allowed": true, "priority": "maximum", "message": msg} if {
-    	some group in input.request.userInfo.groups
-    	group in superuser_groups
-    	msg := sprintf("superuser %s (group %s)", [input.request.userInfo.username, group])
-    }
----
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: host-access
-  namespace: acme-platform
-spec:
-  target: {kind: Stack, name: baseline}
-  rego: |
-    package stacks.baseline.host
-
-    pod_spec := input.request.object.spec if input.request.kind.kind == "Pod"
-
-    deny contains msg if {
-    	pod_spec.hostNetwork == true
-    	msg := sprintf("pod %q must not use the host network", [input.request.object.metadata.name])
-    }
-
-    deny contains msg if {
-    	some v in pod_spec.volumes
-    	v.hostPath
-    	not startswith(v.hostPath.path, "/var/log")
-    	msg := sprintf("volume %q mounts host path %s", [v.name, v.hostPath.path])
-    }
-"#;
-
-fn namespace(i: usize) -> String {
-    format!("team-{:02}", i / 50)
-}
-
-fn name(i: usize) -> String {
-    format!("sys-{i:04}")
-}
-
-/// The manifest of System `i`; `version` changes its feature (`system_edit`) or its Policy's limit.
-fn system_yaml(i: usize, version: usize, system_edit: bool) -> String {
-    let (ns, name) = (namespace(i), name(i));
-    let (feature, limit) = if system_edit { (version, 0) } else { (0, version) };
-    format!(
-        r#"apiVersion: edict.dev/v1alpha1
-kind: System
-metadata:
-  name: {name}
-  namespace: {ns}
-  labels:
-    env: prod
-spec:
-  type: kubernetes
-  defaultDecision: allow
-  features:
-    revision: {feature}
----
-apiVersion: edict.dev/v1alpha1
-kind: Policy
-metadata:
-  name: {name}-limits
-  namespace: {ns}
-spec:
-  target: {{kind: System, name: {name}}}
-  rego: |
-    package admission.limits
-
-    max_replicas := {max}
-
-    deny contains msg if {{
-    	input.request.kind.kind == "Deployment"
-    	input.request.object.spec.replicas > max_replicas
-    	msg := sprintf("{name}: at most %d replicas", [max_replicas])
-    }}
-
-    deny contains msg if {{
-    	input.request.kind.kind == "Pod"
-    	some c in input.request.object.spec.containers
-    	not startswith(c.image, "registry.acme.example/{ns}/")
-    	msg := sprintf("{name}: image %q is not from the {ns} repository", [c.image])
-    }}
-"#,
-        max = 10 + i % 20 + limit,
-    )
-}
-
-fn system_file(dir: &Path, i: usize) -> PathBuf {
-    dir.join("systems").join(namespace(i)).join(format!("{}.yaml", name(i)))
-}
+mod workload;
 
 /// Write like an editor that saves atomically: a hidden temporary file renamed over the target.
 fn write_atomically(path: &Path, text: &str) {
@@ -170,13 +55,6 @@ fn mark(ok: bool) -> &'static str {
     if ok { "ok" } else { "MISSED" }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() as f64 - 1.0) * p).round() as usize).min(sorted.len() - 1)]
-}
-
 /// (status, etag) of a GET with `If-None-Match`.
 fn fetch(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> Result<(u16, Option<String>), String> {
     let mut req = agent.get(url);
@@ -190,40 +68,24 @@ fn fetch(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> Result<(u16, Opt
     Ok((status, tag))
 }
 
-/// A scratch directory: `EDICT_BENCH_TMPDIR`, else tmpfs (`/dev/shm`) when there is one, else
-/// the system's temporary directory (inotify works on all of them).
-fn scratch_dir() -> tempfile::TempDir {
-    let base = std::env::var_os("EDICT_BENCH_TMPDIR")
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
-    base.and_then(|b| tempfile::Builder::new().prefix("edict-bench-").tempdir_in(b).ok())
-        .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"))
-}
-
 fn main() {
     // `cargo bench` passes --bench; without it (`cargo test --benches`) run a small smoke version.
     let bench = std::env::args().any(|a| a == "--bench");
-    let systems: usize = std::env::var("EDICT_BENCH_SYSTEMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 1000 } else { 20 })
-        .max(1);
-    let iterations: usize = std::env::var("EDICT_BENCH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 50 } else { 3 });
+    let systems = workload::env_size("EDICT_BENCH_SYSTEMS", if bench { 1000 } else { 20 }).max(1);
+    let iterations = workload::env_size("EDICT_BENCH_ITERATIONS", if bench { 50 } else { 3 });
+    let workload = Workload::new(systems, 50, 1);
     let bin = binary();
     assert!(bin.exists(), "{} not found: build it with `cargo build --release`", bin.display());
 
-    let root = scratch_dir();
+    let root = workload::scratch_dir();
     let dir = root.path().join("manifests");
     let store = root.path().join("store");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("platform.yaml"), PLATFORM).expect("write platform");
+    std::fs::write(dir.join("platform.yaml"), workload.platform()).expect("write platform");
     for i in 0..systems {
-        let path = system_file(&dir, i);
+        let path = dir.join(workload.file(i));
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, system_yaml(i, 0, false)).expect("write system");
+        std::fs::write(&path, workload.system(i, Revision::default())).expect("write system");
     }
 
     let port = free_port();
@@ -272,20 +134,26 @@ fn main() {
         startup.as_secs_f64()
     );
 
-    let url = |i: usize| format!("{base}/bundles/acme/local/{}/{}/bundle.tar.gz", namespace(i), name(i));
+    let url = |i: usize| {
+        format!("{base}/bundles/acme/local/{}/{}/bundle.tar.gz", workload.namespace(i), workload.name(i))
+    };
     let mut latencies_ms = Vec::new();
     let mut polls = 0usize;
     let mut timeouts = 0usize;
-    let mut versions = vec![0usize; systems];
+    let mut revisions = vec![Revision::default(); systems];
     for it in 0..iterations {
         let i = (it * 37 + 11) % systems;
         let (status, tag) = fetch(&agent, &url(i), None).expect("bundle request");
         assert_eq!(status, 200, "bundle of System {i} not served");
         let before = tag.expect("ETag");
-        versions[i] += 1;
-        let system_edit = it % 2 == 1;
-        let text = system_yaml(i, versions[i], system_edit);
-        let path = system_file(&dir, i);
+        // Alternately the System's own Policy (its replica limit) and the System (its features).
+        if it % 2 == 1 {
+            revisions[i].system += 1;
+        } else {
+            revisions[i].policy += 1;
+        }
+        let text = workload.system(i, revisions[i]);
+        let path = dir.join(workload.file(i));
 
         let t = Instant::now();
         write_atomically(&path, &text);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs edict's benchmarks and collects their summaries.
 #
-#   scripts/bench.sh                  # bundle, fanout, local_latency and publish (starts the test servers)
+#   scripts/bench.sh                  # bundle, fanout, local_latency, operator and publish (starts the test servers)
 #   scripts/bench.sh bundle fanout    # some of them
 #   QUICK=1 scripts/bench.sh          # shorter criterion runs for `bundle`
 #   EDICT_BENCH_SYSTEMS=2000 scripts/bench.sh fanout
@@ -17,7 +17,7 @@ OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout local_latency publish)
+[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout local_latency operator publish)
 
 # The publish bench talks to the local S3/DynamoDB servers.
 for b in "${benches[@]}"; do
