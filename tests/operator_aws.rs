@@ -14,7 +14,7 @@ use edict::controller::watch::Change;
 use edict::manifest;
 use http::Method;
 
-fn manifests(bucket: &str, table: &str, key: &str, provider: &str, moto: &str) -> String {
+fn manifests(bucket: &str, table: &str, key: &str, signing: &str, provider: &str, moto: &str) -> String {
     format!(
         r#"
 apiVersion: edict.dev/v1alpha1
@@ -27,7 +27,7 @@ spec:
     region: us-east-1
     s3: {{bucket: {bucket}, endpoint: "{moto}", forcePathStyle: true}}
     dynamodb: {{table: {table}, endpoint: "{moto}", create: true}}
-    kms: {{keyId: "{key}", endpoint: "{moto}"}}
+    kms: {{keyId: "{key}", signingKeyId: "{signing}", endpoint: "{moto}"}}
   identity:
     oidcProviderArn: "{provider}"
     manageRoles: true
@@ -67,6 +67,11 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
     let bucket = aws::unique("irsa");
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
     let key = aws::master_key().await;
+    let signing = aws::create_key(
+        Some(aws_sdk_kms::types::KeySpec::EccNistP256),
+        Some(aws_sdk_kms::types::KeyUsageType::SignVerify),
+    )
+    .await;
     let issuer = format!("oidc.eks.us-east-1.amazonaws.com/id/{}", aws::unique("C").to_uppercase());
     let provider = iam
         .create_open_id_connect_provider()
@@ -79,7 +84,7 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
         .open_id_connect_provider_arn()
         .expect("arn")
         .to_string();
-    let text = manifests(&bucket, &aws::unique("irsa"), &key, &provider, &moto);
+    let text = manifests(&bucket, &aws::unique("irsa"), &key, &signing, &provider, &moto);
 
     let store = tempfile::tempdir().expect("tempdir");
     // moto corrupts items under concurrent DynamoDB transactions on one table: publish one at a time.
@@ -139,6 +144,11 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
         "us-east-1"
     );
     assert_eq!(config["bundles"]["api"]["resource"], live);
+    // Bundles are signed: OPA gets the public key and the scope to verify them with.
+    assert_eq!(config["bundles"]["api"]["signing"], serde_json::json!({"keyid": signing, "scope": "irsa"}));
+    let public = config["keys"][&signing]["key"].as_str().expect("public key");
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    assert_eq!(config["keys"][&signing]["algorithm"], "ES256");
 
     // Delete api: its bundles, index item, role, annotation and ConfigMap go; web stays.
     let mut deleting =
