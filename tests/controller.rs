@@ -552,3 +552,30 @@ async fn a_status_only_update_rebuilds_nothing() {
     }
     assert_eq!(engine.apply(Change::Apply(Box::new(system))).len(), 1, "a label change is a real change");
 }
+
+#[tokio::test]
+async fn a_refused_finalizer_is_retried_with_back_off_not_in_a_loop() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let forbidden = |c: &Call| {
+        if c.path.contains("/systems/") {
+            (
+                403,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "systems is forbidden"}),
+            )
+        } else {
+            echo(c)
+        }
+    };
+    let (client, server) = api_server(forbidden);
+    engine.sync(&client).await;
+    // Nothing else may be attempted until the back-off has passed.
+    assert!(!engine.has_kube_work(), "no busy loop on a refused finalizer");
+    let next = engine.next_retry().expect("scheduled");
+    assert!(next > std::time::Instant::now());
+    engine.sync(&client).await;
+    drop(client);
+    let calls = server.await.expect("server");
+    let attempts = calls.iter().filter(|c| c.path.contains("/systems/")).count();
+    assert_eq!(attempts, 1, "the first refusal stops the round, the second sync waits: {calls:#?}");
+}

@@ -88,6 +88,8 @@ pub struct Engine {
     wiring_due: BTreeMap<ObjectKey, Desired>,
     /// Systems seen without edict's finalizer.
     unfinalized: BTreeSet<ObjectKey>,
+    /// After adding finalizers failed: when to try again, and how many failures in a row.
+    finalizer_retry: Option<Retry>,
     /// Deleted Systems whose published bundles and wiring are still to be removed.
     retiring: BTreeMap<ObjectKey, (Retirement, Option<Retry>)>,
     /// Systems to reconcile again after a failure that may pass.
@@ -120,6 +122,7 @@ impl Engine {
             wired: BTreeMap::new(),
             wiring_due: BTreeMap::new(),
             unfinalized: BTreeSet::new(),
+            finalizer_retry: None,
             retiring: BTreeMap::new(),
             retry: BTreeMap::new(),
             failures: BTreeMap::new(),
@@ -397,12 +400,14 @@ impl Engine {
     pub fn next_retry(&self) -> Option<Instant> {
         let retries = self.retry.values().map(|r| r.at);
         let cleanups = self.retiring.values().map(|(_, r)| r.map_or_else(Instant::now, |r| r.at));
-        retries.chain(cleanups).min()
+        let finalizers = self.finalizer_retry.filter(|_| !self.unfinalized.is_empty()).map(|r| r.at);
+        retries.chain(cleanups).chain(finalizers).min()
     }
 
     /// Whether work for the API server is waiting (finalizers, wiring, cleanups).
     pub fn has_kube_work(&self) -> bool {
-        !self.unfinalized.is_empty() || !self.wiring_due.is_empty() || !self.retiring.is_empty()
+        let finalizers = !self.unfinalized.is_empty() && self.finalizer_retry.is_none();
+        finalizers || !self.wiring_due.is_empty() || self.retiring.values().any(|(_, r)| r.is_none())
     }
 
     async fn registry(&mut self, tenant: &str) -> Result<Registry, Problem> {
@@ -456,11 +461,25 @@ impl Engine {
     /// Returns notices for what users must see (a cleanup that keeps failing).
     pub async fn sync(&mut self, client: &Client) -> Vec<Notice> {
         let mut notices = Vec::new();
-        for key in std::mem::take(&mut self.unfinalized) {
-            if let Err(e) = wiring::add_finalizer(client, &key).await {
-                tracing::warn!(system = %key, "adding the finalizer: {e}");
-                self.unfinalized.insert(key);
+        if self.finalizer_retry.is_none_or(|r| r.at <= Instant::now()) {
+            let mut failed = false;
+            for key in std::mem::take(&mut self.unfinalized) {
+                if failed {
+                    self.unfinalized.insert(key);
+                    continue;
+                }
+                if let Err(e) = wiring::add_finalizer(client, &key).await {
+                    tracing::warn!(system = %key, "adding the finalizer: {e}");
+                    self.unfinalized.insert(key);
+                    failed = true;
+                }
             }
+            self.finalizer_retry = if failed {
+                let attempt = self.finalizer_retry.map_or(0, |r| r.attempt + 1);
+                Some(Retry { at: Instant::now() + RETRY.delay(attempt), attempt })
+            } else {
+                None
+            };
         }
         for (key, desired) in std::mem::take(&mut self.wiring_due) {
             let before = self.wired.get(&key).cloned().unwrap_or_default();
