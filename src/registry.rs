@@ -113,6 +113,7 @@ pub struct Registry {
     retention: usize,
     actor: String,
     verification: Option<VerificationKey>,
+    adopt_unindexed: bool,
 }
 
 /// The public half of the key that signs a tenant's bundles, for OPA's configuration.
@@ -151,6 +152,7 @@ impl Registry {
             retention: DEFAULT_RETENTION,
             actor: "edict".to_string(),
             verification: None,
+            adopt_unindexed: false,
         }
     }
 
@@ -175,6 +177,14 @@ impl Registry {
     /// Who the commit log names as the author of changes.
     pub fn with_actor(mut self, actor: &str) -> Self {
         self.actor = actor.to_string();
+        self
+    }
+
+    /// For an index that does not outlive the process (the operator's embedded store): a live
+    /// object the index knows nothing of is from an earlier run, and is replaced rather than
+    /// taken for another writer's.
+    pub fn adopting_unindexed(mut self) -> Self {
+        self.adopt_unindexed = true;
         self
     }
 
@@ -354,8 +364,8 @@ impl Registry {
                     Some(meta) if meta.sha256.as_deref() == Some(digest) => Ok(meta.etag),
                     Some(meta) => {
                         let recorded = self.index.revisions(&self.tenant, id, None).await?;
-                        let adopted =
-                            meta.sha256.as_ref().is_some_and(|d| recorded.iter().any(|r| &r.sha256 == d));
+                        let adopted = (self.adopt_unindexed && known.is_none())
+                            || meta.sha256.as_ref().is_some_and(|d| recorded.iter().any(|r| &r.sha256 == d));
                         if adopted {
                             let retry =
                                 self.store.put(key, bytes, Precondition::IfMatch(meta.etag.clone())).await?;

@@ -579,3 +579,31 @@ async fn a_refused_finalizer_is_retried_with_back_off_not_in_a_loop() {
     let attempts = calls.iter().filter(|c| c.path.contains("/systems/")).count();
     assert_eq!(attempts, 1, "the first refusal stops the round, the second sync waits: {calls:#?}");
 }
+
+#[tokio::test]
+async fn a_restarted_operator_replaces_bundles_its_embedded_store_kept() {
+    // The embedded store's bundles outlive the process; its index does not.
+    let store = tempfile::tempdir().expect("tempdir");
+    let key = ObjectKey::new("acme-shop", "storefront-envoy");
+    let live = store.path().join("bundles/acme/c1/acme-shop/storefront-envoy/bundle.tar.gz");
+    let mut first = engine_with_examples(store.path());
+    first.reconcile(std::slice::from_ref(&key)).await;
+    let before = std::fs::read(&live).expect("published");
+    drop(first);
+
+    // While it was down, the System changed.
+    let mut restarted = Engine::new("c1", store.path().to_path_buf());
+    for mut located in all_examples() {
+        if let manifest::Object::System(s) = &mut located.object
+            && s.metadata.name.as_deref() == Some("storefront-envoy")
+        {
+            s.spec.options.insert("changed".into(), serde_json::json!(true));
+            s.metadata.generation = Some(2);
+        }
+        restarted.apply(Change::Apply(Box::new(located)));
+    }
+    restarted.reconcile(std::slice::from_ref(&key)).await;
+    let status = &restarted.statuses().systems["acme-shop/storefront-envoy"];
+    assert_eq!(status.conditions[0].status, edict::api::ConditionStatus::True, "{:?}", status.conditions);
+    assert_ne!(std::fs::read(&live).expect("live"), before, "the new bundle replaced the old one");
+}

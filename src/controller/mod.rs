@@ -111,7 +111,9 @@ impl Engine {
             "embedded",
             Arc::new(DirStore::new(store)),
             Arc::new(MemoryIndex::new().with_commit_limit(EMBEDDED_COMMITS)),
-        );
+        )
+        // Its index lives in memory: what is in the directory is from an earlier run.
+        .adopting_unindexed();
         Engine {
             ws: Workspace::empty(cluster),
             registries: HashMap::new(),
