@@ -607,3 +607,26 @@ async fn a_restarted_operator_replaces_bundles_its_embedded_store_kept() {
     assert_eq!(status.conditions[0].status, edict::api::ConditionStatus::True, "{:?}", status.conditions);
     assert_ne!(std::fs::read(&live).expect("live"), before, "the new bundle replaced the old one");
 }
+
+#[tokio::test]
+async fn a_standby_keeps_its_embedded_store_current_and_plans_no_writes() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut follower = Engine::new("c1", store.path().to_path_buf()).following();
+    let mut affected = BTreeSet::new();
+    for located in all_examples() {
+        affected.extend(follower.apply(Change::Apply(Box::new(located))));
+    }
+    let keys: Vec<ObjectKey> = affected.into_iter().collect();
+    follower.reconcile(&keys).await;
+    assert!(
+        store.path().join("bundles/acme/c1/acme-shop/storefront-envoy/bundle.tar.gz").exists(),
+        "its bundle API serves what the leader's does"
+    );
+    assert!(!follower.has_kube_work(), "no finalizer, ConfigMap or annotation from a standby");
+    follower.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
+    assert!(follower.retiring().is_empty(), "the leader cleans up, not a standby");
+    let (client, server) = api_server(echo);
+    follower.sync(&client).await;
+    drop(client);
+    assert!(server.await.expect("server").is_empty(), "a standby makes no call");
+}

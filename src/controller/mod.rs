@@ -100,6 +100,8 @@ pub struct Engine {
     homes: BTreeMap<ObjectKey, Arc<Tenant>>,
     /// Publishes in flight at once.
     parallelism: usize,
+    /// A standby's engine: publishes to the embedded store only, plans no writes elsewhere.
+    follower: bool,
     /// Prometheus metrics.
     pub metrics: Metrics,
 }
@@ -130,6 +132,7 @@ impl Engine {
             failures: BTreeMap::new(),
             homes: BTreeMap::new(),
             parallelism: 8,
+            follower: false,
             metrics: Metrics::new(),
         }
     }
@@ -137,6 +140,13 @@ impl Engine {
     /// Where OPAs reach the embedded bundle API (in the ConfigMaps of Tenants without storage).
     pub fn with_bundle_url(mut self, url: &str) -> Self {
         self.bundle_url = url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// A standby's engine: it keeps the embedded store current (for its own bundle API) and
+    /// nothing else: no Tenant storage, no finalizers, wiring or cleanup.
+    pub fn following(mut self) -> Self {
+        self.follower = true;
         self
     }
 
@@ -165,7 +175,7 @@ impl Engine {
                         if s.metadata.deletion_timestamp.is_some() {
                             return self.forget_system(&key, ours);
                         }
-                        if !ours {
+                        if !ours && !self.follower {
                             self.unfinalized.insert(key.clone());
                         }
                         // After a restart, what the status says was applied is what to release.
@@ -227,6 +237,9 @@ impl Engine {
 
     /// A System is being deleted (or is gone): plan the removal of what edict wrote for it.
     fn forget_system(&mut self, key: &ObjectKey, finalizer: bool) -> Affected {
+        if self.follower {
+            return self.ws.catalog.delete("System", key);
+        }
         let known = self.ws.catalog.systems().get(key).map(|e| e.system.clone());
         if known.is_none() && !finalizer {
             // Already forgotten (this is the deletion that follows edict's own cleanup).
@@ -296,6 +309,17 @@ impl Engine {
             // the operator's memory to what statuses need.
             let bundle = build.bundle.take();
             let generations = std::mem::take(&mut build.generations);
+            if self.follower
+                && self
+                    .ws
+                    .catalog
+                    .tenants()
+                    .get(&input.tenant)
+                    .is_some_and(|t| t.tenant.spec.storage.is_some())
+            {
+                // The leader publishes to the Tenant's storage.
+                continue;
+            }
             let connected = match unreachable.get(&input.tenant) {
                 Some(p) => Err(p.clone()),
                 None => self.registry(&input.tenant).await,
@@ -364,6 +388,9 @@ impl Engine {
         input: &crate::bundle::BundleInput,
         verification: Option<crate::registry::VerificationKey>,
     ) {
+        if self.follower {
+            return;
+        }
         let system = self.ws.catalog.systems().get(key).map(|e| e.system.clone());
         let tenant = self.ws.catalog.tenants().get(&input.tenant).map(|e| e.tenant.clone());
         let (Some(system), Some(tenant)) = (system, tenant) else { return };
@@ -645,13 +672,31 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.namespace);
     let mut stop = std::pin::pin!(shutdown());
     tracing::info!(identity = %opts.identity, lease = %lease.name, "waiting for leadership");
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            led = leader::round(&leases, &lease) => if led.unwrap_or(false) { break },
+    {
+        // A standby keeps its own embedded store current, so that its bundle API (behind the
+        // same Service) serves what the leader's does; it writes nothing else anywhere.
+        let mut follower =
+            Engine::new(&opts.cluster, opts.store.clone()).with_bundle_url(&opts.bundle_url).following();
+        let mut changes = watch::all(client.clone()).boxed();
+        let mut look = tokio::time::interval(lease.retry);
+        let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
+        loop {
+            let quiet = Duration::from_millis(if pending.is_empty() { 3_600_000 } else { 50 });
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = look.tick() => if leader::round(&leases, &lease).await.unwrap_or(false) { break },
+                Some(change) = changes.next() => pending.extend(follower.apply(change)),
+                _ = tokio::time::sleep(quiet) => {
+                    let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
+                    follower.reconcile(&keys).await;
+                    if let Ok(mut shown) = statuses.write() {
+                        *shown = Arc::new(follower.statuses());
+                    }
+                }
+            }
         }
-        tokio::time::sleep(lease.retry).await;
     }
+    // The leader starts from a fresh list of everything: nothing the standby saw is trusted.
     tracing::info!(identity = %opts.identity, "leading");
     if let Ok(mut r) = ready.write() {
         *r = true;
