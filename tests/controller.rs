@@ -630,3 +630,59 @@ async fn a_standby_keeps_its_embedded_store_current_and_plans_no_writes() {
     drop(client);
     assert!(server.await.expect("server").is_empty(), "a standby makes no call");
 }
+
+fn held_by(holder: &str, version: u32) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "edict-leader", "namespace": "edict-system", "resourceVersion": version.to_string()},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 1, "renewTime": now}})
+}
+
+fn fast_lease() -> leader::LeaseConfig {
+    let mut cfg = leader::LeaseConfig::new("edict-system", "pod-a");
+    cfg.retry = std::time::Duration::from_millis(20);
+    cfg.duration = std::time::Duration::from_millis(200);
+    cfg
+}
+
+#[tokio::test]
+async fn a_passing_api_error_does_not_lose_the_lease_but_a_lasting_one_does() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let gets = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = gets.clone();
+    let (client, server) = api_server(move |c| {
+        if c.method == Method::GET {
+            // The third renewal fails; the others find the lease ours; from the sixth on, every one fails.
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            if n == 2 || n >= 5 {
+                return (
+                    500,
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd timeout"}),
+                );
+            }
+            return (200, held_by("pod-a", n));
+        }
+        (200, c.body.clone())
+    });
+    let started = std::time::Instant::now();
+    let (task, mut lost) = leader::keep(kube::Api::namespaced(client, "edict-system"), fast_lease());
+    lost.changed().await.expect("lost");
+    let took = started.elapsed();
+    assert!(*lost.borrow());
+    assert!(gets.load(Ordering::SeqCst) >= 8, "one failed renewal was not the end: {gets:?}");
+    assert!(took >= std::time::Duration::from_millis(250), "held through the first failure: {took:?}");
+    task.await.expect("task");
+    server.abort();
+}
+
+#[tokio::test]
+async fn another_holder_ends_leadership_at_the_next_renewal() {
+    let (client, _server) = api_server(|_| (200, held_by("pod-b", 1)));
+    let (task, mut lost) = leader::keep(kube::Api::namespaced(client, "edict-system"), fast_lease());
+    tokio::time::timeout(std::time::Duration::from_secs(2), lost.changed())
+        .await
+        .expect("in time")
+        .expect("lost");
+    assert!(*lost.borrow());
+    task.await.expect("task");
+}

@@ -108,6 +108,34 @@ pub async fn round(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Er
     }
 }
 
+/// Keep renewing the lease in the background. The receiver turns `true` once leadership is
+/// lost: another replica holds the lease, or renewals kept failing until the lease would lapse
+/// for the others (less one renewal period, so that this replica stops before they start).
+pub fn keep(
+    api: Api<Lease>,
+    cfg: LeaseConfig,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::watch::Receiver<bool>) {
+    let (lost_tx, lost) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut renewed = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(cfg.retry).await;
+            match round(&api, &cfg).await {
+                Ok(true) => renewed = std::time::Instant::now(),
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!("renewing lease {}/{}: {e}", cfg.namespace, cfg.name);
+                    if renewed.elapsed() + cfg.retry >= cfg.duration {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = lost_tx.send(true);
+    });
+    (task, lost)
+}
+
 /// Give the lease up (on shutdown) so a standby takes over without waiting for it to expire.
 pub async fn release(client: Client, cfg: &LeaseConfig) -> Result<(), kube::Error> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);

@@ -707,7 +707,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         kube::runtime::events::Reporter { controller: "edict".into(), instance: Some(opts.identity.clone()) };
     let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
     let mut changes = watch::all(client.clone()).boxed();
-    let mut renew = tokio::time::interval(lease.retry);
+    // The lease is renewed beside the work, so that a long round (the first one at 10,000
+    // Systems takes tens of seconds) cannot let it lapse while this replica still writes.
+    let (renewer, mut lost) = leader::keep(leases.clone(), lease.clone());
     let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
     // Status writes that failed (the API server is away) are tried again with back-off.
     let mut status_retry: Option<(Instant, u32)> = None;
@@ -724,16 +726,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
             _ = &mut stop => break Ok(()),
-            _ = renew.tick() => {
-                if !leader::round(&leases, &lease).await.unwrap_or(false) {
-                    break Err(anyhow::anyhow!("lost leadership of lease {}/{}", lease.namespace, lease.name));
-                }
+            _ = lost.changed() => {
+                break Err(anyhow::anyhow!("lost leadership of lease {}/{}", lease.namespace, lease.name));
             }
             Some(change) = changes.next() => pending.extend(engine.apply(change)),
             _ = tokio::time::sleep_until(wake.into()) => {
                 pending.extend(engine.due(Instant::now()));
                 let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
                 engine.reconcile(&keys).await;
+                if *lost.borrow() {
+                    // Another replica may lead by now: write nothing more.
+                    break Err(anyhow::anyhow!("lost leadership of lease {}/{}", lease.namespace, lease.name));
+                }
                 let mut notices = engine.sync(&client).await;
                 let statuses = engine.statuses();
                 let failures = status_writer::write(&client, &engine.written, &statuses).await;
@@ -760,7 +764,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         }
     };
-    let _ = leader::release(client, &lease).await;
+    renewer.abort();
+    if result.is_ok() {
+        let _ = leader::release(client, &lease).await;
+    }
     result
 }
 
