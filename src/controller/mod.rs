@@ -510,6 +510,7 @@ impl Engine {
                 None
             };
         }
+        let mut work = Vec::new();
         for (key, desired) in std::mem::take(&mut self.wiring_due) {
             let before = self.wired.get(&key).cloned().unwrap_or_default();
             let tenant = self.ws.catalog.systems().get(&key).and_then(|_| {
@@ -520,7 +521,19 @@ impl Engine {
                 Some(t) => self.roles_of(t).await,
                 None => None,
             };
-            match wiring::apply(client, roles.as_ref(), &desired, &before).await {
+            work.push((key, desired, before, roles));
+        }
+        // Systems are independent: several at once (a first start wires every System).
+        let applied = futures::stream::iter(work)
+            .map(|(key, desired, before, roles)| async move {
+                let result = wiring::apply(client, roles.as_ref(), &desired, &before).await;
+                (key, result)
+            })
+            .buffer_unordered(self.parallelism)
+            .collect::<Vec<_>>()
+            .await;
+        for (key, result) in applied {
+            match result {
                 Ok(applied) => {
                     self.metrics.reconciled("Wiring", "applied");
                     self.wired.insert(key.clone(), applied);
