@@ -287,4 +287,22 @@ spec: {{type: custom}}
         .await
         .expect("published after the outage");
     assert!(engine.next_retry().is_none());
+
+    // edict's own status write comes back through the watch: the connection is kept...
+    let tenant_object = || {
+        manifest::parse("", &text).objects.into_iter().find(|l| l.object.kind() == "Tenant").expect("tenant")
+    };
+    let mut echoed = tenant_object();
+    if let manifest::Object::Tenant(t) = &mut echoed.object {
+        t.status = Some(edict::api::TenantStatus { systems: 1, ..Default::default() });
+    }
+    assert!(engine.apply(Change::Apply(Box::new(echoed))).is_empty());
+    assert_eq!(engine.statuses().tenants["outage"].conditions[0].reason, "StorageReady");
+    // ...while a change of its spec connects again (and checks again) on next use.
+    let mut changed = tenant_object();
+    if let manifest::Object::Tenant(t) = &mut changed.object {
+        t.spec.retention = Some(edict::api::Retention { revisions: 3 });
+    }
+    engine.apply(Change::Apply(Box::new(changed)));
+    assert_eq!(engine.statuses().tenants["outage"].conditions[0].reason, "Valid", "not checked yet");
 }

@@ -162,11 +162,14 @@ impl Engine {
             Change::Apply(located) => {
                 match &located.object {
                     // A Tenant's storage or identity may have changed: connect again on next use.
+                    // (Not after a status-only update, such as edict's own status write.)
                     Object::Tenant(t) => {
                         let name = t.metadata.name.clone().unwrap_or_default();
-                        self.registries.remove(&name);
-                        self.roles.remove(&name);
-                        self.ws.storage.remove(&name);
+                        let same =
+                            self.ws.catalog.tenants().get(&name).is_some_and(|e| e.tenant.spec == t.spec);
+                        if !same {
+                            self.disconnect(&name);
+                        }
                     }
                     Object::System(s) => {
                         let key = located.object.key();
@@ -199,9 +202,7 @@ impl Engine {
             }
             Change::Delete("System", key) => self.forget_system(&key, false),
             Change::Delete("Tenant", key) => {
-                self.registries.remove(&key.name);
-                self.roles.remove(&key.name);
-                self.ws.storage.remove(&key.name);
+                self.disconnect(&key.name);
                 self.ws.catalog.delete("Tenant", &key)
             }
             Change::Delete(kind, key) => self.ws.catalog.delete(kind, &key),
@@ -235,13 +236,19 @@ impl Engine {
         }
     }
 
+    /// Forget a Tenant's connections (its storage and IAM clients) and what was checked of them.
+    fn disconnect(&mut self, tenant: &str) {
+        self.registries.remove(tenant);
+        self.roles.remove(tenant);
+        self.ws.storage.remove(tenant);
+    }
+
     /// A System is being deleted (or is gone): plan the removal of what edict wrote for it.
     fn forget_system(&mut self, key: &ObjectKey, finalizer: bool) -> Affected {
         if self.follower {
             return self.ws.catalog.delete("System", key);
         }
-        let known = self.ws.catalog.systems().get(key).map(|e| e.system.clone());
-        if known.is_none() && !finalizer {
+        if !self.ws.catalog.systems().contains_key(key) && !finalizer {
             // Already forgotten (this is the deletion that follows edict's own cleanup).
             return Affected::new();
         }
