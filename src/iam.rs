@@ -533,7 +533,7 @@ fn check_owner(role: &Role, name: &str, system_id: &str) -> Result<(), IamError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DefaultDecision, DynamoDbStorage, Enforcement, KmsStorage, S3Storage, SystemType};
+    use crate::api::{DynamoDbStorage, KmsStorage, S3Storage, SystemType};
     use crate::index::ObjectKey;
 
     const PROVIDER: &str =
@@ -567,19 +567,7 @@ mod tests {
     }
 
     fn input() -> BundleInput {
-        BundleInput {
-            tenant: "acme".into(),
-            cluster: "prod-eu".into(),
-            system: ObjectKey::new("team-a", "api"),
-            system_type: SystemType::Kubernetes,
-            enforcement: Enforcement::Enforce,
-            default_decision: DefaultDecision::Deny,
-            labels: Default::default(),
-            features: Default::default(),
-            options: Default::default(),
-            policies: vec![],
-            stacks: vec![],
-        }
+        BundleInput::new("acme", "prod-eu", ObjectKey::new("team-a", "api"), SystemType::Kubernetes)
     }
 
     const LIVE: &str = "bundles/acme/prod-eu/team-a/api/bundle.tar.gz";

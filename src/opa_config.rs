@@ -91,23 +91,11 @@ pub fn render(input: &BundleInput, source: &Source<'_>, verification: Option<&Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DefaultDecision, DynamoDbStorage, Enforcement, S3Storage};
+    use crate::api::{DynamoDbStorage, S3Storage};
     use crate::index::ObjectKey;
 
     fn input() -> BundleInput {
-        BundleInput {
-            tenant: "acme".into(),
-            cluster: "prod-eu".into(),
-            system: ObjectKey::new("team-a", "api"),
-            system_type: SystemType::Kubernetes,
-            enforcement: Enforcement::Enforce,
-            default_decision: DefaultDecision::Deny,
-            labels: Default::default(),
-            features: Default::default(),
-            options: Default::default(),
-            policies: vec![],
-            stacks: vec![],
-        }
+        BundleInput::new("acme", "prod-eu", ObjectKey::new("team-a", "api"), SystemType::Kubernetes)
     }
 
     fn storage(endpoint: Option<&str>) -> Storage {

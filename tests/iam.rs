@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::aws;
 use edict::api::tenant::Identity;
-use edict::api::{DefaultDecision, DynamoDbStorage, Enforcement, KmsStorage, S3Storage, Storage, SystemType};
+use edict::api::{DynamoDbStorage, KmsStorage, S3Storage, Storage, SystemType};
 use edict::bundle::BundleInput;
 use edict::iam::{self, IamError, RoleChange, RoleSpec, Roles};
 use edict::index::ObjectKey;
@@ -73,19 +73,7 @@ fn storage() -> Storage {
 }
 
 fn system(name: &str) -> BundleInput {
-    BundleInput {
-        tenant: "acme".into(),
-        cluster: "test".into(),
-        system: ObjectKey::new("team-a", name),
-        system_type: SystemType::Kubernetes,
-        enforcement: Enforcement::Enforce,
-        default_decision: DefaultDecision::Deny,
-        labels: Default::default(),
-        features: Default::default(),
-        options: Default::default(),
-        policies: vec![],
-        stacks: vec![],
-    }
+    BundleInput::new("acme", "test", ObjectKey::new("team-a", name), SystemType::Kubernetes)
 }
 
 /// The trust policy IAM stores for a role.

@@ -103,6 +103,24 @@ pub struct BundleInput {
 }
 
 impl BundleInput {
+    /// A System with no labels, features, options, policies or stacks, enforced, failing closed:
+    /// the start of a fixture or a plain input.
+    pub fn new(tenant: &str, cluster: &str, system: ObjectKey, system_type: SystemType) -> Self {
+        BundleInput {
+            tenant: tenant.to_string(),
+            cluster: cluster.to_string(),
+            system,
+            system_type,
+            enforcement: Enforcement::Enforce,
+            default_decision: DefaultDecision::Deny,
+            labels: BTreeMap::new(),
+            features: serde_json::Map::new(),
+            options: serde_json::Map::new(),
+            policies: Vec::new(),
+            stacks: Vec::new(),
+        }
+    }
+
     /// `<cluster>/<namespace>/<name>`: `data.context.system_id`.
     pub fn system_id(&self) -> String {
         format!("{}/{}/{}", self.cluster, self.system.namespace, self.system.name)
