@@ -85,15 +85,15 @@ pub struct Engine {
     /// What was applied beside each System's bundle.
     wired: BTreeMap<ObjectKey, Applied>,
     /// Systems whose wiring must be applied, with what.
-    wiring_due: BTreeMap<ObjectKey, Desired>,
+    wiring_due: BTreeMap<ObjectKey, (Desired, Arc<Tenant>)>,
     /// Systems seen without edict's finalizer.
     unfinalized: BTreeSet<ObjectKey>,
     /// After adding finalizers failed: when to try again, and how many failures in a row.
     finalizer_retry: Option<Retry>,
     /// Deleted Systems whose published bundles and wiring are still to be removed.
     retiring: BTreeMap<ObjectKey, (Retirement, Option<Retry>)>,
-    /// Systems to reconcile again after a failure that may pass.
-    retry: BTreeMap<ObjectKey, Retry>,
+    /// Systems to reconcile again after a failure that may pass, and when.
+    retry: BTreeMap<ObjectKey, Instant>,
     /// Consecutive failed attempts of each System (the back-off grows with them).
     failures: BTreeMap<ObjectKey, u32>,
     /// The Tenant each System was last published for, to clean up after the Tenant is gone.
@@ -407,7 +407,7 @@ impl Engine {
                 if applied == Some(&d) && !self.ws.wiring_problems.contains_key(key) {
                     self.wiring_due.remove(key);
                 } else {
-                    self.wiring_due.insert(key.clone(), d);
+                    self.wiring_due.insert(key.clone(), (d, tenant));
                 }
             }
             Err(p) => {
@@ -422,19 +422,17 @@ impl Engine {
         let failures = self.failures.entry(key.clone()).or_default();
         let attempt = *failures;
         *failures += 1;
-        self.retry.insert(key.clone(), Retry { at: Instant::now() + RETRY.delay(attempt), attempt });
+        self.retry.insert(key.clone(), Instant::now() + RETRY.delay(attempt));
     }
 
     /// Systems whose retry is due (reconciling them takes them off the schedule).
     pub fn due(&self, now: Instant) -> Vec<ObjectKey> {
-        let due: Vec<ObjectKey> =
-            self.retry.iter().filter(|(_, r)| r.at <= now).map(|(k, _)| k.clone()).collect();
-        due
+        self.retry.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect()
     }
 
     /// When the next retry (of a reconcile or a cleanup) is due.
     pub fn next_retry(&self) -> Option<Instant> {
-        let retries = self.retry.values().map(|r| r.at);
+        let retries = self.retry.values().copied();
         let cleanups = self.retiring.values().map(|(_, r)| r.map_or_else(Instant::now, |r| r.at));
         let finalizers = self.finalizer_retry.filter(|_| !self.unfinalized.is_empty()).map(|r| r.at);
         retries.chain(cleanups).chain(finalizers).min()
@@ -518,16 +516,9 @@ impl Engine {
             };
         }
         let mut work = Vec::new();
-        for (key, desired) in std::mem::take(&mut self.wiring_due) {
+        for (key, (desired, tenant)) in std::mem::take(&mut self.wiring_due) {
             let before = self.wired.get(&key).cloned().unwrap_or_default();
-            let tenant = self.ws.catalog.systems().get(&key).and_then(|_| {
-                let name = self.ws.builds.get(&key)?.input.as_ref()?.tenant.clone();
-                self.ws.catalog.tenants().get(&name).map(|e| e.tenant.clone())
-            });
-            let roles = match &tenant {
-                Some(t) => self.roles_of(t).await,
-                None => None,
-            };
+            let roles = self.roles_of(&tenant).await;
             work.push((key, desired, before, roles));
         }
         // Systems are independent: several at once (a first start wires every System).

@@ -148,6 +148,12 @@ pub fn desired(
     })
 }
 
+/// An IAM failure: passing (retried) or one that waits for a person (a role that is not edict's, ...).
+fn iam_problem(me: &ObjectRef, e: &iam::IamError) -> Problem {
+    let reason = if e.is_transient() { Reason::Unavailable } else { Reason::InvalidIdentity };
+    Problem::new(me.clone(), reason, e.to_string())
+}
+
 fn kube_problem(me: &ObjectRef, what: &str, e: &kube::Error) -> Problem {
     Problem::new(me.clone(), Reason::Unavailable, format!("{what}: {e}"))
 }
@@ -170,10 +176,7 @@ pub async fn apply(
         let Some(roles) = roles else {
             return Err(Problem::new(me, Reason::Unavailable, "IAM: no client for the tenant's identity"));
         };
-        let outcome = roles.ensure(spec).await.map_err(|e| {
-            let reason = if e.is_transient() { Reason::Unavailable } else { Reason::InvalidIdentity };
-            Problem::new(me.clone(), reason, e.to_string())
-        })?;
+        let outcome = roles.ensure(spec).await.map_err(|e| iam_problem(&me, &e))?;
         role_arn = Some(outcome.arn);
         applied.managed_role = Some(spec.name.clone());
     }
@@ -314,10 +317,7 @@ pub async fn retire(
         release_service_account(client, ns, sa).await.map_err(|e| kube_problem(&me, "ServiceAccount", &e))?;
     }
     if let (Some(role), Some(roles)) = (&r.applied.managed_role, roles) {
-        roles.delete(role, &r.system_id).await.map_err(|e| {
-            let reason = if e.is_transient() { Reason::Unavailable } else { Reason::InvalidIdentity };
-            Problem::new(me.clone(), reason, e.to_string())
-        })?;
+        roles.delete(role, &r.system_id).await.map_err(|e| iam_problem(&me, &e))?;
     }
     if r.finalizer {
         remove_finalizer(client, &r.key).await.map_err(|e| kube_problem(&me, "finalizer", &e))?;
