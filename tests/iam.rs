@@ -25,17 +25,9 @@ use serde_json::{Value, json};
 
 /// A tenant's identity with its own OIDC provider (and so its own issuer) and role-name prefix.
 async fn identity(client: &aws_sdk_iam::Client) -> Identity {
-    let id = aws::unique("T").to_uppercase();
-    let out = client
-        .create_open_id_connect_provider()
-        .url(format!("https://oidc.eks.us-east-1.amazonaws.com/id/{id}"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .expect("create OIDC provider");
+    let (oidc_provider_arn, _) = aws::oidc_provider(client).await;
     Identity {
-        oidc_provider_arn: out.open_id_connect_provider_arn().expect("provider ARN").to_string(),
+        oidc_provider_arn,
         manage_roles: true,
         role_name_prefix: format!("{}-", aws::unique("e")),
         role_path: "/edict/".into(),

@@ -72,18 +72,7 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
         Some(aws_sdk_kms::types::KeyUsageType::SignVerify),
     )
     .await;
-    let issuer = format!("oidc.eks.us-east-1.amazonaws.com/id/{}", aws::unique("C").to_uppercase());
-    let provider = iam
-        .create_open_id_connect_provider()
-        .url(format!("https://{issuer}"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .expect("OIDC provider")
-        .open_id_connect_provider_arn()
-        .expect("arn")
-        .to_string();
+    let (provider, issuer) = aws::oidc_provider(&iam).await;
     let text = manifests(&bucket, &aws::unique("irsa"), &key, &signing, &provider, &moto);
 
     let store = tempfile::tempdir().expect("tempdir");

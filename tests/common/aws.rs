@@ -100,3 +100,18 @@ pub async fn create_key(
 pub async fn master_key() -> String {
     create_key(None, None).await
 }
+
+/// A new IAM OIDC provider in moto with its own issuer (as EKS names them), so tests can share
+/// one server. Returns (provider ARN, issuer host/path without `https://`).
+pub async fn oidc_provider(iam: &aws_sdk_iam::Client) -> (String, String) {
+    let issuer = format!("oidc.eks.us-east-1.amazonaws.com/id/{}", unique("T").to_uppercase());
+    let out = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{issuer}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("create OIDC provider");
+    (out.open_id_connect_provider_arn().expect("provider ARN").to_string(), issuer)
+}
