@@ -80,80 +80,83 @@ pub fn conditions(
 
 /// Keep `lastTransitionTime` from `old` when a condition's status did not change; stamp `now` otherwise.
 pub fn carry_transitions(old: &[Condition], new: &mut [Condition], now: &str) {
+    carry(&slim(old, &mut BTreeMap::new()), new, now);
+}
+
+/// [`carry_transitions`] from what [`Transitions`] kept of an object's conditions.
+fn carry(before: &[Transition], new: &mut [Condition], now: &str) {
     for c in new.iter_mut() {
-        c.last_transition_time = match old.iter().find(|o| o.type_ == c.type_) {
-            Some(o) if o.status == c.status => o.last_transition_time.clone(),
+        c.last_transition_time = match before.iter().find(|(t, _, _)| *t == c.type_) {
+            Some((_, status, time)) if *status == c.status => time.as_deref().map(str::to_string),
             _ => Some(now.to_string()),
         };
     }
 }
 
-/// What [`carry_all`] needs of earlier statuses: each condition's type, status and transition
-/// time, nothing else (a fraction of a status's size, kept between rounds; the times of one
-/// round are one shared string).
-#[derive(Clone, Debug, Default)]
-pub struct Transitions(BTreeMap<(&'static str, String), Vec<Transition>>);
-
 /// A condition's type, status and transition time.
 type Transition = (String, ConditionStatus, Option<Arc<str>>);
+
+/// The [`Transition`]s of some conditions; `times` shares equal timestamps.
+fn slim(conditions: &[Condition], times: &mut BTreeMap<String, Arc<str>>) -> Vec<Transition> {
+    conditions
+        .iter()
+        .map(|c| {
+            let time = c.last_transition_time.as_deref().map(|t| match times.get(t) {
+                Some(shared) => shared.clone(),
+                None => times.entry(t.to_string()).or_insert_with(|| Arc::from(t)).clone(),
+            });
+            (c.type_.clone(), c.status, time)
+        })
+        .collect()
+}
+
+/// What [`carry_all`] needs of earlier statuses: each condition's type, status and transition
+/// time, nothing else (a fraction of a status's size, kept between rounds; the times of one
+/// round are one shared string). Keyed like [`Statuses`].
+#[derive(Clone, Debug, Default)]
+pub struct Transitions {
+    tenants: BTreeMap<String, Vec<Transition>>,
+    stacks: BTreeMap<String, Vec<Transition>>,
+    systems: BTreeMap<String, Vec<Transition>>,
+    policies: BTreeMap<String, Vec<Transition>>,
+}
 
 impl Transitions {
     /// The transitions of `statuses`.
     pub fn of(statuses: &Statuses) -> Self {
-        let mut times: BTreeMap<String, Arc<str>> = BTreeMap::new();
-        let mut slim = |conditions: &[Condition]| -> Vec<Transition> {
-            conditions
-                .iter()
-                .map(|c| {
-                    let time = c.last_transition_time.as_deref().map(|t| match times.get(t) {
-                        Some(shared) => shared.clone(),
-                        None => times.entry(t.to_string()).or_insert_with(|| Arc::from(t)).clone(),
-                    });
-                    (c.type_.clone(), c.status, time)
-                })
-                .collect()
-        };
-        let mut out = BTreeMap::new();
-        for (k, s) in &statuses.tenants {
-            out.insert(("Tenant", k.clone()), slim(&s.conditions));
+        fn each<T>(
+            from: &BTreeMap<String, T>,
+            conditions: fn(&T) -> &[Condition],
+            times: &mut BTreeMap<String, Arc<str>>,
+        ) -> BTreeMap<String, Vec<Transition>> {
+            from.iter().map(|(k, s)| (k.clone(), slim(conditions(s), times))).collect()
         }
-        for (k, s) in &statuses.stacks {
-            out.insert(("Stack", k.clone()), slim(&s.conditions));
+        let mut times = BTreeMap::new();
+        Transitions {
+            tenants: each(&statuses.tenants, |s| &s.conditions, &mut times),
+            stacks: each(&statuses.stacks, |s| &s.conditions, &mut times),
+            systems: each(&statuses.systems, |s| &s.conditions, &mut times),
+            policies: each(&statuses.policies, |s| &s.conditions, &mut times),
         }
-        for (k, s) in &statuses.systems {
-            out.insert(("System", k.clone()), slim(&s.conditions));
-        }
-        for (k, s) in &statuses.policies {
-            out.insert(("Policy", k.clone()), slim(&s.conditions));
-        }
-        Transitions(out)
     }
 }
 
 /// [`carry_transitions`] for every object present in both `old` and `new` (new objects get `now`).
 pub fn carry_all(old: &Transitions, new: &mut Statuses, now: &str) {
     fn each<T>(
-        kind: &'static str,
-        old: &Transitions,
+        old: &BTreeMap<String, Vec<Transition>>,
         new: &mut BTreeMap<String, T>,
         now: &str,
         conditions_mut: fn(&mut T) -> &mut Vec<Condition>,
     ) {
         for (key, status) in new.iter_mut() {
-            let before = old.0.get(&(kind, key.clone()));
-            for c in conditions_mut(status).iter_mut() {
-                let kept = before.and_then(|b| b.iter().find(|(t, s, _)| *t == c.type_ && *s == c.status));
-                c.last_transition_time = match kept {
-                    Some((_, _, time)) => time.as_deref().map(str::to_string),
-                    None => Some(now.to_string()),
-                };
-            }
+            carry(old.get(key).map(Vec::as_slice).unwrap_or_default(), conditions_mut(status), now);
         }
     }
-    each("Tenant", old, &mut new.tenants, now, |s| &mut s.conditions);
-    each("Stack", old, &mut new.stacks, now, |s| &mut s.conditions);
-    each("System", old, &mut new.systems, now, |s| &mut s.conditions);
-    each("Policy", old, &mut new.policies, now, |s| &mut s.conditions);
+    each(&old.tenants, &mut new.tenants, now, |s| &mut s.conditions);
+    each(&old.stacks, &mut new.stacks, now, |s| &mut s.conditions);
+    each(&old.systems, &mut new.systems, now, |s| &mut s.conditions);
+    each(&old.policies, &mut new.policies, now, |s| &mut s.conditions);
 }
 
 /// Compute every object's status. `problems` holds every problem found (object checks and builds);
