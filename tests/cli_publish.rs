@@ -50,10 +50,7 @@ async fn manifests(dir: &Path, bucket: &str, create_bucket: bool) -> String {
 /// The example manifests with the Tenant's storage set to this bucket, table and master key.
 fn write_manifests(dir: &Path, bucket: &str, table: &str, master: &str) {
     let moto = aws::moto();
-    for entry in std::fs::read_dir(common::root().join("examples/acme")).expect("examples") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
-    }
+    common::copy_examples(dir);
     let tenant = std::fs::read_to_string(dir.join("tenant.yaml")).expect("tenant");
     let storage = format!(
         "  storage:\n    region: us-east-1\n    s3: {{bucket: {bucket}, prefix: acme, endpoint: \"{moto}\", forcePathStyle: true}}\n    dynamodb: {{table: {table}, endpoint: \"{moto}\", create: true}}\n    kms: {{keyId: {master}, endpoint: \"{moto}\"}}\n",

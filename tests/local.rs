@@ -9,13 +9,6 @@ use std::time::{Duration, Instant};
 
 const BUNDLE: &str = "bundles/acme/local/acme-payments/payments-cluster/bundle.tar.gz";
 
-fn copy_examples(to: &Path) {
-    for entry in std::fs::read_dir(common::root().join("examples/acme")).expect("examples") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -83,7 +76,7 @@ fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
     let work = tempfile::tempdir().expect("tempdir");
     let manifests = work.path().join("manifests");
     std::fs::create_dir(&manifests).expect("mkdir");
-    copy_examples(&manifests);
+    common::copy_examples(&manifests);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let opts = edict::local::Options {
@@ -163,7 +156,7 @@ fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
 #[test]
 fn unchanged_rebuild_writes_nothing() {
     let work = tempfile::tempdir().expect("tempdir");
-    copy_examples(work.path());
+    common::copy_examples(work.path());
     let store_dir: PathBuf = work.path().join(".edict/store");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = std::sync::Arc::new(edict::store::DirStore::new(&store_dir));

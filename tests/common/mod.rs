@@ -31,3 +31,14 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// Copy the example manifests to `to` (not the `.edict/` store that
+/// `edict run --local examples/acme` leaves beside them).
+pub fn copy_examples(to: &std::path::Path) {
+    for entry in std::fs::read_dir(root().join("examples/acme")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+}
