@@ -117,7 +117,7 @@ impl Catalog {
                 problems.push(Problem::new(
                     me,
                     Reason::DuplicateName,
-                    format!("{}: {kind} {key} is already defined at {first}", located.origin.at()),
+                    format!("{}{kind} {key} is already defined at {first}", located.origin.prefix()),
                 ));
                 continue;
             }
@@ -287,7 +287,7 @@ impl Catalog {
                     Problem::new(
                         ObjectRef::tenant(&name),
                         Reason::InvalidSelector,
-                        format!("{}: {e}", origin.at()),
+                        format!("{}{e}", origin.prefix()),
                     )
                 })
         };
@@ -322,7 +322,7 @@ impl Catalog {
             Problem::new(
                 ObjectRef::namespaced("Stack", &key),
                 Reason::InvalidSelector,
-                format!("{}: {e}", origin.at()),
+                format!("{}{e}", origin.prefix()),
             )
         });
         self.stacks.insert(key.clone(), StackEntry { stack: Arc::new(stack), origin, selector });
@@ -478,8 +478,8 @@ impl Catalog {
                     me,
                     Reason::WrongNamespace,
                     format!(
-                        "{}: Stacks live in their tenant's admin namespace; {} belongs to tenant {tenant} whose admin namespace is {}",
-                        s.origin.at(),
+                        "{}Stacks live in their tenant's admin namespace; {} belongs to tenant {tenant} whose admin namespace is {}",
+                        s.origin.prefix(),
                         key.namespace,
                         self.tenants.get(tenant).map(|t| t.tenant.spec.admin_namespace.as_str()).unwrap_or("")
                     ),
@@ -505,11 +505,11 @@ impl Catalog {
             if let Err((Reason::AmbiguousTenant, owners)) = self.tenant_of(ns) {
                 for owner in &owners {
                     let others: Vec<&str> = owners.iter().copied().filter(|o| o != owner).collect();
-                    let at = self.tenants.get(*owner).map(|t| t.origin.at()).unwrap_or_default();
+                    let at = self.tenants.get(*owner).map(|t| t.origin.prefix()).unwrap_or_default();
                     out.push(Problem::new(
                         ObjectRef::tenant(owner),
                         Reason::AmbiguousTenant,
-                        format!("{at}: namespace {ns} is also claimed by Tenant {}", others.join(", ")),
+                        format!("{at}namespace {ns} is also claimed by Tenant {}", others.join(", ")),
                     ));
                 }
             }
@@ -528,8 +528,8 @@ impl Catalog {
                     ObjectRef::namespaced("Policy", key),
                     Reason::MissingTarget,
                     format!(
-                        "{}: spec.target: {:?} {} does not exist in namespace {}",
-                        p.origin.at(),
+                        "{}spec.target: {:?} {} does not exist in namespace {}",
+                        p.origin.prefix(),
                         p.policy.spec.target.kind,
                         p.policy.spec.target.name,
                         key.namespace
@@ -560,9 +560,13 @@ pub fn tenancy_problem(
     namespace: &str,
 ) -> Problem {
     let message = if owners.is_empty() {
-        format!("{}: namespace {namespace} belongs to no Tenant", origin.at())
+        format!("{}namespace {namespace} belongs to no Tenant", origin.prefix())
     } else {
-        format!("{}: namespace {namespace} is claimed by several Tenants: {}", origin.at(), owners.join(", "))
+        format!(
+            "{}namespace {namespace} is claimed by several Tenants: {}",
+            origin.prefix(),
+            owners.join(", ")
+        )
     };
     Problem::new(me, reason, message)
 }
@@ -579,7 +583,7 @@ fn parse_namespaces(tenant: &Tenant, origin: &Origin) -> Result<Vec<Glob>, Probl
                 Problem::new(
                     ObjectRef::tenant(&name),
                     Reason::InvalidSelector,
-                    format!("{}: spec.namespaces[{i}]: {e}", origin.at()),
+                    format!("{}spec.namespaces[{i}]: {e}", origin.prefix()),
                 )
             })
         })
@@ -603,7 +607,7 @@ pub fn analyse_policy(
         if e.line > 0 {
             format!("{}: {}", origin.locate(tests, e.line, e.col), e.message)
         } else {
-            format!("{}: {}", origin.at(), e.message)
+            format!("{}{}", origin.prefix(), e.message)
         }
     };
     let info = rego::parse_module(&format!("{key}.rego"), &policy.spec.rego)

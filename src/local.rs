@@ -117,13 +117,13 @@ impl Local {
                     state.problems.push(Problem::new(
                         object_ref(&id),
                         Reason::DuplicateName,
-                        format!("{}: {} {} is already defined in {first}", located.origin.at(), id.0, id.1),
+                        format!("{}{} {} is already defined in {first}", located.origin.prefix(), id.0, id.1),
                     ));
                 }
                 _ if incoming.iter().any(|(i, _, _)| *i == id) => state.problems.push(Problem::new(
                     object_ref(&id),
                     Reason::DuplicateName,
-                    format!("{}: {} {} is defined twice in this file", located.origin.at(), id.0, id.1),
+                    format!("{}{} {} is defined twice in this file", located.origin.prefix(), id.0, id.1),
                 )),
                 _ => incoming.push((id, print, located)),
             }

@@ -39,6 +39,12 @@ impl Origin {
         format!("{}:{}", self.file, self.line)
     }
 
+    /// `file:line: ` before a message, or nothing for an object read from the cluster (whose
+    /// kind and name the message already carries).
+    pub fn prefix(&self) -> String {
+        if self.file.is_empty() { String::new() } else { format!("{}: ", self.at()) }
+    }
+
     /// Map a 1-based (line, col) inside the policy's `rego` (or `tests`) text to `file:line:col`.
     /// Falls back to naming the field when the text was not a literal block.
     pub fn locate(&self, tests: bool, line: usize, col: usize) -> String {
@@ -206,15 +212,15 @@ fn parse_document(doc: &str, mut origin: Origin) -> Result<Option<Located>, Prob
         return Ok(None);
     }
     let meta: TypeMeta = serde_norway::from_value(value.clone()).map_err(|e| {
-        Problem::new(unparsed("Manifest"), Reason::InvalidManifest, format!("{}: {e}", origin.at()))
+        Problem::new(unparsed("Manifest"), Reason::InvalidManifest, format!("{}{e}", origin.prefix()))
     })?;
     if meta.api_version != API_VERSION {
         return Err(Problem::new(
             unparsed(if meta.kind.is_empty() { "Manifest" } else { &meta.kind }),
             Reason::UnknownKind,
             format!(
-                "{}: document of kind {:?} with apiVersion {:?} is not an edict object (want apiVersion {API_VERSION} and kind Tenant, Stack, System or Policy)",
-                origin.at(),
+                "{}document of kind {:?} with apiVersion {:?} is not an edict object (want apiVersion {API_VERSION} and kind Tenant, Stack, System or Policy)",
+                origin.prefix(),
                 meta.kind,
                 meta.api_version
             ),
@@ -232,7 +238,7 @@ fn parse_document(doc: &str, mut origin: Origin) -> Result<Option<Located>, Prob
             return Err(Problem::new(
                 unparsed(other),
                 Reason::UnknownKind,
-                format!("{}: kind {other:?} is not one of Tenant, Stack, System, Policy", origin.at()),
+                format!("{}kind {other:?} is not one of Tenant, Stack, System, Policy", origin.prefix()),
             ));
         }
     };
@@ -254,7 +260,7 @@ fn parse_document(doc: &str, mut origin: Origin) -> Result<Option<Located>, Prob
         return Err(Problem::new(
             unparsed(object.kind()),
             Reason::InvalidManifest,
-            format!("{}: metadata.name is required", origin.at()),
+            format!("{}metadata.name is required", origin.prefix()),
         ));
     }
     if let Object::Policy(_) = object {
@@ -273,7 +279,7 @@ fn default_namespace(meta: &mut kube::core::ObjectMeta) {
 fn yaml_error(origin: &Origin, e: &serde_norway::Error) -> String {
     match e.location() {
         Some(l) => format!("{}:{}:{}: {e}", origin.file, origin.line + l.line() - 1, l.column()),
-        None => format!("{}: {e}", origin.at()),
+        None => format!("{}{e}", origin.prefix()),
     }
 }
 
