@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod opa_config;
 pub mod pipeline;
+pub mod policy;
 pub mod problem;
 pub mod publish;
 #[cfg(feature = "aws")]

@@ -14,6 +14,7 @@ use crate::api::{TargetKind, TestSummary};
 use crate::bundle::{self, Bundle, BundleInput, PolicyModule, StackInput};
 use crate::catalog::{Catalog, PolicyEntry, tenancy_problem};
 use crate::index::ObjectKey;
+use crate::policy::{Capabilities, CompileError, Gate};
 use crate::problem::{ObjectRef, Problem, Reason};
 use crate::rego;
 
@@ -53,30 +54,56 @@ impl SystemBuild {
     }
 }
 
+/// What the compile gate said of one set of modules.
+type GateResult = Result<(), Vec<CompileError>>;
+
 /// The results of one test module, or why it could not run.
 type TestRun = Result<Vec<rego::TestResult>, rego::RegoError>;
 
-/// Caches for the expensive checks, keyed by the content they depend on, shared across builds.
-#[derive(Debug, Default)]
+/// The checks a bundle must pass, with caches keyed by the content they depend on, shared
+/// across builds.
+#[derive(Debug)]
 pub struct Checks {
-    compiled: Mutex<HashMap<[u8; 32], Result<(), rego::RegoError>>>,
+    compiled: Mutex<HashMap<[u8; 32], GateResult>>,
     tested: Mutex<HashMap<[u8; 32], TestRun>>,
+    gate: Gate,
+    opa: &'static Capabilities,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Self::for_opa(Capabilities::latest())
+    }
 }
 
 impl Checks {
-    /// Fresh, empty caches.
+    /// Fresh, empty caches, checking against the newest OPA release edict knows.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn compile(&self, bundle: &Bundle) -> Result<(), rego::RegoError> {
+    /// Fresh, empty caches, checking against the builtins of one OPA release.
+    pub fn for_opa(opa: &'static Capabilities) -> Self {
+        Checks { compiled: Mutex::default(), tested: Mutex::default(), gate: Gate::new(), opa }
+    }
+
+    /// The OPA release bundles are checked against.
+    pub fn opa(&self) -> &'static Capabilities {
+        self.opa
+    }
+
+    /// The compile gate: what OPA's compiler refuses, edict refuses.
+    fn compile(&self, bundle: &Bundle) -> Result<(), Vec<CompileError>> {
         let modules = bundle.modules();
-        let key = digest(modules.iter().map(|(p, t)| (p.as_str(), t.as_str())));
+        let release = ("opa", self.opa.version);
+        let key =
+            digest(modules.iter().map(|(p, t)| (p.as_str(), t.as_str())).chain(std::iter::once(release)));
         if let Some(hit) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return hit;
         }
         // Compilation depends on the modules only, so the data document is not part of the key.
-        let result = rego::compile(&modules, &bundle.data(), ENTRYPOINT).map(|_| ());
+        let errors = self.gate.check(&modules, self.opa);
+        let result = if errors.is_empty() { Ok(()) } else { Err(errors) };
         if let Ok(mut c) = self.compiled.lock() {
             bound(&mut c);
             c.insert(key, result.clone());
@@ -192,8 +219,11 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
         return out;
     }
     let bundle = bundle::build(&input);
-    if let Err(e) = checks.compile(&bundle) {
-        out.problems.extend(compile_problems(catalog, &input, &me, &e));
+    if let Err(errors) = checks.compile(&bundle) {
+        for e in &errors {
+            out.problems.extend(compile_problems(catalog, &input, &me, e));
+        }
+        out.problems.dedup();
         return out;
     }
     out.bundle = Some(bundle);
@@ -322,13 +352,15 @@ fn tests_of(
     out
 }
 
-/// Attribute a compile error to the Policy whose module it names, else to the System.
+/// Attribute a compile error to the Policy whose module it names, else to the System. The
+/// message keeps OPA's error code and wording, on one line.
 fn compile_problems(
     catalog: &Catalog,
     input: &BundleInput,
     me: &ObjectRef,
-    e: &rego::RegoError,
+    e: &CompileError,
 ) -> Vec<Problem> {
+    let what = format!("{}: {}", e.code, e.message.replace("\n\t", "; "));
     let owner = input
         .policies
         .iter()
@@ -346,14 +378,14 @@ fn compile_problems(
             let cause = Problem::new(
                 ObjectRef::namespaced("Policy", &key),
                 Reason::InvalidRego,
-                format!("{at}: {}", e.message),
+                format!("{at}: {what}"),
             );
             vec![dependency(me, &cause), cause]
         }
         None => vec![Problem::new(
             me.clone(),
             Reason::InvalidRego,
-            format!("generated bundle does not compile: {e}"),
+            format!("generated bundle does not compile: {}:{}:{}: {what}", e.file, e.line, e.col),
         )],
     }
 }

@@ -442,13 +442,37 @@ fn a_system_without_policies_or_stacks_falls_to_its_default_in_both_engines() {
     }
 }
 
-/// Whatever edict builds without a problem, OPA must load. A Policy whose `deny` is a
-/// boolean rule (`deny if ...`, common in hand-written Rego) passes edict's regorus compile
-/// check, but OPA's type checker rejects the bundle (`rego_type_error: undefined ref:
-/// data.batch.boolean.deny[__local__]`, have: boolean), and regorus fails at evaluation
-/// time once the rule is true (`some .. in collection expects array/set/object`).
+/// Load every bundle a workspace built into OPA's engine (`opa_eval` fails the test when OPA
+/// refuses one) and evaluate `data.main.outcome` once. The Systems whose bundle OPA loaded.
+fn load_every_bundle_into_opa(ws: &Workspace) -> Vec<String> {
+    let mut loaded = Vec::new();
+    for (key, build) in &ws.builds {
+        if let Some(bundle) = &build.bundle {
+            let opa = opa_eval(bundle, &["data.main.outcome"], &[json!({})]);
+            assert!(opa.results[0]["tier"].is_u64(), "{key}: no outcome in OPA: {}", opa.results[0]);
+            loaded.push(key.to_string());
+        }
+    }
+    loaded
+}
+
+/// Whatever edict builds, OPA must load: every bundle edict builds from the examples (every
+/// System) is loaded into OPA's engine, and OPA must accept each.
+///
+/// And what edict refuses, it refuses for a reason OPA shares. A Policy whose `deny` is a
+/// boolean rule (`deny if ...`, common in hand-written Rego) is refused by edict (the decision
+/// rules must be partial sets), so its System gets no bundle while the other Systems still
+/// build; OPA's type checker refuses the same bundle (`rego_type_error: undefined ref:
+/// data.batch.boolean.deny[__local__]`, have: boolean), which is checked by building it
+/// anyway and handing it to OPA.
 #[test]
 fn every_bundle_edict_builds_is_accepted_by_opa() {
+    let ws = acme();
+    let loaded = load_every_bundle_into_opa(&ws);
+    assert!(!loaded.is_empty(), "edict built no bundle from the examples: nothing was checked");
+    let systems: Vec<String> = ws.builds.keys().map(|k| k.to_string()).collect();
+    assert_eq!(loaded, systems, "every example System builds");
+
     let dir = tempfile::tempdir().expect("temp dir");
     for (n, doc) in example_documents().iter().enumerate() {
         std::fs::write(dir.path().join(format!("{n:02}.yaml")), doc).expect("write");
@@ -467,12 +491,20 @@ spec:
 "#;
     std::fs::write(dir.path().join("boolean-deny.yaml"), policy).expect("write");
     let ws = Workspace::load(&[dir.path().to_path_buf()], CLUSTER).expect("manifests load");
-    let build = &ws.builds[&ObjectKey::new("acme-data", "batch-api")];
-    if let Some(bundle) = &build.bundle {
-        // opa_eval asserts that OPA loads the bundle.
-        let opa = opa_eval(bundle, &["data.main.outcome"], &[json!({"workers": 200})]);
-        assert_eq!(opa.results[0]["tier"], 9, "monitor mode: {}", opa.results[0]);
-    }
+    let batch = &ws.builds[&ObjectKey::new("acme-data", "batch-api")];
+    assert!(batch.bundle.is_none(), "edict built the bundle with a boolean deny rule");
+    assert!(
+        batch.problems.iter().any(|p| p.object.kind == "Policy" && p.object.name == "boolean-deny"),
+        "the refusal names the Policy: {:#?}",
+        batch.problems
+    );
+    let loaded = load_every_bundle_into_opa(&ws);
+    let others: Vec<String> =
+        systems.iter().filter(|s| s.as_str() != "acme-data/batch-api").cloned().collect();
+    assert_eq!(loaded, others, "the other Systems still build");
+
+    // OPA itself compiles that bundle (a boolean `deny` is valid Rego): edict refuses it
+    // because such a rule can never hold a decision (`decision_rules_must_be_partial_sets`).
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,607 @@
+//! What the checks read: parsed modules, every rule with its full path and kind, and how a
+//! name in a module resolves (a local variable, a rule of the package, an import, `input`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use regorus::Value;
+use regorus::unstable::{Expr, Literal, Module, Parser, Query, Rule, RuleHead, Source, Span};
+
+use super::{CompileError, ErrorCode};
+
+/// One parsed module.
+pub struct Parsed {
+    /// The module's label (its path in the bundle).
+    pub label: String,
+    /// regorus's syntax tree.
+    pub module: Module,
+    /// The package without `data` (`["stacks", "base"]`).
+    pub package: Vec<String>,
+    /// Imports that shadow an earlier one, found before regorus parsed the module.
+    pub shadowing_imports: Vec<CompileError>,
+}
+
+/// An `import` line as written: its path and where it is.
+struct ImportLine {
+    line: usize,
+    col: usize,
+    path: String,
+    alias: Option<String>,
+}
+
+fn import_lines(text: &str) -> Vec<ImportLine> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let trimmed = l.trim_start();
+            let rest = trimmed.strip_prefix("import ")?;
+            let rest = rest.split('#').next().unwrap_or_default();
+            let mut words = rest.split_whitespace();
+            let path = words.next()?.to_string();
+            let alias = match (words.next(), words.next()) {
+                (Some("as"), Some(a)) => Some(a.to_string()),
+                _ => None,
+            };
+            Some(ImportLine { line: i + 1, col: l.len() - trimmed.len() + 1, path, alias })
+        })
+        .collect()
+}
+
+/// The keywords `import future.keywords.X` may name.
+const FUTURE_KEYWORDS: [&str; 4] = ["contains", "every", "if", "in"];
+
+/// Read a module's imports before regorus does, and blank the ones that mean nothing in Rego v1.
+///
+/// regorus refuses what OPA 1.x accepts and refuses differently what OPA refuses: it rejects
+/// `import future.keywords.if` beside `import rego.v1` and `import rego.v1 as x` (OPA takes
+/// both as no-ops in v1), and reports a shadowing import as a parse error at the first import
+/// where OPA's compiler reports `import must not shadow import …` at the second. edict checks
+/// `future`, `rego` and duplicate imports here, as OPA does, and hides from regorus the lines
+/// it would misjudge (blanked, so every other position stays where it was).
+fn pre_imports(label: &str, text: &str) -> Result<(String, Vec<CompileError>), CompileError> {
+    let mut out = text.to_string();
+    let mut shadowing = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let error = |i: &ImportLine, code, message: String| CompileError {
+        file: label.to_string(),
+        line: i.line,
+        col: i.col,
+        code,
+        message,
+    };
+    for i in import_lines(text) {
+        let parts: Vec<&str> = i.path.split('.').collect();
+        let key = match parts[0] {
+            "future" => {
+                if i.alias.is_some() {
+                    return Err(error(
+                        &i,
+                        ErrorCode::Parse,
+                        "`future` imports cannot be aliased".to_string(),
+                    ));
+                }
+                let ok = parts.len() <= 3
+                    && parts.get(1) == Some(&"keywords")
+                    && parts.get(2).is_none_or(|k| FUTURE_KEYWORDS.contains(k));
+                if !ok {
+                    return Err(error(
+                        &i,
+                        ErrorCode::Parse,
+                        format!(
+                            "unexpected import path, must be one of: {}",
+                            FUTURE_KEYWORDS.map(|k| format!("future.keywords.{k}")).join(", ")
+                        ),
+                    ));
+                }
+                i.path.clone()
+            }
+            "rego" => {
+                if i.path != "rego.v1" {
+                    return Err(error(
+                        &i,
+                        ErrorCode::Parse,
+                        format!("invalid import `{}`, must be `rego.v1`", i.path),
+                    ));
+                }
+                i.path.clone()
+            }
+            "data" | "input" => {
+                if let Some(alias) = i.alias.as_deref().filter(|a| matches!(*a, "input" | "data")) {
+                    return Err(error(
+                        &i,
+                        ErrorCode::Parse,
+                        format!("'{alias}' keyword cannot be used as an import alias"),
+                    ));
+                }
+                i.alias.clone().unwrap_or_else(|| parts.last().map(|p| p.to_string()).unwrap_or_default())
+            }
+            _ => continue,
+        };
+        let shown = match &i.alias {
+            Some(a) => format!("{} as {a}", i.path),
+            None => i.path.clone(),
+        };
+        let duplicate = seen.contains(&key);
+        if duplicate {
+            shadowing.push(error(&i, ErrorCode::Compile, format!("import must not shadow import {shown}")));
+        }
+        seen.push(key);
+        if duplicate || matches!(parts[0], "future" | "rego") {
+            blank_line(&mut out, i.line);
+        }
+    }
+    Ok((out, shadowing))
+}
+
+fn blank_line(text: &mut String, line: usize) {
+    let mut start = 0;
+    for (n, l) in text.split_inclusive('\n').enumerate() {
+        if n + 1 == line {
+            let len = l.trim_end_matches('\n').len();
+            text.replace_range(start..start + len, &" ".repeat(len));
+            return;
+        }
+        start += l.len();
+    }
+}
+
+/// Parse one Rego v1 module.
+pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
+    let fail = |e: anyhow::Error| {
+        let found = crate::rego::RegoError::from_engine(&e);
+        // regorus refuses `input` and `data` as names while parsing; OPA's compiler refuses them
+        // in its keyword stage, with its own words.
+        let (code, message) = match found.message.strip_suffix(" cannot be shadowed") {
+            Some(name @ ("input" | "data")) if found.col <= 1 => {
+                (ErrorCode::Compile, format!("rules must not shadow {name} (use a different rule name)"))
+            }
+            Some(name @ ("input" | "data")) => (
+                ErrorCode::Compile,
+                format!("variables must not shadow {name} (use a different variable name)"),
+            ),
+            _ => (ErrorCode::Parse, found.message),
+        };
+        CompileError {
+            file: label.to_string(),
+            line: found.line.max(1),
+            col: found.col.max(1),
+            code,
+            message,
+        }
+    };
+    let (text, shadowing_imports) = pre_imports(label, text)?;
+    let source = Source::from_contents(label.to_string(), text).map_err(fail)?;
+    let mut parser = Parser::new(&source).map_err(fail)?;
+    parser.enable_rego_v1().map_err(fail)?;
+    let module = parser.parse().map_err(fail)?;
+    let package = match path_of(&module.package.refr) {
+        Some(parts) => parts.into_iter().skip_while(|p| p == "data").collect(),
+        None => Vec::new(),
+    };
+    for rule in &module.policy {
+        match rule.as_ref() {
+            // OPA's parser refuses a default value that is not a constant.
+            Rule::Default { value, .. } => {
+                let mut found = None;
+                walk_expr(value, &mut |e| match e {
+                    Expr::Var { .. } if found.is_none() => found = Some("var"),
+                    Expr::Call { .. }
+                    | Expr::ArrayCompr { .. }
+                    | Expr::SetCompr { .. }
+                    | Expr::ObjectCompr { .. } => found = Some("ref"),
+                    _ => {}
+                });
+                if let Some(what) = found {
+                    let (line, col) = at(rule.span());
+                    return Err(CompileError {
+                        file: label.to_string(),
+                        line,
+                        col,
+                        code: ErrorCode::Parse,
+                        message: format!("illegal default rule (value cannot contain {what})"),
+                    });
+                }
+            }
+            // OPA's parser refuses keywords as rule names; regorus takes `contains := 1`.
+            Rule::Spec { head, .. } => {
+                let refr = match head {
+                    RuleHead::Compr { refr, .. }
+                    | RuleHead::Set { refr, .. }
+                    | RuleHead::Func { refr, .. } => refr,
+                };
+                if let Expr::Var { span, .. } = refr.as_ref()
+                    && matches!(
+                        span.text(),
+                        "contains"
+                            | "if"
+                            | "in"
+                            | "every"
+                            | "some"
+                            | "not"
+                            | "with"
+                            | "as"
+                            | "import"
+                            | "package"
+                            | "default"
+                            | "else"
+                    )
+                {
+                    let (line, col) = at(span);
+                    return Err(CompileError {
+                        file: label.to_string(),
+                        line,
+                        col,
+                        code: ErrorCode::Parse,
+                        message: format!("{} keyword cannot be used for rule name", span.text()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Parsed { label: label.to_string(), module, package, shadowing_imports })
+}
+
+/// What a rule defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// One value (`p := 1`, `p if …`, `a.b.c := 1`).
+    Value,
+    /// A partial set (`p contains x`).
+    Set,
+    /// A rule whose head ends in a variable key (`p[x] := y`).
+    Object,
+    /// A function of this many arguments.
+    Function(usize),
+}
+
+/// One rule of the program.
+pub struct RuleDef<'a> {
+    /// Index of its module.
+    pub module: usize,
+    /// The rule.
+    pub rule: &'a Rule,
+    /// Its path from `data`, up to the first variable in its head (`["p", "allow"]`).
+    pub path: Vec<String>,
+    /// What it defines.
+    pub kind: RuleKind,
+    /// Whether it is a `default` rule.
+    pub default: bool,
+}
+
+impl RuleDef<'_> {
+    /// Where OPA locates errors about the rule: the start of the rule.
+    pub fn span(&self) -> &Span {
+        self.rule.span()
+    }
+
+    /// `data.p.allow`
+    pub fn name(&self) -> String {
+        dotted(&self.path)
+    }
+}
+
+/// `data.a.b["c-d"]`
+pub fn dotted(path: &[String]) -> String {
+    format!("data.{}", crate::rego::rego_ref(path))
+}
+
+/// All modules compiled together.
+pub struct Program<'a> {
+    /// The modules, in label order (as OPA sorts them).
+    pub modules: Vec<&'a Parsed>,
+    /// Every rule.
+    pub rules: Vec<RuleDef<'a>>,
+    /// Rules by path.
+    pub by_path: BTreeMap<Vec<String>, Vec<usize>>,
+    /// Names each module resolves to a path (`input`, rules of its package, imports).
+    pub globals: Vec<HashMap<String, Vec<String>>>,
+}
+
+impl<'a> Program<'a> {
+    /// Index the rules of parsed modules.
+    pub fn new(parsed: &[&'a Parsed]) -> Self {
+        let mut modules: Vec<&Parsed> = parsed.to_vec();
+        modules.sort_by(|a, b| a.label.cmp(&b.label));
+        let mut rules = Vec::new();
+        for (m, p) in modules.iter().enumerate() {
+            for rule in &p.module.policy {
+                if let Some(def) = rule_def(m, p, rule) {
+                    rules.push(def);
+                }
+            }
+        }
+        let mut by_path: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            by_path.entry(r.path.clone()).or_default().push(i);
+        }
+        let mut package_rules: HashMap<&[String], BTreeSet<String>> = HashMap::new();
+        for r in &rules {
+            let pkg = &modules[r.module].package;
+            if let Some(first) = r.path.get(pkg.len()) {
+                package_rules.entry(pkg.as_slice()).or_default().insert(first.clone());
+            }
+        }
+        let globals = modules
+            .iter()
+            .map(|p| {
+                let mut g = HashMap::new();
+                g.insert("input".to_string(), vec!["input".to_string()]);
+                g.insert("data".to_string(), vec!["data".to_string()]);
+                for name in package_rules.get(p.package.as_slice()).into_iter().flatten() {
+                    let mut path = vec!["data".to_string()];
+                    path.extend(p.package.iter().cloned());
+                    path.push(name.clone());
+                    g.insert(name.clone(), path);
+                }
+                for import in &p.module.imports {
+                    let Some(path) = path_of(&import.refr) else { continue };
+                    if !matches!(path.first().map(String::as_str), Some("data" | "input")) {
+                        continue;
+                    }
+                    let alias =
+                        import.r#as.as_ref().map(|s| s.text().to_string()).or_else(|| path.last().cloned());
+                    if let Some(alias) = alias {
+                        g.insert(alias, path);
+                    }
+                }
+                g
+            })
+            .collect();
+        Program { modules, rules, by_path, globals }
+    }
+
+    /// Rules whose path is `path` or starts with it, and the rule at a prefix of `path`
+    /// (what a reference to `path` may read).
+    pub fn rules_for(&self, path: &[String]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for n in 1..path.len() {
+            if let Some(found) = self.by_path.get(&path[..n]) {
+                out.extend(found.iter().copied());
+            }
+        }
+        for (p, found) in self.by_path.range(path.to_vec()..) {
+            if !p.starts_with(path) {
+                break;
+            }
+            out.extend(found.iter().copied());
+        }
+        out
+    }
+
+    /// The functions at exactly `path`.
+    pub fn functions_at(&self, path: &[String]) -> Vec<usize> {
+        self.by_path
+            .get(path)
+            .map(|v| {
+                v.iter().copied().filter(|&i| matches!(self.rules[i].kind, RuleKind::Function(_))).collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn rule_def<'a>(module: usize, parsed: &Parsed, rule: &'a Rule) -> Option<RuleDef<'a>> {
+    let (refr, kind, default) = match rule {
+        Rule::Default { refr, args, .. } => {
+            (refr, if args.is_empty() { RuleKind::Value } else { RuleKind::Function(args.len()) }, true)
+        }
+        Rule::Spec { head: RuleHead::Func { refr, args, .. }, .. } => {
+            (refr, RuleKind::Function(args.len()), false)
+        }
+        Rule::Spec { head: RuleHead::Set { refr, .. }, .. } => (refr, RuleKind::Set, false),
+        Rule::Spec { head: RuleHead::Compr { refr, .. }, .. } => (refr, RuleKind::Value, false),
+    };
+    let (head, parts) = ref_parts(refr)?;
+    let mut path = parsed.package.clone();
+    path.push(head.text().to_string());
+    let mut kind = kind;
+    for part in parts {
+        match part {
+            Part::Key(k) => path.push(k),
+            Part::Expr(_) => {
+                if kind == RuleKind::Value {
+                    kind = RuleKind::Object;
+                }
+                break;
+            }
+        }
+    }
+    Some(RuleDef { module, rule, path, kind, default })
+}
+
+/// One step of a reference after its head.
+pub enum Part<'e> {
+    /// A constant key (`.b` or `["b"]`).
+    Key(String),
+    /// Any other index (`[x]`, `[1]`, `[f(x)]`).
+    Expr(&'e Expr),
+}
+
+/// A reference as its head variable and its steps (`a.b[x]` is `a`, [`b`, `x`]).
+pub fn ref_parts(expr: &Expr) -> Option<(&Span, Vec<Part<'_>>)> {
+    let mut parts = Vec::new();
+    let mut cur = expr;
+    loop {
+        match cur {
+            Expr::Var { span, .. } => {
+                parts.reverse();
+                return Some((span, parts));
+            }
+            Expr::RefDot { refr, field, .. } => {
+                parts.push(Part::Key(string_of(&field.1).unwrap_or_else(|| field.0.text().to_string())));
+                cur = refr;
+            }
+            Expr::RefBrack { refr, index, .. } => {
+                match index.as_ref() {
+                    Expr::String { value, .. } | Expr::RawString { value, .. } => {
+                        parts.push(Part::Key(string_of(value).unwrap_or_default()))
+                    }
+                    other => parts.push(Part::Expr(other)),
+                }
+                cur = refr;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A reference whose steps are all constant, as its components (`data.a.b` is `[data, a, b]`).
+pub fn path_of(expr: &Expr) -> Option<Vec<String>> {
+    let (head, parts) = ref_parts(expr)?;
+    let mut out = vec![head.text().to_string()];
+    for p in parts {
+        match p {
+            Part::Key(k) => out.push(k),
+            Part::Expr(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn string_of(v: &Value) -> Option<String> {
+    v.as_string().ok().map(|s| s.to_string())
+}
+
+/// Call `f` on `expr` and every expression inside it, including comprehension bodies.
+pub fn walk_expr<'e>(expr: &'e Expr, f: &mut dyn FnMut(&'e Expr)) {
+    f(expr);
+    match expr {
+        Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().for_each(|i| walk_expr(i, f)),
+        Expr::Object { fields, .. } => {
+            for (_, k, v) in fields {
+                walk_expr(k, f);
+                walk_expr(v, f);
+            }
+        }
+        Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+            walk_expr(term, f);
+            walk_query(query, f);
+        }
+        Expr::ObjectCompr { key, value, query, .. } => {
+            walk_expr(key, f);
+            walk_expr(value, f);
+            walk_query(query, f);
+        }
+        Expr::Call { fcn, params, .. } => {
+            walk_expr(fcn, f);
+            params.iter().for_each(|p| walk_expr(p, f));
+        }
+        Expr::UnaryExpr { expr, .. } => walk_expr(expr, f),
+        Expr::RefDot { refr, .. } => walk_expr(refr, f),
+        Expr::RefBrack { refr, index, .. } => {
+            walk_expr(refr, f);
+            walk_expr(index, f);
+        }
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => {
+            walk_expr(lhs, f);
+            walk_expr(rhs, f);
+        }
+        Expr::Membership { key, value, collection, .. } => {
+            if let Some(k) = key {
+                walk_expr(k, f);
+            }
+            walk_expr(value, f);
+            walk_expr(collection, f);
+        }
+        _ => {}
+    }
+}
+
+/// Call `f` on every expression of a query, including `with` modifiers and nested queries.
+pub fn walk_query<'e>(query: &'e Query, f: &mut dyn FnMut(&'e Expr)) {
+    for stmt in &query.stmts {
+        match &stmt.literal {
+            Literal::SomeVars { .. } => {}
+            Literal::SomeIn { key, value, collection, .. } => {
+                if let Some(k) = key {
+                    walk_expr(k, f);
+                }
+                walk_expr(value, f);
+                walk_expr(collection, f);
+            }
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => walk_expr(expr, f),
+            Literal::Every { domain, query, .. } => {
+                walk_expr(domain, f);
+                walk_query(query, f);
+            }
+        }
+        for w in &stmt.with_mods {
+            walk_expr(&w.refr, f);
+            walk_expr(&w.r#as, f);
+        }
+    }
+}
+
+/// Call `f` on every expression of a rule but the name its head defines: the head's indexes,
+/// arguments and value, and all its bodies.
+pub fn walk_rule<'e>(rule: &'e Rule, f: &mut dyn FnMut(&'e Expr)) {
+    let indexes = |refr: &'e Expr, f: &mut dyn FnMut(&'e Expr)| {
+        if let Some((_, parts)) = ref_parts(refr) {
+            for p in parts {
+                if let Part::Expr(e) = p {
+                    walk_expr(e, f);
+                }
+            }
+        }
+    };
+    match rule {
+        Rule::Default { args, value, .. } => {
+            args.iter().for_each(|a| walk_expr(a, f));
+            walk_expr(value, f);
+        }
+        Rule::Spec { head, bodies, .. } => {
+            match head {
+                RuleHead::Compr { refr, assign, .. } => {
+                    indexes(refr, f);
+                    if let Some(a) = assign {
+                        walk_expr(&a.value, f);
+                    }
+                }
+                RuleHead::Set { refr, key, .. } => {
+                    indexes(refr, f);
+                    if let Some(k) = key {
+                        walk_expr(k, f);
+                    }
+                }
+                RuleHead::Func { refr, args, assign, .. } => {
+                    indexes(refr, f);
+                    args.iter().for_each(|a| walk_expr(a, f));
+                    if let Some(a) = assign {
+                        walk_expr(&a.value, f);
+                    }
+                }
+            }
+            for body in bodies {
+                if let Some(a) = &body.assign {
+                    walk_expr(&a.value, f);
+                }
+                walk_query(&body.query, f);
+            }
+        }
+    }
+}
+
+/// Call `f` on every whole reference of a rule (`data.a.b[x]`, not also `data.a` and `data`)
+/// and every function a call names; the indexes of references are visited in turn.
+pub fn walk_refs<'e>(rule: &'e Rule, f: &mut dyn FnMut(&'e Expr)) {
+    // Expressions that are the inner part of a longer reference are skipped.
+    let mut inner: Vec<*const Expr> = Vec::new();
+    walk_rule(rule, &mut |e| {
+        if let Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } = e {
+            inner.push(refr.as_ref() as *const Expr);
+        }
+    });
+    walk_rule(rule, &mut |e| {
+        if matches!(e, Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. })
+            && !inner.contains(&(e as *const Expr))
+        {
+            f(e);
+        }
+    });
+}
+
+/// 1-based line and column of a span.
+pub fn at(span: &Span) -> (usize, usize) {
+    (span.line as usize, span.col as usize)
+}

@@ -1,0 +1,595 @@
+//! `CheckTypes` and `CheckDeprecatedBuiltins`: builtin calls get the number and the types of
+//! arguments OPA's declarations ask for, and Rego v1 calls no deprecated builtin.
+//!
+//! Types flow as in OPA's checker: from literals, builtin results and the values of other rules
+//! (checked first, in dependency order), through the variables a body binds, in the order
+//! safety allows. What cannot be known (`input`, a reference into unknown data) is `any`, which
+//! fits everything, so edict refuses a call only when OPA would too.
+
+use std::collections::{BTreeSet, HashMap};
+
+use regorus::unstable::{ArithOp, AssignOp, BinOp, BoolOp, Expr, Literal, Query, Rule, RuleHead};
+
+use super::model::{Part, Program, RuleKind, at, ref_parts};
+use super::safety::{Names, Vars, declared_in, order};
+use super::structure::{Callee, callee, dependencies};
+use super::types::Ty;
+use super::{CompileError, ErrorCode};
+use crate::policy::Capabilities;
+use crate::policy::capabilities::Builtin;
+
+struct Checker<'p> {
+    program: &'p Program<'p>,
+    caps: &'p Capabilities,
+    /// Value types of the rules checked so far, by path.
+    rules: HashMap<Vec<String>, Ty>,
+    errors: Vec<CompileError>,
+}
+
+struct Scope<'s> {
+    module: usize,
+    declared: Vars,
+    env: HashMap<String, Ty>,
+    names: &'s Names<'s>,
+}
+
+/// Check every rule's types.
+pub fn check_types(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
+    let mut checker = Checker { program, caps, rules: HashMap::new(), errors: Vec::new() };
+    for i in dependency_order(program) {
+        let ty = checker.rule(i);
+        let path = program.rules[i].path.clone();
+        let merged = match checker.rules.remove(&path) {
+            Some(before) => Ty::union(vec![before, ty]),
+            None => ty,
+        };
+        checker.rules.insert(path, merged);
+    }
+    errors.extend(checker.errors);
+}
+
+/// `CheckDeprecatedBuiltins`: Rego v1 modules may not call deprecated builtins.
+pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
+    for def in &program.rules {
+        for (call, declared) in super::structure::calls(def.rule) {
+            let Expr::Call { fcn, .. } = call else { continue };
+            if let Callee::Builtin(b) = callee(program, def.module, caps, fcn, &declared)
+                && b.deprecated
+            {
+                let (line, col) = at(call.span());
+                errors.push(CompileError {
+                    file: program.modules[def.module].label.clone(),
+                    line,
+                    col,
+                    code: ErrorCode::Type,
+                    message: format!("deprecated built-in function calls in expression: {}", b.name),
+                });
+            }
+        }
+    }
+}
+
+/// Rules ordered so that each comes after the rules it reads.
+fn dependency_order(program: &Program) -> Vec<usize> {
+    let deps = dependencies(program);
+    let mut done = vec![false; deps.len()];
+    let mut out = Vec::new();
+    fn visit(i: usize, deps: &[BTreeSet<usize>], done: &mut [bool], out: &mut Vec<usize>) {
+        if done[i] {
+            return;
+        }
+        done[i] = true;
+        for &d in &deps[i] {
+            visit(d, deps, done, out);
+        }
+        out.push(i);
+    }
+    for i in 0..deps.len() {
+        visit(i, &deps, &mut done, &mut out);
+    }
+    out
+}
+
+impl Checker<'_> {
+    fn error(&mut self, module: usize, expr: &Expr, message: String) {
+        let (line, col) = at(expr.span());
+        self.errors.push(CompileError {
+            file: self.program.modules[module].label.clone(),
+            line,
+            col,
+            code: ErrorCode::Type,
+            message,
+        });
+    }
+
+    /// Check one rule and return the type of the value it defines.
+    fn rule(&mut self, i: usize) -> Ty {
+        let def = &self.program.rules[i];
+        let names = Names { program: self.program, module: def.module, caps: self.caps };
+        let mut args_declared = Vars::new();
+        let args: &[_] = match def.rule {
+            Rule::Spec { head: RuleHead::Func { args, .. }, .. } | Rule::Default { args, .. } => args,
+            _ => &[],
+        };
+        for a in args {
+            super::model::walk_expr(a, &mut |e| {
+                if let Expr::Var { span, .. } = e {
+                    args_declared.insert(span.text().to_string());
+                }
+            });
+        }
+        let mut scope = Scope {
+            module: def.module,
+            declared: args_declared.clone(),
+            env: args_declared.iter().map(|a| (a.clone(), Ty::Any)).collect(),
+            names: &names,
+        };
+        match def.rule {
+            Rule::Default { value, .. } => self.infer(value, &mut scope),
+            Rule::Spec { head, bodies, .. } => {
+                let mut values = Vec::new();
+                for body in bodies {
+                    let mut inner = Scope {
+                        module: scope.module,
+                        declared: scope.declared.clone(),
+                        env: scope.env.clone(),
+                        names: &names,
+                    };
+                    self.query(&body.query, &mut inner);
+                    if let Some(a) = &body.assign {
+                        values.push(self.infer(&a.value, &mut inner));
+                    }
+                    let head_value = match head {
+                        _ if body.is_else => None,
+                        RuleHead::Compr { assign: Some(a), .. } | RuleHead::Func { assign: Some(a), .. } => {
+                            Some(self.infer(&a.value, &mut inner))
+                        }
+                        RuleHead::Set { key: Some(k), .. } => {
+                            Some(Ty::Set(Box::new(self.infer(k, &mut inner))))
+                        }
+                        _ => None,
+                    };
+                    values.extend(head_value);
+                }
+                if bodies.is_empty() {
+                    // `p := value` with no body.
+                    match head {
+                        RuleHead::Compr { assign: Some(a), .. } | RuleHead::Func { assign: Some(a), .. } => {
+                            values.push(self.infer(&a.value, &mut scope))
+                        }
+                        RuleHead::Set { key: Some(k), .. } => {
+                            values.push(Ty::Set(Box::new(self.infer(k, &mut scope))))
+                        }
+                        _ => {}
+                    }
+                }
+                if values.is_empty() {
+                    values.push(Ty::Bool);
+                }
+                let value = Ty::union(values);
+                if def.kind == RuleKind::Object { Ty::Obj(Box::new(value)) } else { value }
+            }
+        }
+    }
+
+    /// Check a query's literals in the order safety allows, binding the types of its variables.
+    fn query(&mut self, query: &Query, scope: &mut Scope) {
+        let outer = scope.declared.clone();
+        scope.declared.extend(declared_in(query));
+        let bound: Vars = scope.env.keys().cloned().collect();
+        let (placed, _) = order(query, scope.names, &outer, &bound);
+        for i in placed {
+            let stmt = &query.stmts[i];
+            for w in &stmt.with_mods {
+                self.infer(&w.r#as, scope);
+            }
+            match &stmt.literal {
+                Literal::SomeVars { .. } => {}
+                Literal::SomeIn { key, value, collection, .. } => {
+                    let coll = self.infer(collection, scope);
+                    if let Some(k) = key {
+                        self.bind(k, Ty::Any, scope);
+                    }
+                    self.bind(value, coll.element(), scope);
+                }
+                Literal::NotExpr { expr, .. } => {
+                    self.infer(expr, scope);
+                }
+                Literal::Every { key, value, domain, query, .. } => {
+                    let dom = self.infer(domain, scope);
+                    let mut inner = Scope {
+                        module: scope.module,
+                        declared: scope.declared.clone(),
+                        env: scope.env.clone(),
+                        names: scope.names,
+                    };
+                    if let Some(k) = key {
+                        inner.env.insert(k.text().to_string(), Ty::Any);
+                        inner.declared.insert(k.text().to_string());
+                    }
+                    inner.env.insert(value.text().to_string(), dom.element());
+                    inner.declared.insert(value.text().to_string());
+                    self.query(query, &mut inner);
+                }
+                Literal::Expr { expr, .. } => self.literal(expr, scope),
+            }
+        }
+    }
+
+    fn literal(&mut self, expr: &Expr, scope: &mut Scope) {
+        match expr {
+            Expr::AssignExpr { op, lhs, rhs, .. } => {
+                let program = self.program;
+                let unbound = |e: &Expr, scope: &Scope| {
+                    matches!(e, Expr::Var { span, .. } if !scope.env.contains_key(span.text())
+                        && (scope.declared.contains(span.text()) || !program.globals[scope.module].contains_key(span.text())))
+                };
+                if *op == AssignOp::Eq && unbound(rhs, scope) && !unbound(lhs, scope) {
+                    let t = self.infer(lhs, scope);
+                    self.bind(rhs, t, scope);
+                    return;
+                }
+                let right = self.infer(rhs, scope);
+                let composite = |e: &Expr| match e {
+                    Expr::Array { .. } => Some(Ty::Arr(Box::new(Ty::Any))),
+                    Expr::Object { .. } => Some(Ty::Obj(Box::new(Ty::Any))),
+                    _ => None,
+                };
+                if let Some(left) = composite(lhs)
+                    && right.is_known()
+                    && !right.fits(&left)
+                {
+                    self.error(
+                        scope.module,
+                        expr,
+                        format!("match error\n\tleft  : {left}\n\tright : {right}"),
+                    );
+                    return;
+                }
+                if *op == AssignOp::Eq
+                    && !unbound(lhs, scope)
+                    && !matches!(lhs.as_ref(), Expr::Array { .. } | Expr::Object { .. })
+                {
+                    let left = self.infer(lhs, scope);
+                    if left.is_known() && right.is_known() && !left.fits(&right) {
+                        self.error(
+                            scope.module,
+                            expr,
+                            format!("match error\n\tleft  : {left}\n\tright : {right}"),
+                        );
+                    }
+                    return;
+                }
+                self.bind(lhs, right, scope);
+            }
+            Expr::Call { fcn, params, .. } => {
+                // A call given one argument more than it takes binds its result to the last.
+                let resolved = callee(self.program, scope.module, self.caps, fcn, &scope.declared);
+                if let Callee::Builtin(b) = resolved
+                    && !b.variadic
+                    && params.len() == b.args.len() + 1
+                    && let Some(last) = params.last()
+                {
+                    let result = self.builtin(b, expr, &params[..b.args.len()], scope);
+                    self.bind(last, result, scope);
+                    return;
+                }
+                if let Callee::Rule(path) = &resolved
+                    && let Some(n) = self.arity(path)
+                    && params.len() == n + 1
+                    && let Some(last) = params.last()
+                {
+                    for p in &params[..n] {
+                        self.infer(p, scope);
+                    }
+                    let result = self.rules.get(path).cloned().unwrap_or(Ty::Any);
+                    self.bind(last, result, scope);
+                    return;
+                }
+                self.infer(expr, scope);
+            }
+            _ => {
+                self.infer(expr, scope);
+            }
+        }
+    }
+
+    /// The arity of the function at `path`, if a function is there.
+    fn arity(&self, path: &[String]) -> Option<usize> {
+        self.program.functions_at(path).first().and_then(|&i| match self.program.rules[i].kind {
+            RuleKind::Function(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    fn is_global(&self, name: &str, scope: &Scope) -> bool {
+        !scope.declared.contains(name) && self.program.globals[scope.module].contains_key(name)
+    }
+
+    /// Give the variables of a pattern the type of what it is unified with.
+    fn bind(&mut self, pattern: &Expr, ty: Ty, scope: &mut Scope) {
+        match pattern {
+            Expr::Var { span, .. } => {
+                let name = span.text();
+                if name == "_" || self.is_global(name, scope) {
+                    return;
+                }
+                scope.env.entry(name.to_string()).or_insert(ty);
+            }
+            Expr::Array { items, .. } => {
+                let elem = ty.element();
+                for i in items {
+                    self.bind(i, elem.clone(), scope);
+                }
+            }
+            Expr::Object { fields, .. } => {
+                let elem = ty.element();
+                for (_, _, v) in fields {
+                    self.bind(v, elem.clone(), scope);
+                }
+            }
+            other => {
+                self.infer(other, scope);
+            }
+        }
+    }
+
+    /// Check a builtin call's arguments and return its result type.
+    fn builtin(
+        &mut self,
+        b: &Builtin,
+        call: &Expr,
+        params: &[regorus::unstable::ExprRef],
+        scope: &mut Scope,
+    ) -> Ty {
+        let have: Vec<Ty> = params.iter().map(|p| self.infer(p, scope)).collect();
+        let have_text = have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let want_text = b.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        if b.variadic {
+            return b.result.clone().unwrap_or(Ty::Any);
+        }
+        if have.len() != b.args.len() {
+            self.error(
+                scope.module,
+                call,
+                format!("{}: arity mismatch\n\thave: ({have_text})\n\twant: ({want_text})", b.name),
+            );
+            return Ty::Any;
+        }
+        if have.iter().zip(&b.args).any(|(h, w)| !h.fits(w)) {
+            self.error(
+                scope.module,
+                call,
+                format!("{}: invalid argument(s)\n\thave: ({have_text})\n\twant: ({want_text})", b.name),
+            );
+            return Ty::Any;
+        }
+        b.result.clone().unwrap_or(Ty::Any)
+    }
+
+    fn operator(&mut self, name: &str, call: &Expr, lhs: &Expr, rhs: &Expr, scope: &mut Scope) -> Ty {
+        match self.caps.builtin(name) {
+            Some(b) => {
+                let have = [self.infer(lhs, scope), self.infer(rhs, scope)];
+                if have.iter().zip(&b.args).any(|(h, w)| !h.fits(w)) {
+                    let have_text = have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                    let want_text = b.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                    self.error(
+                        scope.module,
+                        call,
+                        format!(
+                            "{}: invalid argument(s)\n\thave: ({have_text})\n\twant: ({want_text})",
+                            b.name
+                        ),
+                    );
+                    return Ty::Any;
+                }
+                b.result.clone().unwrap_or(Ty::Any)
+            }
+            None => Ty::Any,
+        }
+    }
+
+    /// The type of an expression; checks the calls inside it.
+    fn infer(&mut self, expr: &Expr, scope: &mut Scope) -> Ty {
+        match expr {
+            Expr::String { .. } | Expr::RawString { .. } => Ty::Str,
+            Expr::Number { .. } => Ty::Num,
+            Expr::Bool { .. } => Ty::Bool,
+            Expr::Null { .. } => Ty::Null,
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => self.reference(expr, scope),
+            Expr::Array { items, .. } => {
+                let t: Vec<Ty> = items.iter().map(|i| self.infer(i, scope)).collect();
+                Ty::Arr(Box::new(if t.is_empty() { Ty::Any } else { Ty::union(t) }))
+            }
+            Expr::Set { items, .. } => {
+                let t: Vec<Ty> = items.iter().map(|i| self.infer(i, scope)).collect();
+                Ty::Set(Box::new(if t.is_empty() { Ty::Any } else { Ty::union(t) }))
+            }
+            Expr::Object { fields, .. } => {
+                let mut values = Vec::new();
+                for (_, k, v) in fields {
+                    self.infer(k, scope);
+                    values.push(self.infer(v, scope));
+                }
+                Ty::Obj(Box::new(if values.is_empty() { Ty::Any } else { Ty::union(values) }))
+            }
+            Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+                let mut inner = Scope {
+                    module: scope.module,
+                    declared: scope.declared.clone(),
+                    env: scope.env.clone(),
+                    names: scope.names,
+                };
+                self.query(query, &mut inner);
+                let t = self.infer(term, &mut inner);
+                if matches!(expr, Expr::ArrayCompr { .. }) {
+                    Ty::Arr(Box::new(t))
+                } else {
+                    Ty::Set(Box::new(t))
+                }
+            }
+            Expr::ObjectCompr { key, value, query, .. } => {
+                let mut inner = Scope {
+                    module: scope.module,
+                    declared: scope.declared.clone(),
+                    env: scope.env.clone(),
+                    names: scope.names,
+                };
+                self.query(query, &mut inner);
+                self.infer(key, &mut inner);
+                Ty::Obj(Box::new(self.infer(value, &mut inner)))
+            }
+            Expr::Call { fcn, params, .. } => {
+                match callee(self.program, scope.module, self.caps, fcn, &scope.declared) {
+                    Callee::Builtin(b) => self.builtin(b, expr, params, scope),
+                    Callee::Rule(path) => {
+                        for p in params {
+                            self.infer(p, scope);
+                        }
+                        if let Some(n) = self.arity(&path)
+                            && params.len() != n
+                        {
+                            let name = super::model::dotted(&path);
+                            self.error(
+                                scope.module,
+                                expr,
+                                format!("function {name} has arity {n}, got {} arguments", params.len()),
+                            );
+                        }
+                        self.rules.get(&path).cloned().unwrap_or(Ty::Any)
+                    }
+                    Callee::Unknown(_) => Ty::Any,
+                }
+            }
+            Expr::UnaryExpr { expr: inner, .. } => {
+                let t = self.infer(inner, scope);
+                if !t.fits(&Ty::Num) {
+                    self.error(
+                        scope.module,
+                        expr,
+                        format!("minus: invalid argument(s)\n\thave: ({t})\n\twant: (number)"),
+                    );
+                }
+                Ty::Num
+            }
+            Expr::BinExpr { op, lhs, rhs, .. } => {
+                let name = match op {
+                    BinOp::Union => "or",
+                    BinOp::Intersection => "and",
+                };
+                self.operator(name, expr, lhs, rhs, scope)
+            }
+            Expr::ArithExpr { op, lhs, rhs, .. } => {
+                let name = match op {
+                    ArithOp::Add => "plus",
+                    ArithOp::Sub => "minus",
+                    ArithOp::Mul => "mul",
+                    ArithOp::Div => "div",
+                    ArithOp::Mod => "rem",
+                };
+                self.operator(name, expr, lhs, rhs, scope)
+            }
+            Expr::BoolExpr { op, lhs, rhs, .. } => {
+                let name = match op {
+                    BoolOp::Lt => "lt",
+                    BoolOp::Le => "lte",
+                    BoolOp::Eq => "equal",
+                    BoolOp::Ge => "gte",
+                    BoolOp::Gt => "gt",
+                    BoolOp::Ne => "neq",
+                };
+                let (left, right) = (self.infer(lhs, scope), self.infer(rhs, scope));
+                if matches!(op, BoolOp::Eq | BoolOp::Ne) {
+                    // OPA unifies the operands of `==` and `!=`: values of types that
+                    // cannot be equal are a type error, not a comparison that fails.
+                    if left.is_known() && right.is_known() && !left.fits(&right) {
+                        self.error(
+                            scope.module,
+                            expr,
+                            format!("match error\n\tleft  : {left}\n\tright : {right}"),
+                        );
+                    }
+                } else {
+                    self.operator(name, expr, lhs, rhs, scope);
+                }
+                Ty::Bool
+            }
+            Expr::AssignExpr { .. } => {
+                self.literal(expr, scope);
+                Ty::Bool
+            }
+            Expr::Membership { key, value, collection, .. } => {
+                if let Some(k) = key {
+                    self.infer(k, scope);
+                }
+                self.infer(value, scope);
+                self.infer(collection, scope);
+                Ty::Bool
+            }
+            #[allow(unreachable_patterns)]
+            _ => Ty::Any,
+        }
+    }
+
+    /// The type of a variable or reference.
+    fn reference(&mut self, expr: &Expr, scope: &mut Scope) -> Ty {
+        let Some((head, parts)) = ref_parts(expr) else { return Ty::Any };
+        let name = head.text();
+        for p in &parts {
+            if let Part::Expr(e) = p {
+                self.infer(e, scope);
+            }
+        }
+        if let Some(t) = scope.env.get(name) {
+            let mut t = t.clone();
+            for _ in &parts {
+                t = t.element();
+            }
+            return t;
+        }
+        if !self.is_global(name, scope) {
+            return Ty::Any;
+        }
+        let global = &self.program.globals[scope.module][name];
+        if global[0] != "data" {
+            return Ty::Any;
+        }
+        let mut path = global[1..].to_vec();
+        let mut rest = 0;
+        for p in &parts {
+            match p {
+                Part::Key(k) if rest == 0 && !self.rules.contains_key(&path) => path.push(k.clone()),
+                _ => rest += 1,
+            }
+        }
+        match self.rules.get(&path) {
+            Some(t) => {
+                let mut t = t.clone();
+                let steps: Vec<&Part> = parts.iter().skip(parts.len() - rest).collect();
+                for (n, step) in steps.iter().enumerate() {
+                    // A key into a scalar, or a string key into an array, is a ref OPA knows
+                    // can never be defined.
+                    let impossible = matches!(t, Ty::Num | Ty::Str | Ty::Bool | Ty::Null)
+                        || (matches!(t, Ty::Arr(_)) && matches!(step, Part::Key(_)));
+                    if impossible {
+                        let mut full = path.clone();
+                        full.extend(steps[..=n].iter().map(|p| match p {
+                            Part::Key(k) => k.clone(),
+                            Part::Expr(e) => e.span().text().to_string(),
+                        }));
+                        self.error(
+                            scope.module,
+                            expr,
+                            format!("undefined ref: {}", super::model::dotted(&full)),
+                        );
+                        return Ty::Any;
+                    }
+                    t = t.element();
+                }
+                t
+            }
+            None => Ty::Any,
+        }
+    }
+}

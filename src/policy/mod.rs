@@ -1,0 +1,8 @@
+//! Rego as OPA sees it: the builtin declarations of an OPA release and the compile gate that
+//! refuses what OPA's compiler refuses.
+
+pub mod analyse;
+pub mod capabilities;
+
+pub use analyse::{CompileError, ErrorCode, Gate, check_modules};
+pub use capabilities::Capabilities;

@@ -1,0 +1,3 @@
+package gate
+
+allow if count([1], 2, 3)

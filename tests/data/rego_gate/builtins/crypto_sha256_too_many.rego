@@ -1,0 +1,3 @@
+package gate
+
+h := crypto.sha256("a", "b", "c")

@@ -1,0 +1,3 @@
+package gate
+
+v := object.get(input, "a")

@@ -1,0 +1,3 @@
+package gate
+
+flat := array.flatten([[1], [2]])

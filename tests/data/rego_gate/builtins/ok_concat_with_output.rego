@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	concat(",", ["a", "b"], out)
+	out == "a,b"
+}

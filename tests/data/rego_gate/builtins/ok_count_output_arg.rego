@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	count([1], n)
+	n == 1
+}

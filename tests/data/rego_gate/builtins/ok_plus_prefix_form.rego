@@ -1,0 +1,3 @@
+package gate
+
+three := plus(1, 2)

@@ -1,0 +1,3 @@
+package gate
+
+s := strings.reverse("abc")

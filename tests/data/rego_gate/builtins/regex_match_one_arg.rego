@@ -1,0 +1,3 @@
+package gate
+
+allow if regex.match("^a")

@@ -1,0 +1,3 @@
+package gate
+
+allow if contains_any(input.tags, ["a"])

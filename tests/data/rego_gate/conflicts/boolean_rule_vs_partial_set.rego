@@ -1,0 +1,5 @@
+package gate
+
+deny if input.bad
+
+deny contains "x" if input.worse

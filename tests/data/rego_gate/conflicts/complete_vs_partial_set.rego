@@ -1,0 +1,5 @@
+package gate
+
+deny := {"x"}
+
+deny contains "y" if input.y

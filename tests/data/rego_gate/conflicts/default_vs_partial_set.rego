@@ -1,0 +1,5 @@
+package gate
+
+default deny := set()
+
+deny contains "x" if input.x

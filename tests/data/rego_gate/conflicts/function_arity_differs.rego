@@ -1,0 +1,5 @@
+package gate
+
+f(x) := x
+
+f(x, y) := x + y

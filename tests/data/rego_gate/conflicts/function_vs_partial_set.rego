@@ -1,0 +1,5 @@
+package gate
+
+names(x) := {x}
+
+names contains "y" if input.y

@@ -1,0 +1,5 @@
+package gate
+
+deny if input.a
+
+deny := true if input.b

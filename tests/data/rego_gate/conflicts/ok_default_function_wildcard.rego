@@ -1,0 +1,5 @@
+package gate
+
+default allowed(_) := false
+
+allowed(u) if u.admin

@@ -1,0 +1,7 @@
+package gate
+
+labels["team"] := input.team
+
+labels[k] := v if {
+	some k, v in input.extra
+}

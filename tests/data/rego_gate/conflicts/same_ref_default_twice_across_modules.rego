@@ -1,0 +1,8 @@
+# module: a.rego
+package gate
+
+default level := "low"
+# module: b.rego
+package gate
+
+default level := "high"

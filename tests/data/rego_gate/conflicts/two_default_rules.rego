@@ -1,0 +1,5 @@
+package gate
+
+default allow := false
+
+default allow := true

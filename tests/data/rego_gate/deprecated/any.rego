@@ -1,0 +1,3 @@
+package gate
+
+allow if any([false, input.ok])

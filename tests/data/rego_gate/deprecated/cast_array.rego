@@ -1,0 +1,3 @@
+package gate
+
+xs := cast_array({1})

@@ -1,0 +1,3 @@
+package gate
+
+b := cast_boolean(true)

@@ -1,0 +1,3 @@
+package gate
+
+n := cast_null(null)

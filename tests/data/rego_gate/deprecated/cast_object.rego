@@ -1,0 +1,3 @@
+package gate
+
+o := cast_object({"a": 1})

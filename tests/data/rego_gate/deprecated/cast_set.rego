@@ -1,0 +1,3 @@
+package gate
+
+s := cast_set([1])

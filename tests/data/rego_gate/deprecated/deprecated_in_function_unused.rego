@@ -1,0 +1,3 @@
+package gate
+
+names_overlap(a, b) := count(set_diff(a, b)) < count(a)

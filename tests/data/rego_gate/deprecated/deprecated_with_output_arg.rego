@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	any([true], x)
+	x
+}

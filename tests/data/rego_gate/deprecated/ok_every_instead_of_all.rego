@@ -1,0 +1,7 @@
+package gate
+
+allow if {
+	every v in [true, input.ok] {
+		v == true
+	}
+}

@@ -1,0 +1,3 @@
+package gate
+
+rest := {1, 2} - {2}

@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	some v in [false, input.ok]
+	v == true
+}

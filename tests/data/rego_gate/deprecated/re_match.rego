@@ -1,0 +1,3 @@
+package gate
+
+allow if re_match("^a", input.name)

@@ -1,0 +1,3 @@
+package gate
+
+rest := set_diff({1, 2}, {2})

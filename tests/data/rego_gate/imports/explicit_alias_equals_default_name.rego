@@ -1,0 +1,6 @@
+package gate
+
+import data.lib
+import data.other as lib
+
+allow if lib.ok

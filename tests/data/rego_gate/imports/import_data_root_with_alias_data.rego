@@ -1,0 +1,5 @@
+package gate
+
+import data.lib as data
+
+allow if true

@@ -1,0 +1,5 @@
+package gate
+
+import config.limits
+
+allow if limits.cpu > 1

@@ -1,0 +1,6 @@
+package gate
+
+import data.user
+import input.user
+
+allow if user.admin

@@ -1,0 +1,6 @@
+package gate
+
+import input.user
+import input.user
+
+allow if user == "alice"

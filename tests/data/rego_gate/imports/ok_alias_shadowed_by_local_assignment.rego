@@ -1,0 +1,8 @@
+package gate
+
+import data.lib
+
+allow if {
+	lib := 1
+	lib == 1
+}

@@ -1,0 +1,5 @@
+package gate
+
+import future.keywords
+
+allow if "a" in input.roles

@@ -1,0 +1,5 @@
+package gate
+
+import data.lib.helpers as check
+
+check if input.ok

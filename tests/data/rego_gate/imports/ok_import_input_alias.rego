@@ -1,0 +1,5 @@
+package gate
+
+import input.request.user as user
+
+allow if user.name == "alice"

@@ -1,0 +1,5 @@
+package gate
+
+import data.lib.allow
+
+allow if input.ok

@@ -1,0 +1,7 @@
+package gate
+
+import data.a.users
+import data.b.groups
+import input.users
+
+allow if users.x == groups.y

@@ -1,0 +1,5 @@
+package gate
+
+import future.keywords.unless
+
+allow if true

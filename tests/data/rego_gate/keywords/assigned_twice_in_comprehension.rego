@@ -1,0 +1,3 @@
+package gate
+
+xs := [y | y := 1; y := 2]

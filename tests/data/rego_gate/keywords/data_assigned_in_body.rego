@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	data := 1
+	data == 1
+}

@@ -1,0 +1,3 @@
+package gate
+
+f(input) := 1

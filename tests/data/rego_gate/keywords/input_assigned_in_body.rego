@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	input := {"x": 1}
+	input.x == 1
+}

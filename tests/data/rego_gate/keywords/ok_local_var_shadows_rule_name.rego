@@ -1,0 +1,8 @@
+package gate
+
+limit := 10
+
+allow if {
+	limit := 5
+	limit < 10
+}

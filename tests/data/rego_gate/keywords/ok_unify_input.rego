@@ -1,0 +1,3 @@
+package gate
+
+allow if input = {"x": 1}

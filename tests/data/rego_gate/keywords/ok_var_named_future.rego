@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	future := 1
+	future == 1
+}

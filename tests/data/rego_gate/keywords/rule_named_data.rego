@@ -1,0 +1,3 @@
+package gate
+
+data := 1

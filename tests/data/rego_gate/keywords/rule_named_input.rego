@@ -1,0 +1,3 @@
+package gate
+
+input := 1

@@ -1,0 +1,3 @@
+package gate
+
+limit := 1.2.3

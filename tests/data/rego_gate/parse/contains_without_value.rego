@@ -1,0 +1,3 @@
+package gate
+
+deny contains if input.bad

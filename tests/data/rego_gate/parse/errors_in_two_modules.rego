@@ -1,0 +1,8 @@
+# module: a.rego
+package a
+
+p if {
+# module: b.rego
+package b
+
+q := ]

@@ -1,0 +1,7 @@
+package gate
+
+allow if {
+	every x {
+		x > 0
+	}
+}

@@ -1,0 +1,5 @@
+package gate
+
+import data.lib[x]
+
+allow if true

@@ -1,0 +1,3 @@
+package gate
+
+contains := 1

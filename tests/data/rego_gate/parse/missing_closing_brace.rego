@@ -1,0 +1,4 @@
+package gate
+
+allow if {
+	input.user == "alice"

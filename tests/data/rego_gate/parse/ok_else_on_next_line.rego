@@ -1,0 +1,4 @@
+package gate
+
+level := "high" if input.x > 10
+else := "low"

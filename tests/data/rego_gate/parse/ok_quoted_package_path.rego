@@ -1,0 +1,3 @@
+package gate["my-policy"]
+
+allow if true

@@ -1,0 +1,5 @@
+package gate
+
+pattern := `^\w+\.example\.com$`
+
+allow if regex.match(pattern, input.host)

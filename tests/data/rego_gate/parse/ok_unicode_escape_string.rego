@@ -1,0 +1,3 @@
+package gate
+
+greeting := "caf\u00e9 \t \"quoted\" \\"

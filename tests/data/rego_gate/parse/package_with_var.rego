@@ -1,0 +1,3 @@
+package gate[x]
+
+allow if true

@@ -1,0 +1,5 @@
+package gate
+
+allow if {
+	some x in
+}

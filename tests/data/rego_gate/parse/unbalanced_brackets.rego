@@ -1,0 +1,3 @@
+package gate
+
+xs := [1, 2, 3}

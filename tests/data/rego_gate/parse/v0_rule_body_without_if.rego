@@ -1,0 +1,5 @@
+package gate
+
+allow {
+	input.user == "alice"
+}

@@ -1,0 +1,5 @@
+package gate
+
+f(x) := y if {
+	y := f(x)
+}

@@ -1,0 +1,5 @@
+package gate
+
+a if b
+
+b if a

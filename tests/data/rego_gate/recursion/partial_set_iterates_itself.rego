@@ -1,0 +1,5 @@
+package gate
+
+names contains n if {
+	some n in names
+}

@@ -1,0 +1,10 @@
+package gate
+
+a if b
+
+b if c
+
+c if {
+	input.x
+	a
+}

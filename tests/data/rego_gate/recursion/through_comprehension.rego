@@ -1,0 +1,5 @@
+package gate
+
+xs := [x | some x in ys]
+
+ys := [y | some y in xs]

@@ -1,0 +1,5 @@
+package gate
+
+level := "high" if {
+	input.x > 10
+} else := level

@@ -1,0 +1,5 @@
+package gate
+
+allow if not deny
+
+deny if not allow

@@ -1,0 +1,3 @@
+package gate
+
+n_rules := count(data.gate)

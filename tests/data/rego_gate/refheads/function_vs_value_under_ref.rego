@@ -1,0 +1,5 @@
+package gate
+
+lib.f(x) := x
+
+lib.f := 2

@@ -1,0 +1,5 @@
+package gate
+
+f(x) := x
+
+f.g := 1

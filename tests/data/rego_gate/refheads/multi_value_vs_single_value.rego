@@ -1,0 +1,5 @@
+package gate
+
+roles contains "admin"
+
+roles.admin := true

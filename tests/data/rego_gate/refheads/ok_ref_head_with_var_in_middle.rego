@@ -1,0 +1,5 @@
+package gate
+
+users[name].admin := true if {
+	some name in input.admins
+}

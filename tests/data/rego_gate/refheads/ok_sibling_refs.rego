@@ -1,0 +1,5 @@
+package gate
+
+a.b := 1
+
+a.c := 2

@@ -1,0 +1,6 @@
+package gate
+
+users[name] := info if {
+	some info in input.users
+	name := info.name
+}

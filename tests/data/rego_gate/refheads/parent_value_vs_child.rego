@@ -1,0 +1,5 @@
+package gate
+
+a := 2
+
+a.b := 1

@@ -1,0 +1,5 @@
+package gate
+
+p.q contains 1
+
+p.q := 2

@@ -1,0 +1,8 @@
+# module: gate.rego
+package gate
+
+users := {"alice"}
+# module: users.rego
+package gate.users
+
+admins := {"bob"}

@@ -1,0 +1,5 @@
+package gate
+
+a := x if true
+
+b if startswith("a")

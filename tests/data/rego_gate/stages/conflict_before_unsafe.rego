@@ -1,0 +1,7 @@
+package gate
+
+a := 1
+
+a contains 2
+
+b := x if true

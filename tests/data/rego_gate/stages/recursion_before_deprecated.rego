@@ -1,0 +1,5 @@
+package gate
+
+a if a
+
+b if any([true])

@@ -1,0 +1,7 @@
+package gate
+
+a.b := 1
+
+a.b.c := 2
+
+d := x if true

@@ -1,0 +1,5 @@
+package gate
+
+a if a
+
+b := x if true

@@ -1,0 +1,8 @@
+package gate
+
+a if {
+	some i
+	true
+}
+
+b := x if true

@@ -1,0 +1,3 @@
+package gate
+
+a := abs("x")

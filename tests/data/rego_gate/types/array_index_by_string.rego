@@ -1,0 +1,5 @@
+package gate
+
+xs := [1, 2, 3]
+
+first := xs.first

@@ -1,0 +1,3 @@
+package gate
+
+allow if [1, 2] = {"a": 1}

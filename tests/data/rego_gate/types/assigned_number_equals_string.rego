@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	x := 1
+	x == "a"
+}

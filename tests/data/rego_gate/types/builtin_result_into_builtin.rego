@@ -1,0 +1,3 @@
+package gate
+
+shout := upper(count(input.users))

@@ -1,0 +1,3 @@
+package gate
+
+shout := upper([n | some n in input.names])

@@ -1,0 +1,3 @@
+package gate
+
+joined := concat(",", 1)

@@ -1,0 +1,3 @@
+package gate
+
+allow if count(5) > 0

@@ -1,0 +1,3 @@
+package gate
+
+d := {"a": 1} - {"a": 1}

@@ -1,0 +1,3 @@
+package gate
+
+d := {1, 2} - {2}

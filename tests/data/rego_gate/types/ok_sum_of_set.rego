@@ -1,0 +1,3 @@
+package gate
+
+total := sum({1, 2, 3})

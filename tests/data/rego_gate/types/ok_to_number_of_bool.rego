@@ -1,0 +1,3 @@
+package gate
+
+n := to_number(true)

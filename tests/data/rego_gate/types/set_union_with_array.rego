@@ -1,0 +1,3 @@
+package gate
+
+s := {1, 2} | [3]

@@ -1,0 +1,3 @@
+package gate
+
+parts := split(1, ",")

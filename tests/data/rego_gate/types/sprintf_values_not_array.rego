@@ -1,0 +1,3 @@
+package gate
+
+msg := sprintf("%d workers", 5)

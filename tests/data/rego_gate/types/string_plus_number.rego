@@ -1,0 +1,3 @@
+package gate
+
+n := "a" + 1

@@ -1,0 +1,3 @@
+package gate
+
+total := sum("a")

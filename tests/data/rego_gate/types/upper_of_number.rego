@@ -1,0 +1,3 @@
+package gate
+
+name := upper(1)

@@ -1,0 +1,3 @@
+package gate
+
+allow if data.x.f(1)

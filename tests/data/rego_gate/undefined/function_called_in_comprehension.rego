@@ -1,0 +1,3 @@
+package gate
+
+names := [normalise(u) | some u in input.users]

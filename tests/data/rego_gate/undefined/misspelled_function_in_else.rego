@@ -1,0 +1,5 @@
+package gate
+
+size(x) := n if {
+	n := count(x)
+} else := lenght(x)

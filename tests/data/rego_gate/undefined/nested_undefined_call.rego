@@ -1,0 +1,5 @@
+package gate
+
+allow if {
+	upper(fmt(input.name)) == "X"
+}

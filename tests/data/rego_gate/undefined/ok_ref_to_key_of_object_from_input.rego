@@ -1,0 +1,5 @@
+package gate
+
+cfg := input.cfg
+
+level := cfg.level

@@ -1,0 +1,5 @@
+package gate
+
+import data.nowhere.to.be.found
+
+allow if true

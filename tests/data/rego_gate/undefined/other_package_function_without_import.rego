@@ -1,0 +1,8 @@
+# module: lib.rego
+package lib
+
+is_admin(u) if u.role == "admin"
+# module: main.rego
+package main
+
+allow if is_admin(input.user)

@@ -1,0 +1,5 @@
+package gate
+
+limit := 10
+
+allow if limit.max > 1

@@ -1,0 +1,5 @@
+package gate
+
+cfg := {"mode": "strict"}
+
+level := cfg.level

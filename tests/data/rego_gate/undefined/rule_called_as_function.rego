@@ -1,0 +1,5 @@
+package gate
+
+admin if input.role == "admin"
+
+allow if admin(input.user)

@@ -1,0 +1,3 @@
+package gate
+
+decision := {"allowed": allowed}

@@ -1,0 +1,5 @@
+package gate
+
+total := a + 1 if {
+	input.ok
+}

@@ -1,0 +1,3 @@
+package gate
+
+names := {n | n := users[_].name}

@@ -1,0 +1,3 @@
+package gate
+
+names := [name | some user in input.users; user.active]

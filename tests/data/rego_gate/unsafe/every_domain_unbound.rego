@@ -1,0 +1,7 @@
+package gate
+
+allow if {
+	every c in containers {
+		c.image != ""
+	}
+}

@@ -1,0 +1,5 @@
+package gate
+
+double(x) := y if {
+	x > 0
+}

@@ -1,0 +1,5 @@
+package gate
+
+user := name if {
+	input.user != ""
+}

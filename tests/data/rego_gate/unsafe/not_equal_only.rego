@@ -1,0 +1,5 @@
+package gate
+
+allow if {
+	x != 1
+}

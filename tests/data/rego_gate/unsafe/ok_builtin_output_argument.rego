@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	count(input.users, n)
+	n > 1
+}

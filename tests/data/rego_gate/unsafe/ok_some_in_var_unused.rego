@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	some x in input.xs
+	input.user == "alice"
+}

@@ -1,0 +1,5 @@
+package gate
+
+pair := [a, b] if {
+	[a, b] = [input.x, input.y]
+}

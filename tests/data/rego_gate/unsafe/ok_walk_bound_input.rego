@@ -1,0 +1,6 @@
+package gate
+
+paths contains p if {
+	walk(input, [p, v])
+	v == "secret"
+}

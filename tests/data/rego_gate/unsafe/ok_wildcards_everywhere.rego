@@ -1,0 +1,5 @@
+package gate
+
+allow if {
+	input.users[_].roles[_] == "admin"
+}

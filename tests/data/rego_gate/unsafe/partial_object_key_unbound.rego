@@ -1,0 +1,5 @@
+package gate
+
+labels[key] := "set" if {
+	input.labels
+}

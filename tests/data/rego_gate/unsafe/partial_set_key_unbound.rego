@@ -1,0 +1,5 @@
+package gate
+
+deny contains msg if {
+	input.privileged
+}

@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	print("user", user)
+	input.user == "alice"
+}

@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	some i
+	input.user == "alice"
+}

@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	some i, j
+	input.users[i] == "alice"
+}

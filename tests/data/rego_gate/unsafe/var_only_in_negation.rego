@@ -1,0 +1,7 @@
+package gate
+
+deny if {
+	not input.users[name] == "root"
+}
+
+allowed_names := {"alice"}

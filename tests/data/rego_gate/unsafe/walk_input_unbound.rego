@@ -1,0 +1,5 @@
+package gate
+
+paths contains p if {
+	walk(doc, [p, _])
+}

@@ -1,0 +1,7 @@
+package gate
+
+inner if input.x == 1
+
+allow if {
+	inner with input as value
+}

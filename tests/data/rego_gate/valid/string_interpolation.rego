@@ -1,0 +1,3 @@
+package gate
+
+greeting := $"hello {input.user}, you have {count(input.items)} items"

@@ -1,0 +1,7 @@
+package gate
+
+limit := 10
+
+inner if limit > 50
+
+allow if inner with data.gate.limit as 100

@@ -1,0 +1,7 @@
+package gate
+
+allow if {
+	every x in input.xs {
+		x > 0
+	} with input as {"xs": [1]}
+}

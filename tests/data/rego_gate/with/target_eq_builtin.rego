@@ -1,0 +1,7 @@
+package gate
+
+inner if input.x == 1
+
+always(_, _) := true
+
+allow if inner with eq as always
