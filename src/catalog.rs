@@ -668,6 +668,25 @@ pub fn analyse_policy(
             ),
         ));
     }
+    // A decision whose `allowed` is written as a literal that cannot mean what it says: the
+    // entrypoint would fail closed on it (see `bundle::entrypoint`), so say so at build time.
+    for rule in info.rules.iter().filter(|r| r.set) {
+        let Some((literal, l, c)) = &rule.allowed else { continue };
+        let why = match (rule.name.as_str(), literal.as_str()) {
+            ("enforce", "true" | "false") | ("deny", "false") => continue,
+            ("enforce", _) => format!("an enforce decision's allowed must be true or false, not {literal}"),
+            ("deny", "true") => {
+                "a deny decision cannot say allowed: true (use enforce for an allow)".to_string()
+            }
+            ("deny", _) => format!("a deny decision's allowed, when given, must be false, not {literal}"),
+            _ => continue,
+        };
+        problems.push(Problem::new(
+            me.clone(),
+            Reason::InvalidRego,
+            format!("{}: {why}", origin.locate(false, *l, *c)),
+        ));
+    }
     let is_log = info.package.ends_with(&["system".to_string(), "log".to_string()]);
     for mask in info.masks.iter().filter(|_| is_log) {
         if !crate::bundle::masks::pointer_allowed(&mask.pointer) {

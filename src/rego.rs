@@ -73,6 +73,8 @@ pub struct RuleSite {
     pub col: usize,
     /// Whether the rule is a plain partial set rule (`name contains x if ...`).
     pub set: bool,
+    /// For `name contains {"allowed": <literal>, …}`: the literal as written and where.
+    pub allowed: Option<(String, usize, usize)>,
 }
 
 /// A string literal contributed to a `mask` rule, and where it is written.
@@ -99,23 +101,24 @@ pub struct ModuleInfo {
     pub masks: Vec<MaskLiteral>,
 }
 
-/// Parse one Rego v1 module.
+/// Parse one Rego v1 module, as OPA's parser takes it (through the compile gate's parser).
+/// The message of an error starts with OPA's error code.
 pub fn parse_module(label: &str, text: &str) -> Result<ModuleInfo, RegoError> {
-    let mut engine = Engine::new();
-    engine.add_policy(label.to_string(), text.to_string()).map_err(|e| RegoError::from_engine(&e))?;
-    let package = engine
-        .get_policy_package_components()
-        .map_err(|e| RegoError::from_engine(&e))?
-        .pop()
-        .map(|p| p.components)
-        .unwrap_or_default();
-    let module = engine.get_modules().first().cloned();
-    let mut info = ModuleInfo { package, package_at: (1, 1), rules: Vec::new(), masks: Vec::new() };
-    if let Some(module) = module {
-        info.package_at = (module.package.span.line as usize, module.package.span.col as usize);
-        for rule in &module.policy {
-            collect_rule(rule, &mut info);
-        }
+    let parsed = crate::policy::parse(label, text).map_err(|e| RegoError {
+        file: e.file,
+        line: e.line,
+        col: e.col,
+        message: format!("{}: {}", e.code, e.message),
+    })?;
+    let module = &parsed.module;
+    let mut info = ModuleInfo {
+        package: parsed.package.clone(),
+        package_at: (module.package.span.line as usize, module.package.span.col as usize),
+        rules: Vec::new(),
+        masks: Vec::new(),
+    };
+    for rule in &module.policy {
+        collect_rule(rule, &mut info);
     }
     Ok(info)
 }
@@ -136,7 +139,8 @@ fn collect_rule(rule: &Rule, info: &mut ModuleInfo) {
     {
         info.masks.push(pointer);
     }
-    info.rules.push(RuleSite { name, line: span.line as usize, col: span.col as usize, set });
+    let allowed = key.and_then(|k| allowed_literal(k));
+    info.rules.push(RuleSite { name, line: span.line as usize, col: span.col as usize, set, allowed });
 }
 
 fn base_name(expr: &Expr) -> Option<String> {
@@ -145,6 +149,28 @@ fn base_name(expr: &Expr) -> Option<String> {
         Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => base_name(refr),
         _ => None,
     }
+}
+
+/// The `allowed` field of an object literal, when its value is a literal.
+fn allowed_literal(expr: &Expr) -> Option<(String, usize, usize)> {
+    let Expr::Object { fields, .. } = expr else { return None };
+    fields.iter().find_map(|(_, k, v)| match k.as_ref() {
+        Expr::String { value, .. } | Expr::RawString { value, .. }
+            if value.as_string().ok().map(|s| s.as_ref() == "allowed") == Some(true) =>
+        {
+            match v.as_ref() {
+                Expr::String { span, value, .. } | Expr::RawString { span, value, .. } => {
+                    let text = serde_json::Value::String(value.as_string().ok()?.to_string()).to_string();
+                    Some((text, span.line as usize, span.col as usize))
+                }
+                Expr::Number { span, .. } | Expr::Bool { span, .. } | Expr::Null { span, .. } => {
+                    Some((span.text().to_string(), span.line as usize, span.col as usize))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 fn mask_pointer(expr: &Expr) -> Option<MaskLiteral> {

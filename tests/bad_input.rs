@@ -325,3 +325,95 @@ fn decision_rules_must_be_partial_sets() {
     );
     assert!(!api_built(&ws));
 }
+
+/// What OPA's compiler refuses, edict refuses, in a Stack Policy and in a System Policy alike:
+/// the Policy says what and where (the manifest's line and column, OPA's error code), the
+/// System depends on it and gets no bundle. (Rego line L, column C of `spec.rego` is line 6+L,
+/// column 4+C of the manifest `policy()` writes.)
+#[test]
+fn what_opas_compiler_refuses_is_refused_at_its_line() {
+    let classes: [(&str, &str, &str, &str); 6] = [
+        (
+            "type",
+            "deny contains \"x\" if {\n  count(5) > 0\n}\n",
+            "p.yaml:10:7: rego_type_error: count: invalid argument(s)",
+            "",
+        ),
+        (
+            "unsafe",
+            "deny contains msg if {\n  msg := y\n}\n",
+            "p.yaml:10:7: rego_unsafe_var_error: var y is unsafe",
+            "",
+        ),
+        (
+            "undefined",
+            "deny contains \"x\" if {\n  nope(1)\n}\n",
+            "p.yaml:10:7: rego_type_error: undefined function nope",
+            "",
+        ),
+        (
+            "recursion",
+            "deny contains \"x\" if a\n\na if b\n\nb if a\n",
+            "p.yaml:11:5: rego_recursion_error: rule ",
+            ".a is recursive",
+        ),
+        (
+            "arity",
+            "deny contains \"x\" if startswith(\"a\")\n",
+            "p.yaml:9:26: rego_type_error: startswith: arity mismatch",
+            "",
+        ),
+        (
+            "deprecated",
+            "deny contains \"x\" if any([true])\n",
+            "p.yaml:9:26: rego_type_error: deprecated built-in function calls in expression: any",
+            "",
+        ),
+    ];
+    for (class, body, want, also) in classes {
+        for (kind, ns, target, package) in
+            [("Stack", "acme-platform", "base", "stacks.base"), ("System", "acme-team", "api", "team.rules")]
+        {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut docs = base();
+            docs.push(("p.yaml", policy("bad", ns, kind, target, &format!("package {package}\n\n{body}"))));
+            let ws = workspace(dir.path(), &docs);
+            let msgs = found(&ws, Reason::InvalidRego);
+            assert!(
+                msgs.iter().any(|m| m.starts_with(&format!("Policy {ns}/bad: "))
+                    && m.contains(want)
+                    && m.contains(also)),
+                "{class} in a {kind} Policy: want {want:?}, got {msgs:#?}"
+            );
+            let deps = found(&ws, Reason::DependencyFailed);
+            assert!(
+                deps.iter().any(|m| m.starts_with("System acme-team/api: ") && m.contains(want)),
+                "{class} in a {kind} Policy: the System must depend on it: {deps:#?}"
+            );
+            assert!(!api_built(&ws), "{class} in a {kind} Policy: no bundle may be built");
+        }
+    }
+}
+
+/// A decision whose `allowed` is written as a literal that cannot mean what it says is refused
+/// at build time, at the literal.
+#[test]
+fn decisions_whose_allowed_cannot_mean_what_they_say_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    let rego = "package team.values\n\nenforce contains {\"allowed\": \"yes\", \"message\": \"m\"}\n\ndeny contains {\"allowed\": true, \"message\": \"m\"}\n\nenforce contains {\"allowed\": false, \"message\": \"fine\"}\n";
+    docs.push(("p.yaml", policy("values", "acme-team", "System", "api", rego)));
+    let ws = workspace(dir.path(), &docs);
+    let msgs = found(&ws, Reason::InvalidRego);
+    let at = |m: &String| m.split_once("p.yaml:").map(|(_, rest)| rest.to_string()).unwrap_or_default();
+    let mut msgs: Vec<String> = msgs.iter().map(at).collect();
+    msgs.sort();
+    assert_eq!(
+        msgs,
+        vec![
+            "11:31: a deny decision cannot say allowed: true (use enforce for an allow)".to_string(),
+            "9:35: an enforce decision's allowed must be true or false, not \"yes\"".to_string(),
+        ]
+    );
+    assert!(!api_built(&ws));
+}

@@ -459,12 +459,9 @@ fn load_every_bundle_into_opa(ws: &Workspace) -> Vec<String> {
 /// Whatever edict builds, OPA must load: every bundle edict builds from the examples (every
 /// System) is loaded into OPA's engine, and OPA must accept each.
 ///
-/// And what edict refuses, it refuses for a reason OPA shares. A Policy whose `deny` is a
-/// boolean rule (`deny if ...`, common in hand-written Rego) is refused by edict (the decision
-/// rules must be partial sets), so its System gets no bundle while the other Systems still
-/// build; OPA's type checker refuses the same bundle (`rego_type_error: undefined ref:
-/// data.batch.boolean.deny[__local__]`, have: boolean), which is checked by building it
-/// anyway and handing it to OPA.
+/// A Policy whose `deny` is a boolean rule (`deny if ...`, common in hand-written Rego) is
+/// refused by edict (the decision rules must be partial sets), so its System gets no bundle
+/// while the other Systems still build.
 #[test]
 fn every_bundle_edict_builds_is_accepted_by_opa() {
     let ws = acme();
@@ -696,4 +693,36 @@ fn revisions_do_not_depend_on_file_layout_or_document_order() {
             assert!(got[system].1 == *archive, "archive of {system} from {} differs", dir.display());
         }
     }
+}
+
+/// A decision whose `allowed` cannot mean what it says (only known at run time) fails closed
+/// and is listed in `outcome.invalid` with its source, in OPA and in regorus alike.
+#[test]
+fn invalid_decisions_fail_closed_and_are_listed_in_both_engines() {
+    let mut input = table::bundle_input(table::fixture("custom"));
+    input.stacks.clear();
+    input.default_decision = DefaultDecision::Allow;
+    input.policies = vec![PolicyModule {
+        name: "flags".to_string(),
+        package: vec!["team".to_string(), "flags".to_string()],
+        rego: "package team.flags\n\nenforce contains {\"allowed\": input.flag, \"message\": \"flag\"}\n\ndeny contains {\"allowed\": true, \"message\": \"odd\"} if input.odd\n"
+            .into(),
+    }];
+    let bundle = build(&input);
+    let inputs = [json!({"flag": "yes"}), json!({"flag": true}), json!({"flag": true, "odd": true})];
+    let labels: Vec<String> = inputs.iter().map(Value::to_string).collect();
+    let (opa, diffs) = differences(&bundle, &labels, &inputs);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let outcome = |i: usize| &opa.results[i * QUERIES.len()];
+    assert_eq!(outcome(0)["allowed"], false, "a non-boolean allowed fails closed: {}", outcome(0));
+    assert_eq!(
+        outcome(0)["invalid"],
+        json!([{"source": "system", "name": input.system.to_string(), "rule": "enforce", "why": "an enforce decision's allowed must be a boolean"}]),
+        "{}",
+        outcome(0)
+    );
+    assert_eq!(outcome(1)["allowed"], true, "{}", outcome(1));
+    assert_eq!(outcome(1)["invalid"], json!([]), "{}", outcome(1));
+    assert_eq!(outcome(2)["allowed"], false, "{}", outcome(2));
+    assert_eq!(outcome(2)["invalid"][0]["why"], "a deny decision cannot say allowed: true", "{}", outcome(2));
 }

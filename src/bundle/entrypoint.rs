@@ -94,7 +94,7 @@ package main
 _system_name := concat("/", [data.context.namespace, data.context.name])
 
 # Declares the set (and its element shape) even when no policy contributes to it.
-_decisions contains {"source": "", "name": "", "rule": "", "allowed": false, "message": "", "maximum": false, "mode": ""} if false
+_decisions contains {"source": "", "name": "", "rule": "", "allowed": false, "message": "", "maximum": false, "mode": "", "invalid": ""} if false
 
 "#;
 
@@ -109,7 +109,21 @@ _decision(kind, name, enforcement, rule, v) := {
 	"message": _message(v),
 	"maximum": _maximum(v),
 	"mode": _mode(enforcement, rule),
+	"invalid": _invalid(rule, v),
 }
+
+# Why a decision cannot mean what it says ("" when it can). Such a decision still counts as
+# not allowed (edict fails closed where Styra DAS ignores it) and is listed in outcome.invalid.
+_invalid("enforce", v) := "an enforce decision must be an object" if not is_object(v)
+else := "an enforce decision's allowed must be a boolean" if not is_boolean(object.get(v, "allowed", null))
+else := ""
+
+_invalid("deny", v) := "a deny decision cannot say allowed: true" if {
+	is_object(v)
+	v.allowed == true
+} else := ""
+
+_invalid("monitor", _) := ""
 
 _allowed(rule, v) := false if rule == "deny"
 else := true if {
@@ -203,6 +217,7 @@ outcome := {
 	"messages": _messages,
 	"enforced": sort({_brief(d) | some d in _enforced}),
 	"monitored": sort({_brief(d) | some d in _monitored}),
+	"invalid": sort({{"source": d.source, "name": d.name, "rule": d.rule, "why": d.invalid} | some d in _decisions; d.invalid != ""}),
 }
 
 _summary := concat("; ", _messages)

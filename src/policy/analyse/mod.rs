@@ -10,6 +10,14 @@ use super::Capabilities;
 
 mod model;
 mod safety;
+
+pub use model::Parsed;
+
+/// Parse one Rego v1 module as OPA's parser would take it (regorus's parser, with edict's
+/// corrections where the two differ: see `model`).
+pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
+    model::parse(label, text)
+}
 mod structure;
 mod typecheck;
 pub mod types;

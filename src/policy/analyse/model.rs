@@ -601,6 +601,20 @@ pub fn walk_refs<'e>(rule: &'e Rule, f: &mut dyn FnMut(&'e Expr)) {
     });
 }
 
+/// Where an expression starts as OPA sees it: regorus starts a call's span at its `(` and an
+/// operator's at the operator; OPA points at the first token (`count` in `count(5) > 0`).
+pub fn start(expr: &Expr) -> (usize, usize) {
+    match expr {
+        Expr::Call { fcn, .. } => start(fcn),
+        Expr::BoolExpr { lhs, .. }
+        | Expr::ArithExpr { lhs, .. }
+        | Expr::BinExpr { lhs, .. }
+        | Expr::AssignExpr { lhs, .. } => start(lhs).min(at(expr.span())),
+        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => start(refr).min(at(expr.span())),
+        _ => at(expr.span()),
+    }
+}
+
 /// 1-based line and column of a span.
 pub fn at(span: &Span) -> (usize, usize) {
     (span.line as usize, span.col as usize)

@@ -12,7 +12,16 @@ use super::{CompileError, ErrorCode};
 use crate::policy::Capabilities;
 
 fn error(program: &Program, module: usize, span: &Span, code: ErrorCode, message: String) -> CompileError {
-    let (line, col) = at(span);
+    error_at(program, module, at(span), code, message)
+}
+
+fn error_at(
+    program: &Program,
+    module: usize,
+    (line, col): (usize, usize),
+    code: ErrorCode,
+    message: String,
+) -> CompileError {
     CompileError { file: program.modules[module].label.clone(), line, col, code, message }
 }
 
@@ -273,10 +282,10 @@ pub fn print_calls(program: &Program, errors: &mut Vec<CompileError>) {
                 });
             }
             for name in missing {
-                errors.push(error(
+                errors.push(error_at(
                     program,
                     def.module,
-                    p.span(),
+                    super::model::start(p),
                     ErrorCode::Compile,
                     format!("var {name} is undeclared"),
                 ));
@@ -522,10 +531,10 @@ pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut 
                     // the output form (`count(xs, n)`), judged with types.
                     let Expr::Call { params, .. } = call else { continue };
                     if !b.variadic && params.len() != b.args.len() && params.len() != b.args.len() + 1 {
-                        errors.push(error(
+                        errors.push(error_at(
                             program,
                             def.module,
-                            call.span(),
+                            super::model::start(call),
                             ErrorCode::Type,
                             format!("{}: arity mismatch", b.name),
                         ));
@@ -536,10 +545,10 @@ pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut 
                 Callee::Unknown(name) => Some(name),
             };
             if let Some(name) = missing {
-                errors.push(error(
+                errors.push(error_at(
                     program,
                     def.module,
-                    call.span(),
+                    super::model::start(call),
                     ErrorCode::Type,
                     format!("undefined function {name}"),
                 ));

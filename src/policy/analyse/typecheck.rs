@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use regorus::unstable::{ArithOp, AssignOp, BinOp, BoolOp, Expr, Literal, Query, Rule, RuleHead};
 
-use super::model::{Part, Program, RuleKind, at, ref_parts};
+use super::model::{Part, Program, RuleKind, ref_parts};
 use super::safety::{Names, Vars, declared_in, order};
 use super::structure::{Callee, callee, dependencies};
 use super::types::Ty;
@@ -56,7 +56,7 @@ pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<Compi
             if let Callee::Builtin(b) = callee(program, def.module, caps, fcn, &declared)
                 && b.deprecated
             {
-                let (line, col) = at(call.span());
+                let (line, col) = super::model::start(call);
                 errors.push(CompileError {
                     file: program.modules[def.module].label.clone(),
                     line,
@@ -92,7 +92,7 @@ fn dependency_order(program: &Program) -> Vec<usize> {
 
 impl Checker<'_> {
     fn error(&mut self, module: usize, expr: &Expr, message: String) {
-        let (line, col) = at(expr.span());
+        let (line, col) = super::model::start(expr);
         self.errors.push(CompileError {
             file: self.program.modules[module].label.clone(),
             line,
