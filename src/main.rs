@@ -14,6 +14,10 @@ use edict::workspace::Workspace;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The OPA release the OPAs run (its builtins decide what compiles): one of the releases
+    /// edict knows (v1.9.0, v1.19.1); the newest by default.
+    #[arg(long, global = true, env = "EDICT_OPA_VERSION", value_name = "VERSION")]
+    opa_version: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -31,10 +35,13 @@ enum Command {
         /// Watch this directory of manifests, publish to a directory store and serve OPA's bundle API.
         #[arg(long, value_name = "DIR")]
         local: Option<PathBuf>,
-        /// Where the directory store keeps bundles (default: DIR/.edict/store).
+        /// Where the embedded directory store keeps bundles: with --local, DIR/.edict/store by
+        /// default; for the operator, /tmp/edict/store (the chart's writable emptyDir), serving
+        /// the Tenants without `spec.storage`.
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
-        /// Address of the bundle server (the embedded store's OPA bundle API).
+        /// Address of the bundle server (the embedded store's OPA bundle API). The chart sets
+        /// 0.0.0.0:8181.
         #[arg(long, default_value = "127.0.0.1:8181")]
         addr: String,
         /// Cluster name used in system ids.
@@ -153,6 +160,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(version) = &cli.opa_version {
+        let Some(caps) = edict::policy::Capabilities::named(version) else {
+            anyhow::bail!(
+                "--opa-version {version}: edict knows the builtins of OPA {}",
+                edict::policy::Capabilities::known().join(", ")
+            );
+        };
+        edict::policy::Capabilities::set_default(caps);
+    }
     match cli.command {
         Command::Crds { out: None } => {
             print!("{}", edict::crds::yaml()?);

@@ -72,12 +72,13 @@ pub struct Checks {
 
 impl Default for Checks {
     fn default() -> Self {
-        Self::for_opa(Capabilities::latest())
+        Self::for_opa(Capabilities::default_release())
     }
 }
 
 impl Checks {
-    /// Fresh, empty caches, checking against the newest OPA release edict knows.
+    /// Fresh, empty caches, checking against the process's OPA release (`--opa-version`, else
+    /// the newest edict knows).
     pub fn new() -> Self {
         Self::default()
     }

@@ -417,3 +417,42 @@ fn decisions_whose_allowed_cannot_mean_what_they_say_are_refused() {
     );
     assert!(!api_built(&ws));
 }
+
+/// `--opa-version` names the OPA release the OPAs run: a builtin that release lacks is an
+/// undefined function, and an unknown release is refused with the ones edict knows.
+#[test]
+fn opa_version_decides_which_builtins_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    let rego = "package team.uris\n\ndeny contains \"bad uri\" if {\n  u := uri.parse(input.url)\n  u.scheme != \"https\"\n}\n";
+    docs.push(("p.yaml", policy("uris", "acme-team", "System", "api", rego)));
+    for (file, text) in &docs {
+        std::fs::write(dir.path().join(file), text).expect("write");
+    }
+    let build = |version: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edict"));
+        cmd.args(["build", "-f"]).arg(dir.path()).env_remove("EDICT_OPA_VERSION");
+        if let Some(v) = version {
+            cmd.args(["--opa-version", v]);
+        }
+        let out = cmd.output().expect("run edict build");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, stdout, _) = build(None);
+    assert_eq!(code, Some(0), "uri.parse exists in the newest release: {stdout}");
+    let (code, stdout, _) = build(Some("v1.19.1"));
+    assert_eq!(code, Some(0), "{stdout}");
+    let (code, stdout, _) = build(Some("1.9.0"));
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("p.yaml:10:12: rego_type_error: undefined function uri.parse"), "{stdout}");
+    let (code, _, stderr) = build(Some("v0.70.0"));
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--opa-version v0.70.0: edict knows the builtins of OPA v1.9.0, v1.19.1"),
+        "{stderr}"
+    );
+}

@@ -74,6 +74,18 @@ impl Capabilities {
         &all()[RELEASES.len() - 1]
     }
 
+    /// The release this process checks against unless told otherwise: what
+    /// [`set_default`](Self::set_default) chose (`--opa-version`), else the newest.
+    pub fn default_release() -> &'static Capabilities {
+        DEFAULT.get().copied().unwrap_or_else(Capabilities::latest)
+    }
+
+    /// Choose the process's default release, once, before any check runs (the CLI's
+    /// `--opa-version`). Returns false when a default was already chosen.
+    pub fn set_default(caps: &'static Capabilities) -> bool {
+        DEFAULT.set(caps).is_ok()
+    }
+
     /// A builtin by its full name.
     pub fn builtin(&self, name: &str) -> Option<&Builtin> {
         self.builtins.get(name)
@@ -118,6 +130,8 @@ impl Capabilities {
         Capabilities { version, builtins }
     }
 }
+
+static DEFAULT: OnceLock<&'static Capabilities> = OnceLock::new();
 
 fn all() -> &'static [Capabilities] {
     static ALL: OnceLock<Vec<Capabilities>> = OnceLock::new();
