@@ -212,19 +212,20 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
         return out;
     }
 
-    // Check: every attached test passes, then the whole bundle compiles.
-    for attached in &tests {
-        run_tests(attached, checks, &me, &mut out);
-    }
-    if !out.problems.is_empty() {
-        return out;
-    }
+    // Check: the whole bundle compiles as OPA compiles it, then every attached test passes
+    // (as `opa test` does, tests run only on modules that compile).
     let bundle = bundle::build(&input);
     if let Err(errors) = checks.compile(&bundle) {
         for e in &errors {
             out.problems.extend(compile_problems(catalog, &input, &me, e));
         }
         out.problems.dedup();
+        return out;
+    }
+    for attached in &tests {
+        run_tests(attached, checks, &me, &mut out);
+    }
+    if !out.problems.is_empty() {
         return out;
     }
     out.bundle = Some(bundle);

@@ -113,7 +113,7 @@ pub fn parse_module(label: &str, text: &str) -> Result<ModuleInfo, RegoError> {
     let module = &parsed.module;
     let mut info = ModuleInfo {
         package: parsed.package.clone(),
-        package_at: (module.package.span.line as usize, module.package.span.col as usize),
+        package_at: crate::policy::at(&module.package.span),
         rules: Vec::new(),
         masks: Vec::new(),
     };
@@ -140,7 +140,8 @@ fn collect_rule(rule: &Rule, info: &mut ModuleInfo) {
         info.masks.push(pointer);
     }
     let allowed = key.and_then(|k| allowed_literal(k));
-    info.rules.push(RuleSite { name, line: span.line as usize, col: span.col as usize, set, allowed });
+    let (line, col) = crate::policy::at(span);
+    info.rules.push(RuleSite { name, line, col, set, allowed });
 }
 
 fn base_name(expr: &Expr) -> Option<String> {
@@ -161,10 +162,12 @@ fn allowed_literal(expr: &Expr) -> Option<(String, usize, usize)> {
             match v.as_ref() {
                 Expr::String { span, value, .. } | Expr::RawString { span, value, .. } => {
                     let text = serde_json::Value::String(value.as_string().ok()?.to_string()).to_string();
-                    Some((text, span.line as usize, span.col as usize))
+                    let (line, col) = crate::policy::at(span);
+                    Some((text, line, col))
                 }
                 Expr::Number { span, .. } | Expr::Bool { span, .. } | Expr::Null { span, .. } => {
-                    Some((span.text().to_string(), span.line as usize, span.col as usize))
+                    let (line, col) = crate::policy::at(span);
+                    Some((span.text().to_string(), line, col))
                 }
                 _ => None,
             }
@@ -175,11 +178,10 @@ fn allowed_literal(expr: &Expr) -> Option<(String, usize, usize)> {
 
 fn mask_pointer(expr: &Expr) -> Option<MaskLiteral> {
     match expr {
-        Expr::String { span, value, .. } | Expr::RawString { span, value, .. } => Some(MaskLiteral {
-            pointer: value.as_string().ok()?.to_string(),
-            line: span.line as usize,
-            col: span.col as usize,
-        }),
+        Expr::String { span, value, .. } | Expr::RawString { span, value, .. } => {
+            let (line, col) = crate::policy::at(span);
+            Some(MaskLiteral { pointer: value.as_string().ok()?.to_string(), line, col })
+        }
         Expr::Object { fields, .. } => fields.iter().find_map(|(_, k, v)| match k.as_ref() {
             Expr::String { value, .. }
                 if value.as_string().ok().map(|s| s.as_ref() == "path") == Some(true) =>

@@ -145,11 +145,39 @@ fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
 
     // Fix it: recovery without restart.
     edit(&stacks, "image in proxy_images +\n", "image in proxy_images\n");
-    wait_for("recovery", || {
+    let recovered = || {
         let body = get(&format!("{base}/v1/status"), None)?.body;
         let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
         (s["systems"]["acme-payments/payments-cluster"]["conditions"][0]["status"] == "True").then_some(())
+    };
+    wait_for("recovery", recovered);
+
+    // Rego that parses but that OPA's compiler refuses (a builtin given a number) is refused the
+    // same way, at the token OPA names (stacks.yaml line 38, column 6: `count`).
+    edit(&stacks, "\timage in proxy_images\n", "\timage in proxy_images\n    \tcount(5) > 0\n");
+    let status = wait_for("the type error", || {
+        let body = get(&format!("{base}/v1/status"), None)?.body;
+        let s: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let ready = s["policies"]["acme-platform/restrict-proxies"]["conditions"][0].clone();
+        (ready["status"] == "False").then_some(s)
     });
+    let message = status["policies"]["acme-platform/restrict-proxies"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message
+            .starts_with(&format!("{}:38:6: rego_type_error: count: invalid argument(s)", stacks.display())),
+        "{message}"
+    );
+    let served = get(&format!("{base}/{BUNDLE}"), None).expect("request");
+    let outcome = opa_outcome(&served.body, work.path(), &nginx);
+    assert!(
+        outcome["messages"][0].as_str().is_some_and(|m| m.contains("not allowed by this system's features")),
+        "the last good bundle keeps serving: {outcome}"
+    );
+    edit(&stacks, "    \tcount(5) > 0\n", "");
+    wait_for("recovery from the type error", recovered);
     server.abort();
 }
 

@@ -4,5 +4,5 @@
 pub mod analyse;
 pub mod capabilities;
 
-pub use analyse::{CompileError, ErrorCode, Gate, Parsed, check_modules, parse};
+pub use analyse::{CompileError, ErrorCode, Gate, Parsed, at, check_modules, parse};
 pub use capabilities::Capabilities;

@@ -11,7 +11,7 @@ use super::Capabilities;
 mod model;
 mod safety;
 
-pub use model::Parsed;
+pub use model::{Parsed, at};
 
 /// Parse one Rego v1 module as OPA's parser would take it (regorus's parser, with edict's
 /// corrections where the two differ: see `model`).

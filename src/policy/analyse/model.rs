@@ -132,6 +132,26 @@ fn pre_imports(label: &str, text: &str) -> Result<(String, Vec<CompileError>), C
     Ok((out, shadowing))
 }
 
+/// `default p` with no value is `default p := true` to OPA; regorus's parser wants the value,
+/// so edict writes it in (at the end of the line, so no position moves).
+fn default_values(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|l| {
+            let body = l.trim_end_matches(['\n', '\r']);
+            let words: Vec<&str> = body.split('#').next().unwrap_or_default().split_whitespace().collect();
+            let bare = words.len() == 2
+                && words[0] == "default"
+                && words[1].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if !bare {
+                return l.to_string();
+            }
+            // Before a trailing comment, if there is one.
+            let end = body.find('#').unwrap_or(body.len());
+            format!("{} := true {}{}", &body[..end], &body[end..], &l[body.len()..])
+        })
+        .collect()
+}
+
 fn blank_line(text: &mut String, line: usize) {
     let mut start = 0;
     for (n, l) in text.split_inclusive('\n').enumerate() {
@@ -169,6 +189,7 @@ pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
         }
     };
     let (text, shadowing_imports) = pre_imports(label, text)?;
+    let text = default_values(&text);
     let source = Source::from_contents(label.to_string(), text).map_err(fail)?;
     let mut parser = Parser::new(&source).map_err(fail)?;
     parser.enable_rego_v1().map_err(fail)?;
@@ -615,7 +636,14 @@ pub fn start(expr: &Expr) -> (usize, usize) {
     }
 }
 
-/// 1-based line and column of a span.
+/// 1-based line and column of a span, the column counted in characters as OPA counts it
+/// (regorus counts a tab as four columns).
 pub fn at(span: &Span) -> (usize, usize) {
-    (span.line as usize, span.col as usize)
+    let text = span.source.contents();
+    let start = span.start as usize;
+    let col = text.get(..start).map(|before| {
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        before[line_start..].chars().count() + 1
+    });
+    (span.line as usize, col.unwrap_or(span.col as usize))
 }

@@ -39,6 +39,15 @@ impl Names<'_> {
         !declared.contains(name) && self.program.globals[self.module].contains_key(name)
     }
 
+    /// Whether an expression names a builtin (`concat`, `strings.replace_n`), not shadowed.
+    pub fn is_builtin(&self, expr: &Expr, declared: &Vars) -> bool {
+        super::model::path_of(expr).is_some_and(|path| {
+            !declared.contains(&path[0])
+                && !self.program.globals[self.module].contains_key(&path[0])
+                && self.caps.builtin(&path.join(".")).is_some()
+        })
+    }
+
     /// The arity of the function a call names, when known.
     pub fn arity(&self, fcn: &Expr, declared: &Vars) -> Option<usize> {
         let (head, parts) = ref_parts(fcn)?;
@@ -262,6 +271,10 @@ fn io<'e>(stmt: &'e LiteralStmt, names: &Names, declared: &Vars) -> Io<'e> {
         Literal::Every { domain, .. } => vars_of(domain, names, declared, &mut reads, &mut closures),
     }
     for w in &stmt.with_mods {
+        // `with f as g` names a function, which is no variable.
+        if names.arity(&w.r#as, declared).is_some() || names.is_builtin(&w.r#as, declared) {
+            continue;
+        }
         vars_of(&w.r#as, names, declared, &mut reads, &mut closures);
     }
     Io { reads, closures }

@@ -23,6 +23,9 @@ struct Checker<'p> {
     caps: &'p Capabilities,
     /// Value types of the rules checked so far, by path.
     rules: HashMap<Vec<String>, Ty>,
+    /// The keys of rules whose value is one object literal with constant keys (`cfg := {"a": 1}`):
+    /// a reference to another key can never be defined.
+    keys: HashMap<Vec<String>, BTreeSet<String>>,
     errors: Vec<CompileError>,
 }
 
@@ -35,7 +38,8 @@ struct Scope<'s> {
 
 /// Check every rule's types.
 pub fn check_types(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    let mut checker = Checker { program, caps, rules: HashMap::new(), errors: Vec::new() };
+    let mut checker =
+        Checker { program, caps, rules: HashMap::new(), keys: constant_keys(program), errors: Vec::new() };
     for i in dependency_order(program) {
         let ty = checker.rule(i);
         let path = program.rules[i].path.clone();
@@ -46,6 +50,36 @@ pub fn check_types(program: &Program, caps: &Capabilities, errors: &mut Vec<Comp
         checker.rules.insert(path, merged);
     }
     errors.extend(checker.errors);
+}
+
+/// The keys of rules defined once, without a body, as an object literal with string keys.
+fn constant_keys(program: &Program) -> HashMap<Vec<String>, BTreeSet<String>> {
+    let mut out = HashMap::new();
+    for (path, found) in &program.by_path {
+        let [only] = found.as_slice() else { continue };
+        let Rule::Spec { head: RuleHead::Compr { assign: Some(a), .. }, bodies, .. } =
+            program.rules[*only].rule
+        else {
+            continue;
+        };
+        let Expr::Object { fields, .. } = a.value.as_ref() else { continue };
+        if !bodies.is_empty() || program.rules[*only].kind != RuleKind::Value {
+            continue;
+        }
+        let keys: Option<BTreeSet<String>> = fields
+            .iter()
+            .map(|(_, k, _)| match k.as_ref() {
+                Expr::String { value, .. } | Expr::RawString { value, .. } => {
+                    value.as_string().ok().map(|s| s.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        if let Some(keys) = keys {
+            out.insert(path.clone(), keys);
+        }
+    }
+    out
 }
 
 /// `CheckDeprecatedBuiltins`: Rego v1 modules may not call deprecated builtins.
@@ -182,6 +216,7 @@ impl Checker<'_> {
             let stmt = &query.stmts[i];
             for w in &stmt.with_mods {
                 self.infer(&w.r#as, scope);
+                self.replacement_arity(&w.refr, &w.r#as, scope);
             }
             match &stmt.literal {
                 Literal::SomeVars { .. } => {}
@@ -291,6 +326,22 @@ impl Checker<'_> {
             _ => {
                 self.infer(expr, scope);
             }
+        }
+    }
+
+    /// `with f as g`: a function replaced by another function must keep its arity.
+    fn replacement_arity(&mut self, target: &Expr, value: &Expr, scope: &Scope) {
+        let arity = |c: &Callee, me: &Self| match c {
+            Callee::Builtin(b) if !b.variadic => Some((b.name.clone(), b.args.len())),
+            Callee::Rule(path) => me.arity(path).map(|n| (super::model::dotted(path), n)),
+            _ => None,
+        };
+        let replaced = callee(self.program, scope.module, self.caps, target, &scope.declared);
+        let by = callee(self.program, scope.module, self.caps, value, &scope.declared);
+        if let (Some((name, want)), Some((_, have))) = (arity(&replaced, self), arity(&by, self))
+            && want != have
+        {
+            self.error(scope.module, target, format!("{name}: arity mismatch"));
         }
     }
 
@@ -562,6 +613,16 @@ impl Checker<'_> {
                 Part::Key(k) if rest == 0 && !self.rules.contains_key(&path) => path.push(k.clone()),
                 _ => rest += 1,
             }
+        }
+        if let Some(keys) = self.keys.get(&path)
+            && let Some(Part::Key(k)) = parts.get(parts.len() - rest)
+            && rest > 0
+            && !keys.contains(k)
+        {
+            let mut full = path.clone();
+            full.push(k.clone());
+            self.error(scope.module, expr, format!("undefined ref: {}", super::model::dotted(&full)));
+            return Ty::Any;
         }
         match self.rules.get(&path) {
             Some(t) => {
