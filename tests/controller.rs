@@ -91,6 +91,56 @@ async fn changes_rebuild_only_what_they_affect_and_statuses_follow() {
     assert_eq!(gone, vec![ObjectKey::new("acme-data", "batch-api")]);
 }
 
+/// Rego that parses but that OPA's compiler refuses, through the operator: the Policy says
+/// `spec.rego:line:col` with OPA's error code, the System stalls, nothing is published.
+#[tokio::test]
+async fn a_policy_opas_compiler_refuses_stalls_its_systems_and_publishes_nothing() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let mut affected = BTreeSet::new();
+    for located in all_examples() {
+        affected.extend(engine.apply(Change::Apply(Box::new(located))));
+    }
+    let keys: Vec<ObjectKey> = affected.into_iter().collect();
+    engine.reconcile(&keys).await;
+    let before = engine.statuses();
+    let live = store.path().join("bundles/acme/c1/acme-payments/payments-cluster/bundle.tar.gz");
+    let live_bytes = std::fs::read(&live).expect("published");
+
+    let mut typed = objects("stacks.yaml")
+        .into_iter()
+        .find(|l| l.object.key().name == "restrict-proxies")
+        .expect("policy");
+    let mut line = 0;
+    if let manifest::Object::Policy(p) = &mut typed.object {
+        line = p.spec.rego.lines().position(|l| l == "\timage in proxy_images").expect("the line") + 2;
+        p.spec.rego =
+            p.spec.rego.replace("\timage in proxy_images\n", "\timage in proxy_images\n\tcount(5) > 0\n");
+        p.metadata.generation = Some(2);
+    }
+    let affected: Vec<ObjectKey> = engine.apply(Change::Apply(Box::new(typed))).into_iter().collect();
+    engine.reconcile(&affected).await;
+    let after = engine.statuses();
+    let policy = &after.policies["acme-platform/restrict-proxies"].conditions[0];
+    assert_eq!((policy.reason.as_str(), policy.status), ("InvalidRego", edict::api::ConditionStatus::False));
+    assert!(
+        policy
+            .message
+            .starts_with(&format!("spec.rego:{line}:2: rego_type_error: count: invalid argument(s)")),
+        "{}",
+        policy.message
+    );
+    let system = &after.systems["acme-payments/payments-cluster"];
+    assert_eq!(system.conditions[1].type_, "Stalled");
+    assert_eq!(system.conditions[1].status, edict::api::ConditionStatus::True);
+    assert!(system.conditions[1].message.contains("rego_type_error"), "{}", system.conditions[1].message);
+    assert_eq!(
+        system.revision, before.systems["acme-payments/payments-cluster"].revision,
+        "last good bundle still live"
+    );
+    assert_eq!(std::fs::read(&live).expect("still there"), live_bytes, "nothing published");
+}
+
 #[tokio::test]
 async fn statuses_are_applied_server_side_and_only_when_changed() {
     let store = tempfile::tempdir().expect("tempdir");
