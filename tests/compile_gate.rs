@@ -407,15 +407,19 @@ fn edict_compile_gate_agrees_with_opa() {
 
     let mut report = String::new();
     let render = |title: &str, rows: &[Row]| {
+        // Columns as wide as their widest cell; each row's messages follow it, indented.
+        let w1 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        let w2 = rows.iter().map(|r| r.1.to_string().len()).max().unwrap_or(0).max(3);
         let mut out = format!("\n{title} ({}):\n", rows.len());
-        out += &format!("{:<58} | {:<40} | {}\n", "case", "OPA", "edict");
+        out += &format!("{:<w1$} | {:<w2$} | edict\n", "case", "OPA");
+        out += &format!("{}-+-{}-+-{}\n", "-".repeat(w1), "-".repeat(w2), "-".repeat(w2));
         for (name, theirs, ours, their_messages, our_messages) in rows {
-            out += &format!("{name:<58} | {:<40} | {ours}\n", theirs.to_string());
+            out += &format!("{name:<w1$} | {:<w2$} | {ours}\n", theirs.to_string());
             for m in their_messages {
-                out += &format!("{:<58} |   OPA:   {m}\n", "");
+                out += &format!("    OPA:   {}\n", m.replace('\n', "\n           "));
             }
             for m in our_messages {
-                out += &format!("{:<58} |   edict: {m}\n", "");
+                out += &format!("    edict: {}\n", m.replace('\n', "\n           "));
             }
         }
         out

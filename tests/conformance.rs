@@ -461,7 +461,8 @@ fn load_every_bundle_into_opa(ws: &Workspace) -> Vec<String> {
 ///
 /// A Policy whose `deny` is a boolean rule (`deny if ...`, common in hand-written Rego) is
 /// refused by edict (the decision rules must be partial sets), so its System gets no bundle
-/// while the other Systems still build.
+/// while the other Systems still build; and OPA refuses that System's bundle as well
+/// (`rego_type_error: undefined ref: data.batch.boolean.deny[__local0__]`, have: boolean).
 #[test]
 fn every_bundle_edict_builds_is_accepted_by_opa() {
     let ws = acme();
@@ -500,8 +501,35 @@ spec:
         systems.iter().filter(|s| s.as_str() != "acme-data/batch-api").cloned().collect();
     assert_eq!(loaded, others, "the other Systems still build");
 
-    // OPA itself compiles that bundle (a boolean `deny` is valid Rego): edict refuses it
-    // because such a rule can never hold a decision (`decision_rules_must_be_partial_sets`).
+    // OPA refuses that bundle too. edict leaves a refused Policy out of its System's input, so
+    // put it back, build, and hand the bundle to OPA: the entrypoint iterates the `deny` set,
+    // and OPA's type checker knows this `deny` is a boolean.
+    let mut input = batch.input.clone().expect("batch-api resolves");
+    assert!(input.policies.iter().all(|p| p.name != "boolean-deny"), "the refused Policy is left out");
+    input.policies.push(PolicyModule {
+        name: "boolean-deny".into(),
+        package: ["batch", "boolean"].map(String::from).to_vec(),
+        rego: "package batch.boolean\n\ndeny if input.workers > 100\n".into(),
+    });
+    let refused = build(&input);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let archive = write_archive(tmp.path(), &refused);
+    let cases = tmp.path().join("cases.json");
+    std::fs::write(&cases, json!({"queries": ["data.main.outcome"], "inputs": [{}]}).to_string())
+        .expect("write cases");
+    let out = Command::new(common::python())
+        .arg(opa_script())
+        .arg(&archive)
+        .arg(&cases)
+        .output()
+        .expect("run python");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "OPA must refuse the bundle with the boolean deny: {stderr}");
+    assert!(
+        stderr.contains("rego_type_error: undefined ref: data.batch.boolean.deny")
+            && stderr.contains("have: boolean"),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
