@@ -152,6 +152,131 @@ fn default_values(text: &str) -> String {
         .collect()
 }
 
+/// Template strings (`$"hello {input.user}"`, OPA 1.19 and later) do not parse in regorus:
+/// each becomes `sprintf("", [<expr>, …])`, a string built from the same expressions, so their
+/// variables, calls and types are still checked. Lines keep their number; columns after a
+/// template on its line move by a few characters.
+fn template_strings(text: &str) -> String {
+    if !text.contains("$\"") {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut in_string = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_string {
+            out.push(c);
+            if c == '\\' && i + 1 < chars.len() {
+                out.push(chars[i + 1]);
+                i += 1;
+            } else if c == '"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '#' {
+            // A comment runs to the end of the line.
+            while i < chars.len() && chars[i] != '\n' {
+                out.push(chars[i]);
+                i += 1;
+            }
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if c == '$' && chars.get(i + 1) == Some(&'"') {
+            if let Some((exprs, end)) = template_parts(&chars, i + 2) {
+                out.push_str(&format!("sprintf(\"\", [{}])", exprs.join(", ")));
+                i = end;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// regorus's parser takes only constant keys in a `with` target (`with input[k] as v` fails
+/// with "expected string"), where OPA accepts a variable index. edict checks such a target as
+/// the constant key of the same name (`with input["k"] as v`): the target stays an `input`
+/// or `data` reference, which is what OPA requires of it.
+fn with_var_indexes(text: &str) -> String {
+    if !text.contains("with ") {
+        return text.to_string();
+    }
+    text.split_inclusive('\n')
+        .map(|line| {
+            let code = line.split('#').next().unwrap_or_default();
+            let Some(at) = code.find(" with ").map(|i| i + 6) else { return line.to_string() };
+            if code[..at].matches('"').count() % 2 == 1 {
+                return line.to_string();
+            }
+            let end = line[at..].find(char::is_whitespace).map(|e| at + e).unwrap_or(line.len());
+            let target = &line[at..end];
+            let mut fixed = String::new();
+            let mut rest = target;
+            while let Some(open) = rest.find('[') {
+                let Some(close) = rest[open..].find(']').map(|c| open + c) else { break };
+                let index = &rest[open + 1..close];
+                fixed.push_str(&rest[..open]);
+                if !index.is_empty()
+                    && index.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !index.starts_with(|c: char| c.is_ascii_digit())
+                {
+                    fixed.push_str(&format!("[\"{index}\"]"));
+                } else {
+                    fixed.push_str(&rest[open..=close]);
+                }
+                rest = &rest[close + 1..];
+            }
+            fixed.push_str(rest);
+            format!("{}{fixed}{}", &line[..at], &line[end..])
+        })
+        .collect()
+}
+
+/// The expressions of a template string whose text starts at `start`, and the index after its
+/// closing quote; `None` when it does not close on its line.
+fn template_parts(chars: &[char], start: usize) -> Option<(Vec<String>, usize)> {
+    let mut exprs = Vec::new();
+    let mut i = start;
+    while i < chars.len() {
+        match chars[i] {
+            '\n' => return None,
+            '\\' => i += 2,
+            '"' => return Some((exprs, i + 1)),
+            '{' => {
+                let mut depth = 1;
+                let mut j = i + 1;
+                let mut quoted = false;
+                while j < chars.len() && depth > 0 {
+                    match chars[j] {
+                        '\n' => return None,
+                        '\\' if quoted => j += 1,
+                        '"' => quoted = !quoted,
+                        '{' if !quoted => depth += 1,
+                        '}' if !quoted => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                exprs.push(chars[i + 1..j - 1].iter().collect());
+                i = j;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 fn blank_line(text: &mut String, line: usize) {
     let mut start = 0;
     for (n, l) in text.split_inclusive('\n').enumerate() {
@@ -189,7 +314,7 @@ pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
         }
     };
     let (text, shadowing_imports) = pre_imports(label, text)?;
-    let text = default_values(&text);
+    let text = with_var_indexes(&template_strings(&default_values(&text)));
     let source = Source::from_contents(label.to_string(), text).map_err(fail)?;
     let mut parser = Parser::new(&source).map_err(fail)?;
     parser.enable_rego_v1().map_err(fail)?;

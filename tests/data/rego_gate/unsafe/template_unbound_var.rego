@@ -1,0 +1,6 @@
+package gate
+
+allow if {
+	msg := $"user {who} denied"
+	msg != ""
+}
