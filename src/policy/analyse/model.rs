@@ -191,12 +191,13 @@ fn template_strings(text: &str) -> String {
             i += 1;
             continue;
         }
-        if c == '$' && chars.get(i + 1) == Some(&'"') {
-            if let Some((exprs, end)) = template_parts(&chars, i + 2) {
-                out.push_str(&format!("sprintf(\"\", [{}])", exprs.join(", ")));
-                i = end;
-                continue;
-            }
+        if c == '$'
+            && chars.get(i + 1) == Some(&'"')
+            && let Some((exprs, end)) = template_parts(&chars, i + 2)
+        {
+            out.push_str(&format!("sprintf(\"\", [{}])", exprs.join(", ")));
+            i = end;
+            continue;
         }
         out.push(c);
         i += 1;
