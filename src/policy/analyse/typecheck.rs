@@ -222,6 +222,12 @@ impl Checker<'_> {
                 Literal::SomeVars { .. } => {}
                 Literal::SomeIn { key, value, collection, .. } => {
                     let coll = self.infer(collection, scope);
+                    if matches!(coll, Ty::Num | Ty::Bool | Ty::Null) {
+                        // Nothing is in a number, a boolean or null: OPA's checker says the
+                        // iteration refers to nothing.
+                        let what = collection.span().text().to_string();
+                        self.error(scope.module, collection, format!("undefined ref: {what}[_]"));
+                    }
                     if let Some(k) = key {
                         self.bind(k, Ty::Any, scope);
                     }

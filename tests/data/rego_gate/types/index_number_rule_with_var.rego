@@ -1,0 +1,7 @@
+package gate
+
+limit := 10
+
+parts contains x if {
+	x := limit[_]
+}
