@@ -46,6 +46,19 @@ const CLASSES: &[(&str, &[&str], usize, usize)] = &[
     ("stages", &[PARSE, COMPILE, TYPE, UNSAFE, RECURSION], 8, 0),
     ("valid", &[], 0, 8),
     ("examples", &[], 0, 3),
+    ("mutations", &[PARSE, COMPILE, TYPE, UNSAFE, RECURSION], 8, 0),
+];
+
+/// Small edits a person makes by mistake, applied to each Policy module of the examples: each
+/// gives one generated case (where the module has the text to edit), judged by OPA like the rest.
+const MUTATIONS: &[(&str, &str, &str)] = &[
+    ("misspelt_input", "input.", "inptu."),
+    ("count_of_number", "count(", "count(1, "),
+    ("sprintf_without_values", "sprintf(", "sprintf(1 + "),
+    ("dropped_binding", "some ", "not "),
+    ("renamed_rule_reference", "contains ", "contains undefined_helper(1) == "),
+    ("number_for_string", "startswith(", "startswith(3, "),
+    ("deprecated_builtin", "count(", "any(["),
 ];
 
 const PARSE: &str = "rego_parse_error";
@@ -149,7 +162,37 @@ fn generated() -> Vec<Case> {
             modules: edict::bundle::build(&table::bundle_input(fixture)).modules(),
         });
     }
+    cases.extend(mutations(&cases));
     cases
+}
+
+/// Each mutation applied once to each example Policy module (not to the generated ones), in
+/// the bundle it belongs to.
+fn mutations(examples: &[Case]) -> Vec<Case> {
+    let mut out = Vec::new();
+    for case in examples.iter().filter(|c| c.name.starts_with("examples/acme/")) {
+        for (m, (label, text)) in case.modules.iter().enumerate() {
+            if label.starts_with("main/") || label.starts_with("system/") {
+                continue;
+            }
+            for (name, from, to) in MUTATIONS {
+                if !text.contains(from) {
+                    continue;
+                }
+                let mut modules = case.modules.clone();
+                modules[m].1 = text.replacen(from, to, 1);
+                out.push(Case {
+                    name: format!(
+                        "mutations/{}/{label}/{name}",
+                        case.name.trim_start_matches("examples/acme/")
+                    ),
+                    class: "mutations".into(),
+                    modules,
+                });
+            }
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------

@@ -224,6 +224,24 @@ fn unify(a: &Expr, b: &Expr, names: &Names, declared: &Vars, safe: &Vars, out: &
     }
 }
 
+/// Whether a term needs evaluating (holds a call, a reference or a comprehension), as OPA's
+/// `requiresEval` says.
+fn needs_eval(e: &Expr) -> bool {
+    let mut found = false;
+    walk_expr(e, &mut |x| {
+        found |= matches!(
+            x,
+            Expr::Call { .. }
+                | Expr::RefDot { .. }
+                | Expr::RefBrack { .. }
+                | Expr::ArrayCompr { .. }
+                | Expr::SetCompr { .. }
+                | Expr::ObjectCompr { .. }
+        )
+    });
+    found
+}
+
 /// Whether unification can bind the variables of `e` (a variable, or an array or object of them).
 fn is_pattern(e: &Expr) -> bool {
     match e {
@@ -544,10 +562,30 @@ pub fn check_heads(program: &Program, caps: &Capabilities, errors: &mut Vec<Comp
 pub fn check_bodies(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
     for def in &program.rules {
         let names = Names { program, module: def.module, caps };
-        let Rule::Spec { bodies, .. } = def.rule else { continue };
+        let Rule::Spec { head, bodies, .. } = def.rule else { continue };
         let args = arg_vars(def.rule, &names);
-        for body in bodies {
-            let (_, unsafe_vars) = order(&body.query, &names, &args, &args);
+        // OPA moves a head value that needs evaluating (a call, a reference) into the body as
+        // an expression at the head's place; an unsafe variable it holds is reported there
+        // when that comes first.
+        let head_value = match head {
+            RuleHead::Compr { assign: Some(a), .. } | RuleHead::Func { assign: Some(a), .. } => {
+                Some(&a.value)
+            }
+            RuleHead::Set { key: Some(k), .. } => Some(k),
+            _ => None,
+        }
+        .filter(|e| needs_eval(e));
+        for (n, body) in bodies.iter().enumerate() {
+            let (_, mut unsafe_vars) = order(&body.query, &names, &args, &args);
+            if let Some(value) = head_value.filter(|_| n == 0) {
+                let held = vars(value, &names, &declared_in(&body.query));
+                let place = super::model::start(value);
+                for (v, at) in unsafe_vars.iter_mut() {
+                    if held.contains(v) && place < *at {
+                        *at = place;
+                    }
+                }
+            }
             for (v, (line, col)) in unsafe_vars {
                 errors.push(CompileError {
                     file: program.modules[def.module].label.clone(),
