@@ -384,6 +384,8 @@ fn compile_problems(
             );
             vec![dependency(me, &cause), cause]
         }
+        // OPA's "error limit reached" has no place: the errors before it say where.
+        None if e.line == 0 => vec![Problem::new(me.clone(), Reason::InvalidRego, what)],
         None => vec![Problem::new(
             me.clone(),
             Reason::InvalidRego,

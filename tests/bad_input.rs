@@ -456,3 +456,20 @@ fn opa_version_decides_which_builtins_exist() {
         "{stderr}"
     );
 }
+
+/// Past OPA's limit of ten errors, the last problem says so, with no `:0:` place.
+#[test]
+fn past_the_error_limit_no_message_has_a_zero_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    let rules: String = (1..=11).map(|i| format!("r{i} if x{i}\n")).collect();
+    docs.push((
+        "p.yaml",
+        policy("many", "acme-team", "System", "api", &format!("package team.many\n\n{rules}")),
+    ));
+    let ws = workspace(dir.path(), &docs);
+    let all: Vec<String> = ws.problems().iter().map(|p| p.message.clone()).collect();
+    assert!(all.iter().any(|m| m == "rego_compile_error: error limit reached"), "{all:#?}");
+    assert!(all.iter().all(|m| !m.contains(":0:")), "{all:#?}");
+    assert_eq!(all.iter().filter(|m| m.contains("rego_unsafe_var_error")).count(), 2 * 10, "{all:#?}");
+}
