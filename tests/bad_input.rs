@@ -473,3 +473,36 @@ fn past_the_error_limit_no_message_has_a_zero_place() {
     assert!(all.iter().all(|m| !m.contains(":0:")), "{all:#?}");
     assert_eq!(all.iter().filter(|m| m.contains("rego_unsafe_var_error")).count(), 2 * 10, "{all:#?}");
 }
+
+/// `edict test` and `edict eval` refuse a Policy OPA's compiler refuses too, at its line.
+#[test]
+fn test_and_eval_refuse_what_opas_compiler_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    let rego = "package team.rules\n\ndeny contains \"x\" if {\n  count(5) > 0\n}\n";
+    docs.push(("p.yaml", policy("typed", "acme-team", "System", "api", rego)));
+    for (file, text) in &docs {
+        std::fs::write(dir.path().join(file), text).expect("write");
+    }
+    let want = "p.yaml:10:7: rego_type_error: count: invalid argument(s)";
+    let test = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["test", "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("edict test");
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert_eq!(test.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(want), "{stdout}");
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, "{}").expect("write input");
+    let eval = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["eval", "--system", "acme-team/api", "--input"])
+        .arg(&input)
+        .arg("-f")
+        .arg(dir.path())
+        .output()
+        .expect("edict eval");
+    let all = format!("{}{}", String::from_utf8_lossy(&eval.stdout), String::from_utf8_lossy(&eval.stderr));
+    assert_eq!(eval.status.code(), Some(2), "{all}");
+    assert!(all.contains(want) && all.contains("System acme-team/api does not build"), "{all}");
+}
