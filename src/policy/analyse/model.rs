@@ -441,6 +441,8 @@ pub struct Program<'a> {
     pub by_path: BTreeMap<Vec<String>, Vec<usize>>,
     /// Names each module resolves to a path (`input`, rules of its package, imports).
     pub globals: Vec<HashMap<String, Vec<String>>>,
+    /// The rules each rule reads, computed once (see `structure::dependencies`).
+    pub dependencies: std::sync::OnceLock<Vec<BTreeSet<usize>>>,
 }
 
 impl<'a> Program<'a> {
@@ -493,7 +495,7 @@ impl<'a> Program<'a> {
                 g
             })
             .collect();
-        Program { modules, rules, by_path, globals }
+        Program { modules, rules, by_path, globals, dependencies: std::sync::OnceLock::new() }
     }
 
     /// Rules whose path is `path` or starts with it, and the rule at a prefix of `path`

@@ -369,8 +369,8 @@ pub fn callee<'c>(
     }
 }
 
-/// Every call in a rule, with the variables declared in the query it is in.
-pub fn calls(rule: &Rule) -> Vec<(&Expr, BTreeSet<String>)> {
+/// Every call in a rule, and the variables the rule's queries declare.
+pub fn calls(rule: &Rule) -> (BTreeSet<String>, Vec<&Expr>) {
     let mut out = Vec::new();
     let mut declared = BTreeSet::new();
     for q in queries(rule) {
@@ -378,10 +378,10 @@ pub fn calls(rule: &Rule) -> Vec<(&Expr, BTreeSet<String>)> {
     }
     walk_rule(rule, &mut |e| {
         if let Expr::Call { .. } = e {
-            out.push((e, declared.clone()));
+            out.push(e);
         }
     });
-    out
+    (declared, out)
 }
 
 /// `RewriteWithValues`: `with` replaces `input`, `data` or a function, nothing else.
@@ -523,7 +523,8 @@ pub fn rule_conflicts(program: &Program, errors: &mut Vec<CompileError>) {
 /// `CheckUndefinedFuncs`: every call names a builtin or a rule.
 pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
     for def in &program.rules {
-        for (call, declared) in calls(def.rule) {
+        let (declared, found) = calls(def.rule);
+        for call in found {
             let Expr::Call { fcn, .. } = call else { continue };
             let missing = match callee(program, def.module, caps, fcn, &declared) {
                 Callee::Builtin(b) => {
@@ -557,8 +558,13 @@ pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut 
     }
 }
 
-/// The rules each rule reads: through names of its package, imports, `data` references and calls.
-pub fn dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
+/// The rules each rule reads: through names of its package, imports, `data` references and
+/// calls (computed once per program).
+pub fn dependencies<'p>(program: &'p Program) -> &'p [BTreeSet<usize>] {
+    program.dependencies.get_or_init(|| compute_dependencies(program))
+}
+
+fn compute_dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
     program
         .rules
         .iter()
@@ -604,8 +610,12 @@ pub fn dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
 /// `CheckRecursion`: no rule depends on itself.
 pub fn recursion(program: &Program, errors: &mut Vec<CompileError>) {
     let deps = dependencies(program);
+    let cyclic = on_cycles(deps);
     for (start, def) in program.rules.iter().enumerate() {
-        if let Some(cycle) = path_to(&deps, start) {
+        if !cyclic[start] {
+            continue;
+        }
+        if let Some(cycle) = path_to(deps, start) {
             let mut names: Vec<String> = vec![def.name()];
             names.extend(cycle.iter().map(|&i| program.rules[i].name()));
             errors.push(error(
@@ -617,6 +627,69 @@ pub fn recursion(program: &Program, errors: &mut Vec<CompileError>) {
             ));
         }
     }
+}
+
+/// Which rules lie on a cycle: those in a strongly connected component of more than one rule,
+/// or that read themselves (Tarjan's algorithm, once for the whole graph).
+fn on_cycles(deps: &[BTreeSet<usize>]) -> Vec<bool> {
+    struct Tarjan<'d> {
+        deps: &'d [BTreeSet<usize>],
+        index: Vec<Option<usize>>,
+        low: Vec<usize>,
+        on_stack: Vec<bool>,
+        stack: Vec<usize>,
+        next: usize,
+        cyclic: Vec<bool>,
+    }
+    impl Tarjan<'_> {
+        fn visit(&mut self, v: usize) {
+            self.index[v] = Some(self.next);
+            self.low[v] = self.next;
+            self.next += 1;
+            self.stack.push(v);
+            self.on_stack[v] = true;
+            for &w in &self.deps[v] {
+                match self.index[w] {
+                    None => {
+                        self.visit(w);
+                        self.low[v] = self.low[v].min(self.low[w]);
+                    }
+                    Some(iw) if self.on_stack[w] => self.low[v] = self.low[v].min(iw),
+                    Some(_) => {}
+                }
+            }
+            if Some(self.low[v]) == self.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    self.on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                let cycle = component.len() > 1 || self.deps[v].contains(&v);
+                for w in component {
+                    self.cyclic[w] = cycle;
+                }
+            }
+        }
+    }
+    let n = deps.len();
+    let mut t = Tarjan {
+        deps,
+        index: vec![None; n],
+        low: vec![0; n],
+        on_stack: vec![false; n],
+        stack: Vec::new(),
+        next: 0,
+        cyclic: vec![false; n],
+    };
+    for v in 0..n {
+        if t.index[v].is_none() {
+            t.visit(v);
+        }
+    }
+    t.cyclic
 }
 
 /// A path of dependencies from `start` back to itself, if there is one (breadth first, so the

@@ -85,7 +85,8 @@ fn constant_keys(program: &Program) -> HashMap<Vec<String>, BTreeSet<String>> {
 /// `CheckDeprecatedBuiltins`: Rego v1 modules may not call deprecated builtins.
 pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
     for def in &program.rules {
-        for (call, declared) in super::structure::calls(def.rule) {
+        let (declared, found) = super::structure::calls(def.rule);
+        for call in found {
             let Expr::Call { fcn, .. } = call else { continue };
             if let Callee::Builtin(b) = callee(program, def.module, caps, fcn, &declared)
                 && b.deprecated
@@ -119,7 +120,7 @@ fn dependency_order(program: &Program) -> Vec<usize> {
         out.push(i);
     }
     for i in 0..deps.len() {
-        visit(i, &deps, &mut done, &mut out);
+        visit(i, deps, &mut done, &mut out);
     }
     out
 }
