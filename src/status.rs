@@ -13,7 +13,7 @@ use crate::api::{
 use crate::catalog::Catalog;
 use crate::index::ObjectKey;
 use crate::pipeline::SystemBuild;
-use crate::problem::{ObjectRef, Problem};
+use crate::problem::{ObjectRef, Problem, Reason};
 
 /// The status of every object, keyed like the catalog.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -159,6 +159,20 @@ pub fn carry_all(old: &Transitions, new: &mut Statuses, now: &str) {
     each(&old.policies, &mut new.policies, now, |s| &mut s.conditions);
 }
 
+/// `n` with the singular or plural noun: `1 system`, `2 systems`.
+pub fn count(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A revision as `kubectl get` shows it: its first 12 hex digits.
+pub fn short(revision: &str) -> String {
+    revision.chars().take(12).collect()
+}
+
+fn key_of(meta: &kube::core::ObjectMeta) -> ObjectKey {
+    ObjectKey::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
 /// Compute every object's status. `problems` holds every problem found (object checks and builds);
 /// `live` the revision each System is serving (which may be older than a failed build's).
 pub fn compute(
@@ -194,9 +208,24 @@ pub fn compute(
     for (key, s) in catalog.stacks() {
         let generation = s.stack.metadata.generation;
         let bound = catalog.index().systems_of(key).len() as u32;
-        let policies = catalog.policies_of(TargetKind::Stack, key).len() as u32;
-        let message = format!("selects {bound} systems");
-        let conditions = conditions(&of(&ObjectRef::namespaced("Stack", key)), "Bound", &message, generation);
+        let attached = catalog.policies_of(TargetKind::Stack, key);
+        let policies = attached.len() as u32;
+        let message = format!("selects {}", count(bound, "system", "systems"));
+        // A Stack is only as ready as its Policies: a broken one keeps the Stack's rules out of
+        // every bundle it selects, so the Stack says so too (as a System does).
+        let me = ObjectRef::namespaced("Stack", key);
+        let mut problems = of(&me);
+        let broken: Vec<Problem> = attached
+            .iter()
+            .flat_map(|p| of(&ObjectRef::namespaced("Policy", &key_of(&p.policy.metadata))))
+            .filter(|p| !p.reason.is_transient())
+            .map(|p| {
+                let message = format!("{}: {}: {}", p.object, p.reason, p.message);
+                Problem::new(me.clone(), Reason::DependencyFailed, message)
+            })
+            .collect();
+        problems.extend(broken.iter());
+        let conditions = conditions(&problems, "Bound", &message, generation);
         out.stacks.insert(
             key.to_string(),
             StackStatus { observed_generation: generation, conditions, systems: bound, policies },
@@ -206,7 +235,8 @@ pub fn compute(
         let generation = s.system.metadata.generation;
         let build = builds.get(key);
         let revision = live.get(key).cloned();
-        let message = match &revision {
+        let short_revision = revision.as_deref().map(short);
+        let message = match &short_revision {
             Some(r) => format!("serving revision {r}"),
             None => String::new(),
         };
@@ -221,6 +251,7 @@ pub fn compute(
                 conditions,
                 bundle: build.and_then(|b| b.input.as_ref()).map(|i| i.live_key()),
                 revision,
+                short_revision,
                 stack_count: stacks.len() as u32,
                 stacks,
                 policies: catalog.policies_of(TargetKind::System, key).len() as u32,
@@ -250,6 +281,16 @@ pub fn compute(
 mod tests {
     use super::*;
     use crate::problem::{ObjectRef, Reason};
+
+    #[test]
+    fn counts_and_revisions_read_as_people_write_them() {
+        assert_eq!(count(0, "system", "systems"), "0 systems");
+        assert_eq!(count(1, "system", "systems"), "1 system");
+        assert_eq!(count(2, "system", "systems"), "2 systems");
+        let revision = "0123456789abcdef".repeat(4);
+        assert_eq!(short(&revision), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+    }
 
     #[test]
     fn transitions_kept_between_rounds_carry_only_unchanged_conditions() {

@@ -326,6 +326,29 @@ fn decision_rules_must_be_partial_sets() {
     assert!(!api_built(&ws));
 }
 
+#[test]
+fn a_stack_is_ready_only_when_its_policies_are() {
+    let ready = |ws: &mut Workspace| {
+        let statuses = ws.statuses();
+        let stack = &statuses.stacks["acme-platform/base"];
+        stack.conditions.iter().find(|c| c.type_ == "Ready").cloned().expect("Ready")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ws = workspace(dir.path(), &base());
+    let fine = ready(&mut ws);
+    assert_eq!(fine.status, edict::api::ConditionStatus::True);
+    assert_eq!(fine.message, "selects 1 system", "one system, not `1 systems`");
+
+    let broken = tempfile::tempdir().expect("tempdir");
+    let mut docs = base();
+    docs.push(("p.yaml", broken_policy()));
+    let mut ws = workspace(broken.path(), &docs);
+    let not = ready(&mut ws);
+    assert_eq!(not.status, edict::api::ConditionStatus::False);
+    assert_eq!(not.reason, "DependencyFailed");
+    assert!(not.message.starts_with("Policy acme-platform/broken: InvalidRego: "), "{}", not.message);
+}
+
 /// What OPA's compiler refuses, edict refuses, in a Stack Policy and in a System Policy alike:
 /// the Policy says what and where (the manifest's line and column, OPA's error code), the
 /// System depends on it and gets no bundle. (Rego line L, column C of `spec.rego` is line 6+L,

@@ -22,6 +22,8 @@ use super::{Condition, Enforcement, SelectorTerms, SystemType};
     printcolumn = r#"{"name":"Systems","type":"integer","jsonPath":".status.systems"}"#,
     printcolumn = r#"{"name":"Policies","type":"integer","jsonPath":".status.policies"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
     validation = "size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')"
 )]
 #[serde(rename_all = "camelCase")]

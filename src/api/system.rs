@@ -16,13 +16,16 @@ use super::{Condition, DefaultDecision, Enforcement, SystemType};
     shortname = "sys",
     category = "edict",
     status = "SystemStatus",
-    doc = "A System: one software system governed by one OPA configuration. edict compiles its Policies and those of every Stack that selects it into one signed bundle.",
+    doc = "A System: one software system governed by one OPA configuration. edict compiles its Policies and those of every Stack that selects it into one bundle (signed when the Tenant has a signing key). Only tenant admins create or delete Systems or change their labels and features; system owners edit the rest.",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.revision","priority":0}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","description":"The live bundle's revision, shortened to 12 hex digits.","jsonPath":".status.shortRevision"}"#,
     printcolumn = r#"{"name":"Stacks","type":"integer","jsonPath":".status.stackCount"}"#,
     printcolumn = r#"{"name":"Policies","type":"integer","jsonPath":".status.policies"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Full Revision","type":"string","description":"The live bundle's revision (sha256 of its content).","jsonPath":".status.revision","priority":1}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SystemSpec {
@@ -47,7 +50,8 @@ pub struct SystemSpec {
     #[serde(default)]
     #[schemars(schema_with = "super::free_form_object")]
     pub options: serde_json::Map<String, serde_json::Value>,
-    /// The ServiceAccount the System's OPA runs as (used for IRSA wiring).
+    /// The ServiceAccount (in this namespace) the System's OPA runs as. When the Tenant has
+    /// `identity`, edict annotates it with the System's IAM role (IRSA); edict never creates it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 }
@@ -62,9 +66,13 @@ pub struct SystemStatus {
     /// `Ready`, `Reconciling`, `Stalled`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
-    /// The revision of the live bundle (sha256 of its content).
+    /// The revision of the live bundle (sha256 of its content, 64 hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The first 12 hex digits of `revision`, as `kubectl get` shows it (like a short Git commit
+    /// id; `edict rollback --to` accepts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_revision: Option<String>,
     /// Where OPA downloads the bundle (object key / URL path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Condition;
 
-/// A Tenant owns a set of namespaces, an admin namespace for its Stacks, and (later) its storage and keys.
+/// A Tenant owns a set of namespaces, an admin namespace for its Stacks, its storage (S3, DynamoDB,
+/// KMS) and the identity (IRSA) of its OPAs.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
     group = "edict.dev",
@@ -15,12 +16,14 @@ use super::Condition;
     shortname = "tnt",
     category = "edict",
     status = "TenantStatus",
-    doc = "A Tenant: the isolation unit of edict. It names the namespaces whose Systems it governs and the admin namespace that holds its Stacks.",
+    doc = "A Tenant: the isolation unit of edict. It names the namespaces whose Systems it governs, the admin namespace that holds its Stacks, where its bundles, index and keys live (S3, DynamoDB, KMS), and how its OPAs get AWS credentials (IRSA). Edited by platform admins.",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Admin","type":"string","jsonPath":".spec.adminNamespace"}"#,
     printcolumn = r#"{"name":"Systems","type":"integer","jsonPath":".status.systems"}"#,
     printcolumn = r#"{"name":"Stacks","type":"integer","jsonPath":".status.stacks"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {
@@ -39,8 +42,9 @@ pub struct TenantSpec {
     /// How much bundle history to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
-    /// Where the tenant's bundles, index and keys live. Absent: the embedded default
-    /// (a directory store), as with `edict run --local`.
+    /// Where the tenant's bundles, index and keys live. Absent: the operator's embedded
+    /// directory store (`edict run --store`), whose bundles OPAs fetch from the operator's bundle
+    /// API (`--addr`, the chart's Service on port 8181), as with `edict run --local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,
     /// How the OPAs of the tenant's Systems get AWS credentials (IRSA): the cluster's OIDC
