@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
@@ -171,6 +171,10 @@ fn check_typed(doc: &Value) {
         ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
             drop(strict::<ValidatingAdmissionPolicyBinding>(doc))
         }
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+            drop(strict::<ValidatingWebhookConfiguration>(doc))
+        }
+        ("cert-manager.io/v1", "Certificate" | "Issuer") => check_cert_manager(doc),
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             drop(strict::<CustomResourceDefinition>(doc))
         }
@@ -190,6 +194,35 @@ fn check_service_monitor(doc: &Value) {
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0]["port"], "metrics");
     assert_eq!(endpoints[0]["path"], "/metrics");
+}
+
+/// cert-manager's kinds have no Rust type: check the fields cert-manager needs.
+fn check_cert_manager(doc: &Value) {
+    let allowed: BTreeSet<&str> = ["apiVersion", "kind", "metadata", "spec"].into();
+    assert!(doc.as_object().unwrap().keys().all(|k| allowed.contains(k.as_str())), "{doc}");
+    let spec = doc["spec"].as_object().unwrap_or_else(|| panic!("{} has a spec", name_of(doc)));
+    let known: BTreeSet<&str> = match doc["kind"].as_str() {
+        Some("Issuer") => ["selfSigned", "ca", "acme", "vault", "venafi"].into(),
+        _ => [
+            "secretName",
+            "duration",
+            "renewBefore",
+            "commonName",
+            "dnsNames",
+            "privateKey",
+            "usages",
+            "issuerRef",
+            "isCA",
+        ]
+        .into(),
+    };
+    for key in spec.keys() {
+        assert!(known.contains(key.as_str()), "{}: unknown field spec.{key}", name_of(doc));
+    }
+    if doc["kind"] == "Certificate" {
+        assert!(spec["secretName"].is_string() && spec["dnsNames"].is_array(), "{doc}");
+        assert!(spec["issuerRef"]["name"].is_string(), "{doc}");
+    }
 }
 
 /// edict's own kinds parse as edict's types.
@@ -420,7 +453,8 @@ fn assert_operator_contract(docs: &[Value]) {
     }
     assert_eq!(one::<ServiceAccount>(docs).metadata.name.as_deref(), Some("edict"));
 
-    // The admission policy for System labels and features.
+    // The admission policy for creating, deleting and relabelling Systems (evaluated in
+    // admission_policy_keeps_creating_deleting_and_relabelling_systems_for_admins).
     let vap = one::<ValidatingAdmissionPolicy>(docs);
     let vap_name = vap.metadata.name.clone().unwrap();
     let vap_spec = vap.spec.unwrap();
@@ -432,7 +466,7 @@ fn assert_operator_contract(docs: &[Value]) {
         Some(&["systems".to_string()][..]),
         "the System kind, not its status"
     );
-    assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_string(), "UPDATE".to_string()][..]));
+    assert_eq!(rule.operations.clone().unwrap(), ["CREATE", "UPDATE", "DELETE"], "delete and re-create too");
     let variables: BTreeMap<String, String> =
         vap_spec.variables.unwrap().into_iter().map(|v| (v.name, v.expression)).collect();
     assert!(variables["labels"].contains("object.metadata.labels"));
@@ -443,11 +477,16 @@ fn assert_operator_contract(docs: &[Value]) {
     assert!(variables["isTenantAdmin"].contains("\"edict:tenant-admins\""));
     assert!(variables["isTenantAdmin"].contains(&format!("\"{OPERATOR_USER}\"")), "edict itself is exempt");
     let validations = vap_spec.validations.unwrap();
-    assert_eq!(validations.len(), 2);
-    for (v, field) in validations.iter().zip(["labels", "features"]) {
-        assert!(v.expression.contains(&format!("variables.{field}")), "{}", v.expression);
+    assert_eq!(validations.len(), VALIDATIONS.len());
+    for (v, guards) in validations.iter().zip(VALIDATIONS) {
+        let (operation, word) = match guards {
+            "create" => ("CREATE", "create Systems"),
+            "delete" => ("DELETE", "delete Systems"),
+            field => ("UPDATE", field),
+        };
+        assert!(v.expression.contains(&format!("request.operation != '{operation}'")), "{}", v.expression);
         assert_eq!(v.reason.as_deref(), Some("Forbidden"));
-        assert!(v.message.as_deref().unwrap_or("").contains(field));
+        assert!(v.message.as_deref().unwrap_or("").contains(word), "{guards}: {:?}", v.message);
     }
     let binding = one::<ValidatingAdmissionPolicyBinding>(docs).spec;
     assert_eq!(binding.policy_name, vap_name);
@@ -472,7 +511,7 @@ fn chart_renders_typed_objects_that_follow_the_contract() {
     let expected: BTreeMap<String, usize> = [
         ("CustomResourceDefinition", 4),
         ("ServiceAccount", 1),
-        ("ClusterRole", 3),
+        ("ClusterRole", 4),
         ("ClusterRoleBinding", 1),
         ("Role", 1),
         ("RoleBinding", 1),
@@ -773,158 +812,57 @@ fn system(labels: Value, features: Option<Value>) -> Value {
     json!({"apiVersion": "edict.dev/v1alpha1", "kind": "System", "metadata": meta, "spec": spec})
 }
 
-/// One request to the API server, and what the policy should say about labels and features.
+/// Who sends a request: a username and its groups.
+type Who = (&'static str, &'static [&'static str]);
+
+/// The roles of the chart README's table, as the API server names them.
+const PLATFORM_ADMIN: Who = ("kubernetes-admin", &["kubeadm:cluster-admins", "system:authenticated"]);
+const SUPER_USER: Who = ("root", &["system:masters", "system:authenticated"]);
+const TENANT_ADMIN: Who = ("bob", &["edict:tenant-admins", "system:authenticated"]);
+const OWNER: Who = ("alice", &["acme:payments-team", "system:authenticated"]);
+const VIEWER: Who = ("victor", &["system:authenticated"]);
+const EDICT: Who = (OPERATOR_USER, &["system:serviceaccounts", "system:serviceaccounts:edict-system"]);
+const ARGOCD: Who = (ARGOCD_USER, &["system:serviceaccounts"]);
+const NAMESPACE_CONTROLLER: Who =
+    ("system:serviceaccount:kube-system:namespace-controller", &["system:serviceaccounts"]);
+const OTHER_SERVICE_ACCOUNT: Who = (
+    "system:serviceaccount:edict-system:default",
+    &["system:serviceaccounts", "system:serviceaccounts:edict-system"],
+);
+
+/// The policy's validations, in order: what each one guards.
+const VALIDATIONS: [&str; 4] = ["create", "delete", "labels", "features"];
+
+/// One request to the API server, and which of the policy's validations should reject it.
 struct Case {
     what: &'static str,
-    user: &'static str,
-    groups: &'static [&'static str],
+    who: Who,
+    /// `CREATE` (`new` only), `UPDATE` (both) or `DELETE` (`old` only).
     old: Option<Value>,
-    new: Value,
-    labels_allowed: bool,
-    features_allowed: bool,
+    new: Option<Value>,
+    denied_by: &'static [&'static str],
 }
 
-#[test]
-fn admission_policy_reserves_labels_and_features_for_tenant_admins() {
-    let owner = "alice";
-    let owner_groups: &[&str] = &["system:authenticated", "acme:payments-team"];
-    let admin_groups: &[&str] = &["system:authenticated", "edict:tenant-admins"];
-    let prod = || json!({"env": "production", "team": "payments"});
-    let proxies = || json!({"proxies": {"allowed": ["envoyproxy/envoy"]}});
-    let cases = vec![
-        Case {
-            what: "an owner creates a bare System",
-            user: owner,
-            groups: owner_groups,
-            old: None,
-            new: system(Value::Null, Some(json!({}))),
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "an owner creates a labelled System",
-            user: owner,
-            groups: owner_groups,
-            old: None,
-            new: system(prod(), Some(json!({}))),
-            labels_allowed: false,
-            features_allowed: true,
-        },
-        Case {
-            what: "an owner creates a System with features",
-            user: owner,
-            groups: owner_groups,
-            old: None,
-            new: system(Value::Null, Some(proxies())),
-            labels_allowed: true,
-            features_allowed: false,
-        },
-        Case {
-            what: "an owner edits the description",
-            user: owner,
-            groups: owner_groups,
-            old: Some(system(prod(), Some(proxies()))),
-            new: {
-                let mut s = system(prod(), Some(proxies()));
-                s["spec"]["description"] = json!("new words");
-                s
-            },
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "an owner changes a label",
-            user: owner,
-            groups: owner_groups,
-            old: Some(system(prod(), Some(proxies()))),
-            new: system(json!({"env": "dev", "team": "payments"}), Some(proxies())),
-            labels_allowed: false,
-            features_allowed: true,
-        },
-        Case {
-            what: "an owner removes every label",
-            user: owner,
-            groups: owner_groups,
-            old: Some(system(prod(), Some(proxies()))),
-            new: system(Value::Null, Some(proxies())),
-            labels_allowed: false,
-            features_allowed: true,
-        },
-        Case {
-            what: "an owner changes the features",
-            user: owner,
-            groups: owner_groups,
-            old: Some(system(prod(), Some(proxies()))),
-            new: system(prod(), Some(json!({"proxies": {"allowed": ["nginx"]}}))),
-            labels_allowed: true,
-            features_allowed: false,
-        },
-        Case {
-            what: "features missing before and empty after are no change",
-            user: owner,
-            groups: owner_groups,
-            old: Some(system(prod(), None)),
-            new: system(prod(), Some(json!({}))),
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "a tenant admin relabels and changes features",
-            user: "bob",
-            groups: admin_groups,
-            old: Some(system(prod(), Some(proxies()))),
-            new: system(json!({"env": "staging"}), Some(json!({}))),
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "a tenant admin creates a labelled System",
-            user: "bob",
-            groups: admin_groups,
-            old: None,
-            new: system(prod(), Some(proxies())),
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "edict itself",
-            user: OPERATOR_USER,
-            groups: &["system:serviceaccounts", "system:serviceaccounts:edict-system"],
-            old: Some(system(prod(), Some(proxies()))),
-            new: system(json!({"env": "staging"}), Some(json!({}))),
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "a user named in tenantAdmins.users",
-            user: ARGOCD_USER,
-            groups: &["system:serviceaccounts"],
-            old: None,
-            new: system(prod(), Some(proxies())),
-            labels_allowed: true,
-            features_allowed: true,
-        },
-        Case {
-            what: "another ServiceAccount of edict's namespace",
-            user: "system:serviceaccount:edict-system:default",
-            groups: &["system:serviceaccounts", "system:serviceaccounts:edict-system"],
-            old: Some(system(prod(), Some(proxies()))),
-            new: system(json!({"env": "staging"}), Some(proxies())),
-            labels_allowed: false,
-            features_allowed: true,
-        },
-    ];
+impl Case {
+    fn operation(&self) -> &'static str {
+        match (&self.old, &self.new) {
+            (None, Some(_)) => "CREATE",
+            (Some(_), Some(_)) => "UPDATE",
+            (Some(_), None) => "DELETE",
+            (None, None) => unreachable!("{}", self.what),
+        }
+    }
+}
 
-    let users = format!("tenantAdmins.users={{{ARGOCD_USER}}}");
-    let docs = render(&["--set", &users]);
-    let policy = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicy").expect("the policy");
+/// Each validation's outcome for each request, evaluated by cel-python.
+fn evaluate(policy: &Value, cases: &[Case]) -> Vec<Vec<Value>> {
     let requests: Vec<Value> = cases
         .iter()
         .map(|c| {
             json!({
                 "request": {
-                    "operation": if c.old.is_some() { "UPDATE" } else { "CREATE" },
-                    "userInfo": {"username": c.user, "groups": c.groups},
+                    "operation": c.operation(),
+                    "userInfo": {"username": c.who.0, "groups": c.who.1},
                 },
                 "object": c.new,
                 "oldObject": c.old,
@@ -932,7 +870,6 @@ fn admission_policy_reserves_labels_and_features_for_tenant_admins() {
         })
         .collect();
     let input = json!({"policy": policy["spec"], "cases": requests});
-
     let mut child = Command::new(common::python())
         .args(["-c", CEL_EVALUATOR])
         .stdin(Stdio::piped())
@@ -947,25 +884,553 @@ fn admission_policy_reserves_labels_and_features_for_tenant_admins() {
         "the CEL evaluator failed (cel-python comes with `scripts/setup.sh`):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let results: Vec<Vec<Value>> = serde_json::from_slice(&out.stdout).expect("results");
+    serde_json::from_slice(&out.stdout).expect("results")
+}
 
+#[test]
+fn admission_policy_keeps_creating_deleting_and_relabelling_systems_for_admins() {
+    let prod = || json!({"env": "production", "team": "payments"});
+    let proxies = || json!({"proxies": {"allowed": ["envoyproxy/envoy"]}});
+    let labelled = || system(prod(), Some(proxies()));
+    let bare = || system(Value::Null, Some(json!({})));
+    let cases = vec![
+        // A System's owner edits everything but its labels and features, and neither creates
+        // nor deletes it.
+        Case {
+            what: "an owner creates a bare System",
+            who: OWNER,
+            old: None,
+            new: Some(bare()),
+            denied_by: &["create"],
+        },
+        Case {
+            what: "an owner creates a labelled System",
+            who: OWNER,
+            old: None,
+            new: Some(labelled()),
+            denied_by: &["create"],
+        },
+        Case {
+            what: "an owner edits the description",
+            who: OWNER,
+            old: Some(labelled()),
+            new: Some({
+                let mut s = labelled();
+                s["spec"]["description"] = json!("new words");
+                s
+            }),
+            denied_by: &[],
+        },
+        Case {
+            what: "an owner changes a label",
+            who: OWNER,
+            old: Some(labelled()),
+            new: Some(system(json!({"env": "dev", "team": "payments"}), Some(proxies()))),
+            denied_by: &["labels"],
+        },
+        Case {
+            what: "an owner removes every label",
+            who: OWNER,
+            old: Some(labelled()),
+            new: Some(system(Value::Null, Some(proxies()))),
+            denied_by: &["labels"],
+        },
+        Case {
+            what: "an owner changes the features",
+            who: OWNER,
+            old: Some(labelled()),
+            new: Some(system(prod(), Some(json!({"proxies": {"allowed": ["nginx"]}})))),
+            denied_by: &["features"],
+        },
+        Case {
+            what: "features missing before and empty after are no change",
+            who: OWNER,
+            old: Some(system(prod(), None)),
+            new: Some(system(prod(), Some(json!({})))),
+            denied_by: &[],
+        },
+        // Delete and re-create: the way out of a Stack that relabelling no longer offers.
+        Case {
+            what: "an owner deletes a System (to re-create it without labels)",
+            who: OWNER,
+            old: Some(labelled()),
+            new: None,
+            denied_by: &["delete"],
+        },
+        Case {
+            what: "an owner re-creates the deleted System without labels",
+            who: OWNER,
+            old: None,
+            new: Some(system(Value::Null, Some(proxies()))),
+            denied_by: &["create"],
+        },
+        // A viewer writes nothing (RBAC already says so; the policy agrees).
+        Case {
+            what: "a viewer creates a System",
+            who: VIEWER,
+            old: None,
+            new: Some(bare()),
+            denied_by: &["create"],
+        },
+        Case {
+            what: "a viewer deletes a System",
+            who: VIEWER,
+            old: Some(labelled()),
+            new: None,
+            denied_by: &["delete"],
+        },
+        // Tenant admins do all of it.
+        Case {
+            what: "a tenant admin creates a labelled System",
+            who: TENANT_ADMIN,
+            old: None,
+            new: Some(labelled()),
+            denied_by: &[],
+        },
+        Case {
+            what: "a tenant admin relabels and changes features",
+            who: TENANT_ADMIN,
+            old: Some(labelled()),
+            new: Some(system(json!({"env": "staging"}), Some(json!({})))),
+            denied_by: &[],
+        },
+        Case {
+            what: "a tenant admin deletes a System",
+            who: TENANT_ADMIN,
+            old: Some(labelled()),
+            new: None,
+            denied_by: &[],
+        },
+        Case {
+            what: "a tenant admin re-creates it without labels",
+            who: TENANT_ADMIN,
+            old: None,
+            new: Some(bare()),
+            denied_by: &[],
+        },
+        // Platform admins may do everything.
+        Case {
+            what: "a platform admin (kubeadm's admin.conf) creates a labelled System",
+            who: PLATFORM_ADMIN,
+            old: None,
+            new: Some(labelled()),
+            denied_by: &[],
+        },
+        Case {
+            what: "a platform admin relabels a System",
+            who: PLATFORM_ADMIN,
+            old: Some(labelled()),
+            new: Some(system(json!({"env": "staging"}), Some(proxies()))),
+            denied_by: &[],
+        },
+        Case {
+            what: "a platform admin deletes a System",
+            who: PLATFORM_ADMIN,
+            old: Some(labelled()),
+            new: None,
+            denied_by: &[],
+        },
+        Case {
+            what: "a system:masters user creates a System",
+            who: SUPER_USER,
+            old: None,
+            new: Some(labelled()),
+            denied_by: &[],
+        },
+        // Machines.
+        Case {
+            what: "edict itself patches a System",
+            who: EDICT,
+            old: Some(labelled()),
+            new: Some(system(json!({"env": "staging"}), Some(json!({})))),
+            denied_by: &[],
+        },
+        Case {
+            what: "a user named in tenantAdmins.users creates a System",
+            who: ARGOCD,
+            old: None,
+            new: Some(labelled()),
+            denied_by: &[],
+        },
+        Case {
+            what: "another ServiceAccount of edict's namespace relabels a System",
+            who: OTHER_SERVICE_ACCOUNT,
+            old: Some(labelled()),
+            new: Some(system(json!({"env": "staging"}), Some(proxies()))),
+            denied_by: &["labels"],
+        },
+        Case {
+            what: "another ServiceAccount of edict's namespace deletes a System",
+            who: OTHER_SERVICE_ACCOUNT,
+            old: Some(labelled()),
+            new: None,
+            denied_by: &["delete"],
+        },
+        Case {
+            what: "the namespace controller empties a namespace being deleted",
+            who: NAMESPACE_CONTROLLER,
+            old: Some(labelled()),
+            new: None,
+            denied_by: &[],
+        },
+        Case {
+            what: "the namespace controller creates a System",
+            who: NAMESPACE_CONTROLLER,
+            old: None,
+            new: Some(labelled()),
+            denied_by: &["create"],
+        },
+        Case {
+            what: "the namespace controller relabels a System",
+            who: NAMESPACE_CONTROLLER,
+            old: Some(labelled()),
+            new: Some(bare()),
+            denied_by: &["labels", "features"],
+        },
+    ];
+
+    let users = format!("tenantAdmins.users={{{ARGOCD_USER}}}");
+    let docs = render(&["--set", &users]);
+    let policy = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicy").expect("the policy");
+    let results = evaluate(policy, &cases);
+    assert_eq!(results.len(), cases.len());
     for (case, outcome) in cases.iter().zip(&results) {
-        for (result, (field, want)) in
-            outcome.iter().zip([("labels", case.labels_allowed), ("features", case.features_allowed)])
-        {
+        assert_eq!(outcome.len(), VALIDATIONS.len(), "one outcome per validation");
+        let mut denied = Vec::new();
+        for (result, name) in outcome.iter().zip(VALIDATIONS) {
             assert!(
                 result.get("error").is_none(),
-                "{}: the {field} check fails to evaluate: {result}",
+                "{}: the {name} check fails to evaluate: {result}",
                 case.what
             );
-            assert_eq!(result["allowed"], want, "{}: {field} allowed? {result}", case.what);
-            if !want {
+            if result["allowed"] == false {
+                denied.push(name);
                 let message = result["message"].as_str().unwrap();
-                assert!(message.contains(case.user), "{}: the message names the user: {message}", case.what);
+                assert!(message.contains(case.who.0), "{}: the message names the user: {message}", case.what);
                 assert!(message.contains("edict:tenant-admins"), "and who may: {message}");
             }
         }
+        assert_eq!(denied, case.denied_by, "{} ({}): denied by", case.what, case.operation());
     }
+}
+
+/// The verbs on `resource` that the ClusterRoles aggregated into `role` (`view`, `edit`,
+/// `admin`) grant, as Kubernetes' aggregation controller adds them up.
+fn aggregated_verbs(docs: &[Value], role: &str, resource: &str) -> BTreeSet<String> {
+    let label = format!("rbac.authorization.k8s.io/aggregate-to-{role}");
+    all::<ClusterRole>(docs)
+        .into_iter()
+        .filter(|r| {
+            r.metadata.labels.as_ref().is_some_and(|l| l.get(&label).map(String::as_str) == Some("true"))
+        })
+        .flat_map(|r| r.rules.unwrap_or_default())
+        .filter(|rule| rule.resources.iter().flatten().any(|r| r == resource))
+        .flat_map(|rule| rule.verbs)
+        .collect()
+}
+
+/// The verbs on `resource` that the ClusterRole `name` grants.
+fn role_verbs(docs: &[Value], name: &str, resource: &str) -> BTreeSet<String> {
+    let role = all::<ClusterRole>(docs).into_iter().find(|r| r.metadata.name.as_deref() == Some(name));
+    role.unwrap_or_else(|| panic!("ClusterRole {name}"))
+        .rules
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|rule| rule.resources.iter().flatten().any(|r| r == resource))
+        .flat_map(|rule| rule.verbs)
+        .collect()
+}
+
+fn verbs(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|v| v.to_string()).collect()
+}
+
+#[test]
+fn rbac_gives_each_role_of_the_readme_what_it_may_do() {
+    let docs = render(&[]);
+    let read = ["get", "list", "watch"];
+    let write = ["create", "update", "patch", "delete", "deletecollection"];
+    let read_write: Vec<&str> = read.iter().chain(&write).copied().collect();
+    // Viewer: reads, nothing else.
+    for resource in ["stacks", "systems", "policies"] {
+        assert_eq!(aggregated_verbs(&docs, "view", resource), verbs(&read), "view on {resource}");
+    }
+    // System owner (edit, admin): its Policies and a System's other fields, but neither creates
+    // nor deletes a System (delete and re-create would drop its labels).
+    for role in ["edit", "admin"] {
+        assert_eq!(aggregated_verbs(&docs, role, "policies"), verbs(&read_write), "{role} on policies");
+        assert_eq!(
+            aggregated_verbs(&docs, role, "systems"),
+            verbs(&["get", "list", "watch", "update", "patch"]),
+            "{role} on systems: no create, delete or deletecollection"
+        );
+    }
+    // Tenant admin: everything on the three namespaced kinds, bound per namespace.
+    for resource in ["stacks", "systems", "policies"] {
+        assert_eq!(role_verbs(&docs, "edict-tenant-admin", resource), verbs(&read_write), "{resource}");
+    }
+    let tenant_admin = all::<ClusterRole>(&docs)
+        .into_iter()
+        .find(|r| r.metadata.name.as_deref() == Some("edict-tenant-admin"))
+        .unwrap();
+    let labels = tenant_admin.metadata.labels.unwrap_or_default();
+    assert!(
+        !labels.keys().any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to")),
+        "the tenant-admin role is aggregated into no default role"
+    );
+    // Tenants: platform admins only (nothing aggregated names them).
+    for role in ["view", "edit", "admin"] {
+        assert!(aggregated_verbs(&docs, role, "tenants").is_empty(), "{role} on tenants");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OPA side: charts/edict-opa.
+
+const OPA_CHART: &str = "charts/edict-opa";
+
+/// `helm template` of charts/edict-opa as release `payments-opa` (or `storefront-opa`) in
+/// `namespace`, with one of its `ci/*-values.yaml` files.
+fn render_opa(release: &str, namespace: &str, values: &str, extra: &[&str]) -> Vec<Value> {
+    let values = format!("{OPA_CHART}/ci/{values}-values.yaml");
+    let mut args = vec!["template", release, OPA_CHART, "--namespace", namespace, "-f", &values];
+    args.extend_from_slice(extra);
+    let docs = parse_documents(&helm_ok(&args));
+    docs.iter().for_each(check_typed);
+    for doc in &docs {
+        let cluster_scoped = doc["kind"] == "ValidatingWebhookConfiguration";
+        let ns = doc["metadata"]["namespace"].as_str();
+        assert_eq!(ns, (!cluster_scoped).then_some(namespace), "{}", name_of(doc));
+        let labels = &doc["metadata"]["labels"];
+        assert!(labels["edict.dev/system"].is_string(), "{} names its System", name_of(doc));
+    }
+    docs
+}
+
+/// The OPA container and its pod, after the checks every mode shares: the System's ConfigMap
+/// as the configuration, its ServiceAccount, the diagnostic port's probes, a restricted and
+/// read-only container, and a Service and PodDisruptionBudget that select the pods.
+fn assert_opa_pod(docs: &[Value], system: &str, readiness: &str) -> (Container, Vec<String>) {
+    let deployment = one::<Deployment>(docs);
+    let spec = &deployment.spec;
+    assert_eq!(spec.replicas, Some(2), "two OPAs: one per node, through drains");
+    let selector = spec.selector.match_labels.clone().unwrap();
+    let pod_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "the selector selects the pods");
+    let pod = spec.template.spec.clone().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("opa"), "the System's ServiceAccount");
+    assert_eq!(pod.automount_service_account_token, Some(false), "OPA never calls the API server");
+    assert_eq!(pod.security_context.as_ref().and_then(|s| s.run_as_non_root), Some(true));
+
+    let volumes = pod.volumes.clone().unwrap();
+    let config = volumes.iter().find(|v| v.name == "config").and_then(|v| v.config_map.clone());
+    let config = config.expect("the config volume is a ConfigMap");
+    assert_eq!(config.name, format!("{system}-opa-config"), "the ConfigMap edict writes for the System");
+    assert_eq!(config.items.unwrap()[0].key, "config.yaml");
+
+    assert_eq!(pod.containers.len(), 1);
+    let c = pod.containers[0].clone();
+    let args = c.args.clone().unwrap();
+    for arg in ["run", "--server", "--config-file=/config/config.yaml", "--diagnostic-addr=0.0.0.0:8282"] {
+        assert!(args.iter().any(|a| a == arg), "opa {arg}: {args:?}");
+    }
+    let mounts = c.volume_mounts.clone().unwrap();
+    let at = |path: &str| mounts.iter().find(|m| m.mount_path == path).map(|m| m.name.clone());
+    assert_eq!(at("/config").as_deref(), Some("config"));
+    let persist =
+        args.iter().find_map(|a| a.strip_prefix("--set=persistence_directory=")).expect("persistence");
+    let persist_volume = at(persist).expect("the persistence directory is a volume");
+    assert!(volumes.iter().any(|v| v.name == persist_volume && v.empty_dir.is_some()), "an emptyDir");
+
+    let sc = c.security_context.as_ref().expect("securityContext");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_string()]));
+    for (probe, path) in [(&c.readiness_probe, readiness), (&c.liveness_probe, "/health")] {
+        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("an HTTP probe");
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.port, IntOrString::String("diagnostics".into()));
+    }
+    let ports: BTreeMap<String, i32> = c
+        .ports
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(ports.get("diagnostics"), Some(&8282));
+
+    let service = one::<Service>(docs).spec.unwrap();
+    assert_eq!(service.selector, Some(selector.clone()));
+    let pdb = one::<PodDisruptionBudget>(docs).spec.unwrap();
+    assert_eq!(pdb.min_available, Some(IntOrString::Int(1)));
+    assert_eq!(pdb.selector.and_then(|s| s.match_labels), Some(selector));
+    (c, args)
+}
+
+#[test]
+fn opa_chart_lints_in_both_modes_and_needs_a_system() {
+    for values in ["admission", "envoy", "secret"] {
+        let file = format!("{OPA_CHART}/ci/{values}-values.yaml");
+        let out = helm_ok(&["lint", "--strict", OPA_CHART, "-f", &file]);
+        assert!(out.contains("0 chart(s) failed"), "{values}: {out}");
+    }
+    for (set, complaint) in [
+        ("serviceAccount.name=opa", "system must name the edict System"),
+        ("system=payments-cluster", "serviceAccount.name must be the System's spec.serviceAccountName"),
+        ("system=payments-cluster,serviceAccount.name=opa,mode=sidecar", "mode"),
+        ("system=payments-cluster,serviceAccount.name=opa,webhook.failurePolicy=Maybe", "failurePolicy"),
+        ("system=payments-cluster,serviceAccount.name=opa,tls.certManager.enabled=false", "tls.caBundle"),
+        ("system=payments-cluster,serviceAccount.name=opa,replicas=3", "replicas"),
+    ] {
+        let out = helm_sh(&["template", "payments-opa", OPA_CHART, "--set", set]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--set {set} renders, but should not");
+        assert!(stderr.contains(complaint), "--set {set}: the error names {complaint}: {stderr}");
+    }
+}
+
+#[test]
+fn opa_chart_admission_mode_is_a_webhook_with_cert_manager_tls() {
+    let docs = render_opa("payments-opa", "acme-payments", "admission", &[]);
+    let expected: BTreeMap<String, usize> = [
+        ("ServiceAccount", 1),
+        ("Service", 1),
+        ("Deployment", 1),
+        ("PodDisruptionBudget", 1),
+        ("ValidatingWebhookConfiguration", 1),
+        ("Certificate", 1),
+        ("Issuer", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(kinds(&docs), expected);
+    let (c, args) = assert_opa_pod(&docs, "payments-cluster", "/health?bundles");
+
+    // The official image, pinned to the chart's appVersion, an OPA 1.x release.
+    let chart = &read_yaml(&format!("{OPA_CHART}/Chart.yaml"))[0];
+    let version = chart["appVersion"].as_str().unwrap();
+    assert!(version.starts_with("1.") && version.split('.').count() == 3, "pinned to a 1.x.y release");
+    assert_eq!(c.image.as_deref(), Some(format!("openpolicyagent/opa:{version}").as_str()));
+    for arg in
+        ["--addr=0.0.0.0:8443", "--tls-cert-file=/certs/tls.crt", "--tls-private-key-file=/certs/tls.key"]
+    {
+        assert!(args.iter().any(|a| a == arg), "{arg}: {args:?}");
+    }
+
+    // The Service the webhook calls, and its TLS.
+    let service = one::<Service>(&docs);
+    let service_name = service.metadata.name.clone().unwrap();
+    let port = &service.spec.unwrap().ports.unwrap()[0];
+    assert_eq!((port.port, port.target_port.clone()), (443, Some(IntOrString::String("https".into()))));
+    let webhook_config = one::<ValidatingWebhookConfiguration>(&docs);
+    let annotations = webhook_config.metadata.annotations.clone().unwrap();
+    let certificate = docs.iter().find(|d| d["kind"] == "Certificate").unwrap();
+    let certificate_name = certificate["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        annotations["cert-manager.io/inject-ca-from"],
+        format!("acme-payments/{certificate_name}"),
+        "cert-manager injects the certificate's CA"
+    );
+    let dns: Vec<&str> =
+        certificate["spec"]["dnsNames"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(dns.contains(&format!("{service_name}.acme-payments.svc").as_str()), "{dns:?}");
+    let issuer = docs.iter().find(|d| d["kind"] == "Issuer").unwrap();
+    assert_eq!(certificate["spec"]["issuerRef"]["name"], issuer["metadata"]["name"]);
+    assert!(issuer["spec"]["selfSigned"].is_object());
+    let pod = one::<Deployment>(&docs).spec.template.spec.unwrap();
+    let certs = pod.volumes.unwrap().into_iter().find(|v| v.name == "certs").and_then(|v| v.secret);
+    assert_eq!(certs.and_then(|s| s.secret_name).as_deref(), certificate["spec"]["secretName"].as_str());
+
+    let webhooks = webhook_config.webhooks.unwrap();
+    assert_eq!(webhooks.len(), 1);
+    let webhook = &webhooks[0];
+    assert_eq!(webhook.failure_policy.as_deref(), Some("Ignore"), "fail open by default, as documented");
+    assert_eq!(webhook.side_effects, "None");
+    assert_eq!(webhook.admission_review_versions, ["v1"]);
+    let target = webhook.client_config.service.as_ref().expect("a Service");
+    assert_eq!((target.name.as_str(), target.namespace.as_str()), (service_name.as_str(), "acme-payments"));
+    assert_eq!(
+        (target.port, target.path.as_deref()),
+        (Some(443), Some("/")),
+        "POST / is the default decision"
+    );
+    assert!(webhook.client_config.ca_bundle.is_none(), "injected by cert-manager");
+    let excluded = webhook.namespace_selector.as_ref().and_then(|s| s.match_expressions.clone()).unwrap();
+    assert_eq!(
+        (excluded[0].key.as_str(), excluded[0].operator.as_str()),
+        ("kubernetes.io/metadata.name", "NotIn")
+    );
+    let excluded = excluded[0].values.clone().unwrap();
+    for ns in ["acme-payments", "kube-system", "edict-system"] {
+        assert!(excluded.iter().any(|e| e == ns), "{ns} is excluded: {excluded:?}");
+    }
+}
+
+#[test]
+fn opa_chart_admission_mode_takes_a_secret_of_your_own() {
+    let docs = render_opa("payments-opa", "acme-payments", "secret", &[]);
+    assert!(!docs.iter().any(|d| d["apiVersion"] == "cert-manager.io/v1"), "no cert-manager objects");
+    assert!(!docs.iter().any(|d| d["kind"] == "ServiceAccount"), "serviceAccount.create is off by default");
+    let (_, args) = assert_opa_pod(&docs, "payments-cluster", "/health?bundles");
+    assert_eq!(args.last().map(String::as_str), Some("--log-level=debug"), "extraArgs come last");
+    let webhook_config = one::<ValidatingWebhookConfiguration>(&docs);
+    assert!(webhook_config.metadata.annotations.is_none(), "no CA injection");
+    let webhook = &webhook_config.webhooks.unwrap()[0];
+    assert!(webhook.client_config.ca_bundle.is_some(), "the caBundle given");
+    assert_eq!(webhook.failure_policy.as_deref(), Some("Fail"));
+    let pod = one::<Deployment>(&docs).spec.template.spec.unwrap();
+    assert_eq!(pod.priority_class_name.as_deref(), Some("system-cluster-critical"));
+    let certs = pod.volumes.unwrap().into_iter().find(|v| v.name == "certs").and_then(|v| v.secret);
+    assert_eq!(certs.and_then(|s| s.secret_name).as_deref(), Some("payments-opa-tls"));
+}
+
+#[test]
+fn opa_chart_envoy_mode_is_an_ext_authz_service() {
+    let docs = render_opa("storefront-opa", "acme-shop", "envoy", &[]);
+    let expected: BTreeMap<String, usize> = [("Service", 1), ("Deployment", 1), ("PodDisruptionBudget", 1)]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    assert_eq!(kinds(&docs), expected, "no webhook and no certificate");
+    let (c, args) = assert_opa_pod(&docs, "storefront-envoy", "/health?bundles&plugins");
+    let chart = &read_yaml(&format!("{OPA_CHART}/Chart.yaml"))[0];
+    let version = chart["appVersion"].as_str().unwrap();
+    assert_eq!(
+        c.image.as_deref(),
+        Some(format!("openpolicyagent/opa:{version}-envoy").as_str()),
+        "OPA-Envoy"
+    );
+    for arg in [
+        "--set=plugins.envoy_ext_authz_grpc.addr=:9191",
+        "--set=plugins.envoy_ext_authz_grpc.path=main/main",
+        "--addr=localhost:8181",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "{arg}: {args:?}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--tls")), "{args:?}");
+    let port = &one::<Service>(&docs).spec.unwrap().ports.unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("grpc"), 9191));
+    assert_eq!(port.app_protocol.as_deref(), Some("grpc"));
+
+    // The README's sidecar snippet is the same container, in YAML that parses.
+    let readme = read(&format!("{OPA_CHART}/README.md"));
+    let snippets: Vec<&str> =
+        readme.split("```yaml\n").skip(1).map(|s| s.split("```").next().unwrap()).collect();
+    let sidecar: Value = serde_norway::from_str(snippets[0]).expect("the sidecar snippet parses");
+    let container: Container = serde_json::from_value(sidecar["containers"][0].clone()).expect("a Container");
+    assert_eq!(container.image.as_deref(), Some(format!("openpolicyagent/opa:{version}-envoy").as_str()));
+    for arg in ["--set=plugins.envoy_ext_authz_grpc.path=main/main", "--config-file=/config/config.yaml"] {
+        assert!(container.args.iter().flatten().any(|a| a == arg), "the sidecar snippet has {arg}");
+    }
+    let filter: Value = serde_norway::from_str(snippets[1]).expect("the filter snippet parses");
+    assert_eq!(filter["http_filters"][0]["name"], "envoy.filters.http.ext_authz");
+    assert_eq!(
+        filter["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+            ["port_value"],
+        9191
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
