@@ -401,12 +401,13 @@ impl Checker<'_> {
         scope: &mut Scope,
     ) -> Ty {
         let have: Vec<Ty> = params.iter().map(|p| self.infer(p, scope)).collect();
-        let have_text = have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-        let want_text = b.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         if b.variadic {
             return b.result.clone().unwrap_or(Ty::Any);
         }
+        // The types as OPA prints them, written only when there is an error to say.
+        let join = |t: &[Ty]| t.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         if have.len() != b.args.len() {
+            let (have_text, want_text) = (join(&have), join(&b.args));
             self.error(
                 scope.module,
                 call,
@@ -415,6 +416,7 @@ impl Checker<'_> {
             return Ty::Any;
         }
         if have.iter().zip(&b.args).any(|(h, w)| !h.fits(w)) {
+            let (have_text, want_text) = (join(&have), join(&b.args));
             self.error(
                 scope.module,
                 call,
