@@ -45,18 +45,18 @@ fn write_archive(dir: &Path, bundle: &Bundle) -> PathBuf {
     path
 }
 
-/// Evaluate every query for every input in OPA, in one run. OPA must accept the bundle.
-fn opa_eval(bundle: &Bundle, queries: &[&str], inputs: &[Value]) -> OpaRun {
+/// Run `opa_bundle.py` on a bundle with these queries and inputs, whatever OPA says.
+fn opa_run(bundle: &Bundle, queries: &[&str], inputs: &[Value]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let archive = write_archive(dir.path(), bundle);
     let cases = dir.path().join("cases.json");
     std::fs::write(&cases, json!({"queries": queries, "inputs": inputs}).to_string()).expect("write cases");
-    let out = Command::new(common::python())
-        .arg(opa_script())
-        .arg(&archive)
-        .arg(&cases)
-        .output()
-        .expect("run python");
+    Command::new(common::python()).arg(opa_script()).arg(&archive).arg(&cases).output().expect("run python")
+}
+
+/// Evaluate every query for every input in OPA, in one run. OPA must accept the bundle.
+fn opa_eval(bundle: &Bundle, queries: &[&str], inputs: &[Value]) -> OpaRun {
+    let out = opa_run(bundle, queries, inputs);
     assert!(
         out.status.success(),
         "OPA rejected the bundle of {} (exit {:?}):\n{}",
@@ -511,18 +511,7 @@ spec:
         package: ["batch", "boolean"].map(String::from).to_vec(),
         rego: "package batch.boolean\n\ndeny if input.workers > 100\n".into(),
     });
-    let refused = build(&input);
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let archive = write_archive(tmp.path(), &refused);
-    let cases = tmp.path().join("cases.json");
-    std::fs::write(&cases, json!({"queries": ["data.main.outcome"], "inputs": [{}]}).to_string())
-        .expect("write cases");
-    let out = Command::new(common::python())
-        .arg(opa_script())
-        .arg(&archive)
-        .arg(&cases)
-        .output()
-        .expect("run python");
+    let out = opa_run(&build(&input), &["data.main.outcome"], &[json!({})]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "OPA must refuse the bundle with the boolean deny: {stderr}");
     assert!(
