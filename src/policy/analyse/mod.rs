@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use super::Capabilities;
 
 mod model;
+mod recursion;
 mod safety;
+mod source;
 
 pub use model::{Parsed, at};
 
@@ -158,7 +160,7 @@ fn check_parsed(parsed: &[&model::Parsed], caps: &Capabilities) -> Vec<CompileEr
         &|e| structure::undefined_functions(&program, caps, e),
         &|e| safety::check_heads(&program, caps, e),
         &|e| safety::check_bodies(&program, caps, e),
-        &|e| structure::recursion(&program, e),
+        &|e| recursion::recursion(&program, e),
         &|e| typecheck::check_types(&program, caps, e),
         &|e| typecheck::deprecated(&program, caps, e),
     ];

@@ -2,16 +2,22 @@
 //! overrides, imports, local declarations, `with` targets, rule conflicts, undefined
 //! functions and recursion. Each says what OPA says, at the place OPA names.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead, Span};
 
-use super::model::{Part, Program, RuleKind, at, dotted, path_of, ref_parts, walk_expr, walk_rule};
+use super::model::{Program, RuleKind, at, dotted, path_of, walk_expr, walk_rule};
 use super::safety::declared_in;
 use super::{CompileError, ErrorCode};
 use crate::policy::Capabilities;
 
-fn error(program: &Program, module: usize, span: &Span, code: ErrorCode, message: String) -> CompileError {
+pub(super) fn error(
+    program: &Program,
+    module: usize,
+    span: &Span,
+    code: ErrorCode,
+    message: String,
+) -> CompileError {
     error_at(program, module, at(span), code, message)
 }
 
@@ -27,7 +33,7 @@ fn error_at(
 
 /// The queries of a rule: its bodies, and every comprehension and `every` body in it (head
 /// included).
-fn queries(rule: &Rule) -> Vec<&Query> {
+pub(super) fn queries(rule: &Rule) -> Vec<&Query> {
     let mut out: Vec<&Query> = Vec::new();
     if let Rule::Spec { bodies, .. } = rule {
         out.extend(bodies.iter().map(|b| b.query.as_ref()));
@@ -556,167 +562,4 @@ pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut 
             }
         }
     }
-}
-
-/// The rules each rule reads: through names of its package, imports, `data` references and
-/// calls (computed once per program).
-pub fn dependencies<'p>(program: &'p Program) -> &'p [BTreeSet<usize>] {
-    program.dependencies.get_or_init(|| compute_dependencies(program))
-}
-
-fn compute_dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
-    program
-        .rules
-        .iter()
-        .map(|def| {
-            let mut declared = BTreeSet::new();
-            for q in queries(def.rule) {
-                declared.extend(declared_in(q));
-            }
-            if let Rule::Spec { head: RuleHead::Func { args, .. }, .. } = def.rule {
-                for a in args {
-                    walk_expr(a, &mut |e| {
-                        if let Expr::Var { span, .. } = e {
-                            declared.insert(span.text().to_string());
-                        }
-                    });
-                }
-            }
-            let mut deps = BTreeSet::new();
-            super::model::walk_refs(def.rule, &mut |e| {
-                let Some((head, parts)) = ref_parts(e) else { return };
-                let name = head.text();
-                if declared.contains(name) {
-                    return;
-                }
-                let Some(global) = program.globals[def.module].get(name) else { return };
-                if global[0] != "data" {
-                    return;
-                }
-                let mut path = global[1..].to_vec();
-                for p in parts {
-                    match p {
-                        Part::Key(k) => path.push(k),
-                        Part::Expr(_) => break,
-                    }
-                }
-                deps.extend(program.rules_for(&path));
-            });
-            deps
-        })
-        .collect()
-}
-
-/// `CheckRecursion`: no rule depends on itself.
-pub fn recursion(program: &Program, errors: &mut Vec<CompileError>) {
-    let deps = dependencies(program);
-    let cyclic = on_cycles(deps);
-    for (start, def) in program.rules.iter().enumerate() {
-        if !cyclic[start] {
-            continue;
-        }
-        if let Some(cycle) = path_to(deps, start) {
-            let mut names: Vec<String> = vec![def.name()];
-            names.extend(cycle.iter().map(|&i| program.rules[i].name()));
-            errors.push(error(
-                program,
-                def.module,
-                def.span(),
-                ErrorCode::Recursion,
-                format!("rule {} is recursive: {}", def.name(), names.join(" -> ")),
-            ));
-        }
-    }
-}
-
-/// Which rules lie on a cycle: those in a strongly connected component of more than one rule,
-/// or that read themselves (Tarjan's algorithm, once for the whole graph).
-fn on_cycles(deps: &[BTreeSet<usize>]) -> Vec<bool> {
-    struct Tarjan<'d> {
-        deps: &'d [BTreeSet<usize>],
-        index: Vec<Option<usize>>,
-        low: Vec<usize>,
-        on_stack: Vec<bool>,
-        stack: Vec<usize>,
-        next: usize,
-        cyclic: Vec<bool>,
-    }
-    impl Tarjan<'_> {
-        fn visit(&mut self, v: usize) {
-            self.index[v] = Some(self.next);
-            self.low[v] = self.next;
-            self.next += 1;
-            self.stack.push(v);
-            self.on_stack[v] = true;
-            for &w in &self.deps[v] {
-                match self.index[w] {
-                    None => {
-                        self.visit(w);
-                        self.low[v] = self.low[v].min(self.low[w]);
-                    }
-                    Some(iw) if self.on_stack[w] => self.low[v] = self.low[v].min(iw),
-                    Some(_) => {}
-                }
-            }
-            if Some(self.low[v]) == self.index[v] {
-                let mut component = Vec::new();
-                while let Some(w) = self.stack.pop() {
-                    self.on_stack[w] = false;
-                    component.push(w);
-                    if w == v {
-                        break;
-                    }
-                }
-                let cycle = component.len() > 1 || self.deps[v].contains(&v);
-                for w in component {
-                    self.cyclic[w] = cycle;
-                }
-            }
-        }
-    }
-    let n = deps.len();
-    let mut t = Tarjan {
-        deps,
-        index: vec![None; n],
-        low: vec![0; n],
-        on_stack: vec![false; n],
-        stack: Vec::new(),
-        next: 0,
-        cyclic: vec![false; n],
-    };
-    for v in 0..n {
-        if t.index[v].is_none() {
-            t.visit(v);
-        }
-    }
-    t.cyclic
-}
-
-/// A path of dependencies from `start` back to itself, if there is one (breadth first, so the
-/// shortest).
-fn path_to(deps: &[BTreeSet<usize>], start: usize) -> Option<Vec<usize>> {
-    let mut previous: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut queue: std::collections::VecDeque<usize> = deps[start].iter().copied().collect();
-    for &d in &deps[start] {
-        previous.entry(d).or_insert(start);
-    }
-    while let Some(node) = queue.pop_front() {
-        if node == start {
-            let mut path = vec![start];
-            let mut cur = previous[&start];
-            while cur != start {
-                path.push(cur);
-                cur = previous[&cur];
-            }
-            path.reverse();
-            return Some(path);
-        }
-        for &next in &deps[node] {
-            if let std::collections::btree_map::Entry::Vacant(e) = previous.entry(next) {
-                e.insert(node);
-                queue.push_back(next);
-            }
-        }
-    }
-    None
 }

@@ -11,8 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use regorus::unstable::{ArithOp, AssignOp, BinOp, BoolOp, Expr, Literal, Query, Rule, RuleHead};
 
 use super::model::{Part, Program, RuleKind, ref_parts};
+use super::recursion::dependencies;
 use super::safety::{Names, Vars, declared_in, order};
-use super::structure::{Callee, callee, dependencies};
+use super::structure::{Callee, callee};
 use super::types::Ty;
 use super::{CompileError, ErrorCode};
 use crate::policy::Capabilities;
