@@ -544,17 +544,21 @@ pub fn check_heads(program: &Program, caps: &Capabilities, errors: &mut Vec<Comp
                     note(&mut unsafe_vars, check_closure(c, &names, &declared, &bound, place));
                 }
             }
-            let (line, col) = place;
             for v in unsafe_vars.into_keys() {
-                errors.push(CompileError {
-                    file: program.modules[def.module].label.clone(),
-                    line,
-                    col,
-                    code: ErrorCode::UnsafeVar,
-                    message: format!("var {v} is unsafe"),
-                });
+                errors.push(unsafe_var(program, def.module, place, &v));
             }
         }
+    }
+}
+
+/// OPA's error for an unsafe variable, at `(line, col)` of a module.
+fn unsafe_var(program: &Program, module: usize, (line, col): (usize, usize), var: &str) -> CompileError {
+    CompileError {
+        file: program.modules[module].label.clone(),
+        line,
+        col,
+        code: ErrorCode::UnsafeVar,
+        message: format!("var {var} is unsafe"),
     }
 }
 
@@ -586,14 +590,8 @@ pub fn check_bodies(program: &Program, caps: &Capabilities, errors: &mut Vec<Com
                     }
                 }
             }
-            for (v, (line, col)) in unsafe_vars {
-                errors.push(CompileError {
-                    file: program.modules[def.module].label.clone(),
-                    line,
-                    col,
-                    code: ErrorCode::UnsafeVar,
-                    message: format!("var {v} is unsafe"),
-                });
+            for (v, place) in unsafe_vars {
+                errors.push(unsafe_var(program, def.module, place, &v));
             }
         }
     }
