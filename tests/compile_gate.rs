@@ -495,3 +495,24 @@ fn edict_compile_gate_agrees_with_opa() {
     );
     assert!(report.is_empty(), "edict's compile gate disagrees with OPA:{report}");
 }
+
+/// The gate checks a bundle unit by unit (a Stack's modules, the System's, the entrypoint),
+/// each once per content; OPA checks it whole. Both must say the same of every case, and a
+/// gate that checked other bundles before (its caches warm) must say what a fresh one says.
+#[test]
+fn checking_unit_by_unit_says_what_checking_the_whole_says() {
+    let mut cases = corpus();
+    cases.extend(generated());
+    let caps = Capabilities::latest();
+    let warm = edict::policy::Gate::new();
+    let mut multi_unit_refusals = 0;
+    for case in &cases {
+        let whole = edict::policy::check_whole(&case.modules, caps);
+        assert_eq!(check_modules(&case.modules, caps), whole, "{}: fresh gate", case.name);
+        assert_eq!(warm.check(&case.modules, caps), whole, "{}: warm gate", case.name);
+        if case.modules.len() > 3 && !whole.is_empty() {
+            multi_unit_refusals += 1;
+        }
+    }
+    assert!(multi_unit_refusals >= 10, "only {multi_unit_refusals} refused bundles of several units");
+}

@@ -4,5 +4,5 @@
 pub mod analyse;
 pub mod capabilities;
 
-pub use analyse::{CompileError, ErrorCode, Gate, Parsed, at, check_modules, parse};
+pub use analyse::{CompileError, ErrorCode, Gate, Parsed, at, check_modules, check_whole, parse};
 pub use capabilities::Capabilities;

@@ -23,6 +23,9 @@ pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
 mod structure;
 mod typecheck;
 pub mod types;
+mod units;
+
+use typecheck::RuleTypes;
 
 /// OPA's error codes, as its compiler prints them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,11 +88,29 @@ pub fn check_modules(modules: &[(String, String)], caps: &Capabilities) -> Vec<C
     Gate::default().check(modules, caps)
 }
 
-/// The compile gate, with the modules it parsed kept by content: a bundle whose Stack changed
-/// parses only that Stack's modules and the generated ones again.
+/// Check modules as one program, every stage over all of them at once, as OPA's compiler does:
+/// what [`Gate::check`] must agree with (it checks unit by unit).
+pub fn check_whole(modules: &[(String, String)], caps: &Capabilities) -> Vec<CompileError> {
+    let parsed: Vec<Result<model::Parsed, CompileError>> =
+        modules.iter().map(|(label, text)| model::parse(label, text)).collect();
+    let mut errors: Vec<CompileError> = parsed.iter().filter_map(|p| p.as_ref().err().cloned()).collect();
+    if !errors.is_empty() {
+        errors.sort();
+        return errors;
+    }
+    let parsed: Vec<&model::Parsed> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let verdict = check_program(&model::Program::new(&parsed), caps, RuleTypes::new());
+    limited(verdict.failed.map(|(_, e)| e).unwrap_or_default())
+}
+
+/// The compile gate, with what it parsed and checked kept by content: a module is parsed once,
+/// and a unit of modules (a Stack's, a System's own, the entrypoint: see `units`) is checked
+/// once per content of itself and of what it reads. A bundle whose Stack changed checks only
+/// that Stack's unit and the generated entrypoint again.
 #[derive(Default)]
 pub struct Gate {
     parsed: Mutex<HashMap<[u8; 32], Parse>>,
+    checked: Mutex<HashMap<[u8; 32], Arc<Verdict>>>,
 }
 
 /// A module parsed once, shared by every bundle that holds it.
@@ -98,13 +119,47 @@ type Parse = Arc<Result<model::Parsed, CompileError>>;
 /// One compiler stage: it adds the errors it finds.
 type Stage<'a> = &'a dyn Fn(&mut Vec<CompileError>);
 
-/// Modules a gate keeps parsed before it starts over, so a long run does not grow without end.
+/// Modules (and units) a gate keeps before it starts over, so a long run does not grow without end.
 const PARSED_LIMIT: usize = 20_000;
+
+/// What checking one unit found.
+#[derive(Default)]
+struct Verdict {
+    /// The first stage that found errors, and all it found there.
+    failed: Option<(usize, Vec<CompileError>)>,
+    /// The value types of the unit's rules, once the type stage ran.
+    types: RuleTypes,
+    /// What units that read this one can see of each of its rules, by path (see [`exports`]).
+    exports: Vec<(Vec<String>, [u8; 32])>,
+}
+
+/// What another unit can see of each rule of a unit: its path, kind, whether it is a default,
+/// its value type and, for a rule without a body, its text (the constant keys of an object the
+/// type checker reads). Sorted by path.
+fn exports(program: &model::Program, types: &RuleTypes) -> Vec<(Vec<String>, [u8; 32])> {
+    let mut out: Vec<(Vec<String>, [u8; 32])> = program
+        .own_rules()
+        .iter()
+        .map(|def| {
+            let mut h = Sha256::new();
+            h.update(format!("{:?} {} {:?}", def.kind, def.default, types.get(&def.path)).as_bytes());
+            if let regorus::unstable::Rule::Spec { bodies, .. } = def.rule
+                && bodies.is_empty()
+            {
+                h.update(def.rule.span().text().as_bytes());
+            }
+            (def.path.clone(), h.finalize().into())
+        })
+        .collect();
+    out.sort();
+    out
+}
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kept = self.parsed.lock().map(|p| p.len()).unwrap_or_default();
-        f.debug_struct("Gate").field("parsed", &kept).finish()
+        let checked = self.checked.lock().map(|p| p.len()).unwrap_or_default();
+        f.debug_struct("Gate").field("parsed", &kept).field("checked", &checked).finish()
     }
 }
 
@@ -114,14 +169,14 @@ impl Gate {
         Self::default()
     }
 
-    fn parse(&self, label: &str, text: &str) -> Parse {
+    fn parse(&self, label: &str, text: &str) -> ([u8; 32], Parse) {
         let mut h = Sha256::new();
         h.update(label.as_bytes());
         h.update([0]);
         h.update(text.as_bytes());
         let key: [u8; 32] = h.finalize().into();
         if let Some(hit) = self.parsed.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return hit;
+            return (key, hit);
         }
         let parsed = Arc::new(model::parse(label, text));
         if let Ok(mut c) = self.parsed.lock() {
@@ -130,58 +185,138 @@ impl Gate {
             }
             c.insert(key, parsed.clone());
         }
-        parsed
+        (key, parsed)
+    }
+
+    /// How many unit verdicts the gate keeps.
+    #[cfg(test)]
+    fn verdicts_kept(&self) -> usize {
+        self.checked.lock().map(|c| c.len()).unwrap_or_default()
     }
 
     /// Check modules compiled together, as [`check_modules`] does.
     pub fn check(&self, modules: &[(String, String)], caps: &Capabilities) -> Vec<CompileError> {
         let parsed: Vec<_> = modules.iter().map(|(label, text)| self.parse(label, text)).collect();
         let mut errors: Vec<CompileError> =
-            parsed.iter().filter_map(|p| p.as_ref().as_ref().err().cloned()).collect();
+            parsed.iter().filter_map(|(_, p)| p.as_ref().as_ref().err().cloned()).collect();
         if !errors.is_empty() {
             errors.sort();
             return errors;
         }
-        let parsed: Vec<&model::Parsed> = parsed.iter().filter_map(|p| p.as_ref().as_ref().ok()).collect();
-        check_parsed(&parsed, caps)
+        let keys: Vec<[u8; 32]> = parsed.iter().map(|(k, _)| *k).collect();
+        let parsed: Vec<&model::Parsed> =
+            parsed.iter().filter_map(|(_, p)| p.as_ref().as_ref().ok()).collect();
+        let units = units::units(&parsed);
+        let mut verdicts: Vec<Arc<Verdict>> = Vec::with_capacity(units.len());
+        for unit in &units {
+            // A unit's verdict is a function of its modules, of what it can see of the units
+            // it reads (the rules at the paths it reads: their kinds, types and constant keys)
+            // and of the OPA release. A Stack's change that keeps the kinds and types of the
+            // decisions the entrypoint reads leaves the entrypoint's verdict as it was.
+            let mut h = Sha256::new();
+            h.update(caps.version.as_bytes());
+            let mut own: Vec<&[u8; 32]> = unit.members.iter().map(|&m| &keys[m]).collect();
+            own.sort();
+            for k in own {
+                h.update(k);
+            }
+            let reads: Vec<&Vec<String>> =
+                unit.members.iter().flat_map(|&m| parsed[m].reads.iter()).collect();
+            for &r in &unit.reads {
+                h.update([0]);
+                for (path, shape) in &verdicts[r].exports {
+                    if reads.iter().any(|read| path.starts_with(read) || read.starts_with(path)) {
+                        for part in path {
+                            h.update(part.as_bytes());
+                            h.update([1]);
+                        }
+                        h.update(shape);
+                    }
+                }
+            }
+            let key: [u8; 32] = h.finalize().into();
+            if let Some(hit) = self.checked.lock().ok().and_then(|c| c.get(&key).cloned()) {
+                verdicts.push(hit);
+                continue;
+            }
+            let members: Vec<&model::Parsed> = unit.members.iter().map(|&m| parsed[m]).collect();
+            let context: Vec<&model::Parsed> =
+                unit.reads.iter().flat_map(|&r| units[r].members.iter().map(|&m| parsed[m])).collect();
+            let mut types = RuleTypes::new();
+            for &r in &unit.reads {
+                types.extend(verdicts[r].types.iter().map(|(p, t)| (p.clone(), t.clone())));
+            }
+            let program = model::Program::with_context(&members, &context);
+            let mut verdict = check_program(&program, caps, types);
+            verdict.exports = exports(&program, &verdict.types);
+            let verdict = Arc::new(verdict);
+            if let Ok(mut c) = self.checked.lock() {
+                if c.len() >= PARSED_LIMIT {
+                    c.clear();
+                }
+                c.insert(key, verdict.clone());
+            }
+            verdicts.push(verdict);
+        }
+        // OPA stops at the first stage that found errors anywhere.
+        let first = verdicts.iter().filter_map(|v| v.failed.as_ref().map(|(stage, _)| *stage)).min();
+        let errors = verdicts
+            .iter()
+            .filter_map(|v| v.failed.as_ref())
+            .filter(|(stage, _)| Some(*stage) == first)
+            .flat_map(|(_, e)| e.iter().cloned())
+            .collect();
+        limited(errors)
     }
 }
 
-fn check_parsed(parsed: &[&model::Parsed], caps: &Capabilities) -> Vec<CompileError> {
+/// Run the compiler stages in OPA's order over the checked modules of a program, stopping at the
+/// first that finds errors. `context` holds the types of the rules of the modules it reads.
+fn check_program(program: &model::Program, caps: &Capabilities, context: RuleTypes) -> Verdict {
     let mut errors = Vec::new();
-    let program = model::Program::new(parsed);
-    let stages: [Stage; 12] = [
-        &|e| structure::keyword_overrides(&program, e),
-        &|e| structure::duplicate_imports(&program, e),
-        &|e| structure::local_declarations(&program, e),
-        &|e| structure::print_calls(&program, e),
-        &|e| structure::with_targets(&program, caps, e),
-        &|e| structure::rule_conflicts(&program, e),
-        &|e| structure::undefined_functions(&program, caps, e),
-        &|e| safety::check_heads(&program, caps, e),
-        &|e| safety::check_bodies(&program, caps, e),
-        &|e| recursion::recursion(&program, e),
-        &|e| typecheck::check_types(&program, caps, e),
-        &|e| typecheck::deprecated(&program, caps, e),
+    let stages: [Stage; 10] = [
+        &|e| structure::keyword_overrides(program, e),
+        &|e| structure::duplicate_imports(program, e),
+        &|e| structure::local_declarations(program, e),
+        &|e| structure::print_calls(program, e),
+        &|e| structure::with_targets(program, caps, e),
+        &|e| structure::rule_conflicts(program, e),
+        &|e| structure::undefined_functions(program, caps, e),
+        &|e| safety::check_heads(program, caps, e),
+        &|e| safety::check_bodies(program, caps, e),
+        &|e| recursion::recursion(program, e),
     ];
-    for stage in stages {
+    for (n, stage) in stages.iter().enumerate() {
         stage(&mut errors);
         if !errors.is_empty() {
-            errors.sort();
-            errors.dedup();
-            if errors.len() > ERROR_LIMIT {
-                // OPA's compiler stops at its error limit and says so.
-                errors.truncate(ERROR_LIMIT);
-                errors.push(CompileError {
-                    file: String::new(),
-                    line: 0,
-                    col: 0,
-                    code: ErrorCode::Compile,
-                    message: "error limit reached".to_string(),
-                });
-            }
-            return errors;
+            return Verdict { failed: Some((n, errors)), ..Verdict::default() };
         }
+    }
+    let types = typecheck::check_types(program, caps, context, &mut errors);
+    if errors.is_empty() {
+        typecheck::deprecated(program, caps, &mut errors);
+        if !errors.is_empty() {
+            return Verdict { failed: Some((stages.len() + 1, errors)), types, exports: Vec::new() };
+        }
+        return Verdict { failed: None, types, exports: Vec::new() };
+    }
+    Verdict { failed: Some((stages.len(), errors)), types, exports: Vec::new() }
+}
+
+/// Errors as OPA prints them: sorted, once each, and no more than its limit.
+fn limited(mut errors: Vec<CompileError>) -> Vec<CompileError> {
+    errors.sort();
+    errors.dedup();
+    if errors.len() > ERROR_LIMIT {
+        // OPA's compiler stops at its error limit and says so.
+        errors.truncate(ERROR_LIMIT);
+        errors.push(CompileError {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            code: ErrorCode::Compile,
+            message: "error limit reached".to_string(),
+        });
     }
     errors
 }
@@ -219,5 +354,75 @@ mod tests {
         assert_eq!(check("package p\n\nallow if any([true])\n"), vec![(ErrorCode::Type, 3)]);
         assert_eq!(check("package p\n\nallow if {\n  x := 1\n  x := 2\n}\n"), vec![(ErrorCode::Compile, 5)]);
         assert_eq!(check("package p\n\na.b := 1\na.b.c := 2\n"), vec![(ErrorCode::Type, 3)]);
+    }
+
+    fn bundle(stacks: &[&str]) -> Vec<(String, String)> {
+        let mut modules: Vec<(String, String)> = stacks
+            .iter()
+            .enumerate()
+            .map(|(i, rules)| (format!("stacks/s{i}/p.rego"), format!("package stacks.s{i}\n\n{rules}\n")))
+            .collect();
+        let reads: Vec<String> = (0..stacks.len()).map(|i| format!("data.stacks.s{i}.deny")).collect();
+        modules.push(("main/main.rego".into(), format!("package main\n\nmain := [{}]\n", reads.join(", "))));
+        modules
+    }
+
+    #[test]
+    fn the_earliest_stage_wins_across_units() {
+        let caps = Capabilities::latest();
+        let gate = Gate::new();
+        // A type error in one Stack, an unsafe variable in another: OPA reports only the unsafe
+        // variable (safety runs before types), and so must a gate that checks each Stack alone.
+        let both = bundle(&["deny contains 1 if count(5) > 0", "deny contains x if input.y", "deny := {}"]);
+        let found = gate.check(&both, caps);
+        assert_eq!(found, check_whole(&both, caps));
+        assert_eq!(
+            found.iter().map(|e| (e.code, e.file.as_str())).collect::<Vec<_>>(),
+            vec![(ErrorCode::UnsafeVar, "stacks/s1/p.rego")]
+        );
+        // Mend the unsafe Stack: now the type error shows, from the cached unit.
+        let one = bundle(&["deny contains 1 if count(5) > 0", "deny contains 1 if input.y", "deny := {}"]);
+        let found = gate.check(&one, caps);
+        assert_eq!(found, check_whole(&one, caps));
+        assert_eq!(found.iter().map(|e| (e.code, e.line)).collect::<Vec<_>>(), vec![(ErrorCode::Type, 3)]);
+    }
+
+    #[test]
+    fn a_unit_is_checked_with_the_types_of_what_it_reads() {
+        let caps = Capabilities::latest();
+        let gate = Gate::new();
+        // The entrypoint's unit reads `deny` of a Stack checked on its own: its type (a number)
+        // makes `count` refuse it, as OPA's checker would over the whole bundle.
+        let mut modules = bundle(&["deny := 5"]);
+        modules.push(("main/count.rego".into(), "package main\n\nn := count(data.stacks.s0.deny)\n".into()));
+        let found = gate.check(&modules, caps);
+        assert_eq!(found, check_whole(&modules, caps));
+        assert_eq!(
+            found.iter().map(|e| (e.code, e.file.as_str(), e.line)).collect::<Vec<_>>(),
+            vec![(ErrorCode::Type, "main/count.rego", 3)]
+        );
+        // The same entrypoint after the Stack changed to a set: the Stack's new unit key changes
+        // the entrypoint's, so the stale verdict is not reused.
+        let mut mended = bundle(&["deny contains 5"]);
+        mended.push(modules[2].clone());
+        assert_eq!(gate.check(&mended, caps), vec![]);
+    }
+
+    #[test]
+    fn a_stack_change_that_keeps_its_decisions_types_checks_only_that_stack() {
+        let caps = Capabilities::latest();
+        let gate = Gate::new();
+        let before = bundle(&["deny contains \"a\" if input.x", "deny contains \"b\" if input.y"]);
+        assert_eq!(gate.check(&before, caps), vec![]);
+        assert_eq!(gate.verdicts_kept(), 3, "two Stacks and the entrypoint");
+        // A new body and a new rule in the first Stack: its decisions are still a set of strings.
+        let after =
+            bundle(&["deny contains \"c\" if input.z\nhelper := 1", "deny contains \"b\" if input.y"]);
+        assert_eq!(gate.check(&after, caps), vec![]);
+        assert_eq!(gate.verdicts_kept(), 4, "only the changed Stack was checked again");
+        // Its decisions become numbers: the entrypoint, which reads them, is checked again.
+        let retyped = bundle(&["deny contains 1 if input.z", "deny contains \"b\" if input.y"]);
+        assert_eq!(gate.check(&retyped, caps), check_whole(&retyped, caps));
+        assert_eq!(gate.verdicts_kept(), 6);
     }
 }

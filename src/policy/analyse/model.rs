@@ -18,6 +18,9 @@ pub struct Parsed {
     pub package: Vec<String>,
     /// Imports that shadow an earlier one, found before regorus parsed the module.
     pub shadowing_imports: Vec<CompileError>,
+    /// The constant prefixes (without `data`) of every `data` reference the module makes,
+    /// through imports too: what other modules it may read (see `units`).
+    pub reads: Vec<Vec<String>>,
 }
 
 /// Parse one Rego v1 module.
@@ -114,7 +117,51 @@ pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
             }
         }
     }
-    Ok(Parsed { label: label.to_string(), module, package, shadowing_imports })
+    let reads = data_reads(&module);
+    Ok(Parsed { label: label.to_string(), module, package, shadowing_imports, reads })
+}
+
+/// The constant prefixes of the `data` references of a module: `data.a.b[x].c` reads `a.b`, an
+/// import `data.a as b` reads `a` and so does `b.c`. Names of the module's own package are not
+/// listed: they read the package, which `units` groups by itself.
+fn data_reads(module: &Module) -> Vec<Vec<String>> {
+    let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
+    let mut out = Vec::new();
+    for import in &module.imports {
+        let Some(path) = path_of(&import.refr) else { continue };
+        if path.first().map(String::as_str) != Some("data") {
+            continue;
+        }
+        let path = path[1..].to_vec();
+        if let Some(alias) =
+            import.r#as.as_ref().map(|s| s.text().to_string()).or_else(|| path.last().cloned())
+        {
+            aliases.insert(alias, path.clone());
+        }
+        out.push(path);
+    }
+    for rule in &module.policy {
+        walk_refs(rule, &mut |e| {
+            let Some((head, parts)) = ref_parts(e) else { return };
+            let mut path = match head.text() {
+                "data" => Vec::new(),
+                name => match aliases.get(name) {
+                    Some(p) => p.clone(),
+                    None => return,
+                },
+            };
+            for p in parts {
+                match p {
+                    Part::Key(k) => path.push(k),
+                    Part::Expr(_) => break,
+                }
+            }
+            out.push(path);
+        });
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What a rule defines.
@@ -161,12 +208,15 @@ pub fn dotted(path: &[String]) -> String {
     format!("data.{}", crate::rego::rego_ref(path))
 }
 
-/// All modules compiled together.
+/// All modules compiled together: the modules checked, then the modules they read (their
+/// context), which are indexed but not checked again.
 pub struct Program<'a> {
-    /// The modules, in label order (as OPA sorts them).
+    /// The modules, each part in label order (as OPA sorts them): first the checked ones.
     pub modules: Vec<&'a Parsed>,
-    /// Every rule.
+    /// Every rule, those of checked modules first.
     pub rules: Vec<RuleDef<'a>>,
+    /// How many of `rules` belong to checked modules.
+    pub checked: usize,
     /// Rules by path.
     pub by_path: BTreeMap<Vec<String>, Vec<usize>>,
     /// Names each module resolves to a path (`input`, rules of its package, imports).
@@ -176,16 +226,31 @@ pub struct Program<'a> {
 }
 
 impl<'a> Program<'a> {
-    /// Index the rules of parsed modules.
+    /// Index the rules of parsed modules, all to be checked.
     pub fn new(parsed: &[&'a Parsed]) -> Self {
-        let mut modules: Vec<&Parsed> = parsed.to_vec();
-        modules.sort_by(|a, b| a.label.cmp(&b.label));
+        Self::with_context(parsed, &[])
+    }
+
+    /// Index the rules of the modules to check and of the modules they read.
+    pub fn with_context(checked: &[&'a Parsed], context: &[&'a Parsed]) -> Self {
+        let by_label = |part: &[&'a Parsed]| {
+            let mut v = part.to_vec();
+            v.sort_by(|a, b| a.label.cmp(&b.label));
+            v
+        };
+        let mut modules = by_label(checked);
+        let own_modules = modules.len();
+        modules.extend(by_label(context));
         let mut rules = Vec::new();
+        let mut own_rules = 0;
         for (m, p) in modules.iter().enumerate() {
             for rule in &p.module.policy {
                 if let Some(def) = rule_def(m, p, rule) {
                     rules.push(def);
                 }
+            }
+            if m + 1 == own_modules {
+                own_rules = rules.len();
             }
         }
         let mut by_path: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
@@ -199,7 +264,8 @@ impl<'a> Program<'a> {
                 package_rules.entry(pkg.as_slice()).or_default().insert(first.clone());
             }
         }
-        let globals = modules
+        // Only checked modules resolve names.
+        let globals = modules[..own_modules]
             .iter()
             .map(|p| {
                 let mut g = HashMap::new();
@@ -225,7 +291,24 @@ impl<'a> Program<'a> {
                 g
             })
             .collect();
-        Program { modules, rules, by_path, globals, dependencies: std::sync::OnceLock::new() }
+        Program {
+            modules,
+            rules,
+            checked: own_rules,
+            by_path,
+            globals,
+            dependencies: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The rules of the checked modules (their indexes are their places in `rules`).
+    pub fn own_rules(&self) -> &[RuleDef<'a>] {
+        &self.rules[..self.checked]
+    }
+
+    /// The checked modules.
+    pub fn own_modules(&self) -> &[&'a Parsed] {
+        &self.modules[..self.globals.len()]
     }
 
     /// Rules whose path is `path` or starts with it, and the rule at a prefix of `path`
@@ -465,10 +548,10 @@ pub fn walk_rule<'e>(rule: &'e Rule, f: &mut dyn FnMut(&'e Expr)) {
 /// and every function a call names; the indexes of references are visited in turn.
 pub fn walk_refs<'e>(rule: &'e Rule, f: &mut dyn FnMut(&'e Expr)) {
     // Expressions that are the inner part of a longer reference are skipped.
-    let mut inner: Vec<*const Expr> = Vec::new();
+    let mut inner: std::collections::HashSet<*const Expr> = std::collections::HashSet::new();
     walk_rule(rule, &mut |e| {
         if let Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } = e {
-            inner.push(refr.as_ref() as *const Expr);
+            inner.insert(refr.as_ref() as *const Expr);
         }
     });
     walk_rule(rule, &mut |e| {

@@ -15,11 +15,16 @@ pub fn dependencies<'p>(program: &'p Program) -> &'p [BTreeSet<usize>] {
     program.dependencies.get_or_init(|| compute_dependencies(program))
 }
 
+/// Rules of modules that are only context read nothing: they were checked before.
 fn compute_dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
     program
         .rules
         .iter()
-        .map(|def| {
+        .enumerate()
+        .map(|(i, def)| {
+            if i >= program.checked {
+                return BTreeSet::new();
+            }
             let mut declared = BTreeSet::new();
             for q in queries(def.rule) {
                 declared.extend(declared_in(q));
@@ -62,7 +67,7 @@ fn compute_dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
 pub fn recursion(program: &Program, errors: &mut Vec<CompileError>) {
     let deps = dependencies(program);
     let cyclic = on_cycles(deps);
-    for (start, def) in program.rules.iter().enumerate() {
+    for (start, def) in program.own_rules().iter().enumerate() {
         if !cyclic[start] {
             continue;
         }
@@ -81,8 +86,21 @@ pub fn recursion(program: &Program, errors: &mut Vec<CompileError>) {
 }
 
 /// Which rules lie on a cycle: those in a strongly connected component of more than one rule,
-/// or that read themselves (Tarjan's algorithm, once for the whole graph).
+/// or that read themselves.
 fn on_cycles(deps: &[BTreeSet<usize>]) -> Vec<bool> {
+    let mut cyclic = vec![false; deps.len()];
+    for component in components(deps) {
+        let cycle = component.len() > 1 || deps[component[0]].contains(&component[0]);
+        for w in component {
+            cyclic[w] = cycle;
+        }
+    }
+    cyclic
+}
+
+/// The strongly connected components of a graph (Tarjan's algorithm), each after every
+/// component it reaches: what a node reads comes first.
+pub(super) fn components(deps: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
     struct Tarjan<'d> {
         deps: &'d [BTreeSet<usize>],
         index: Vec<Option<usize>>,
@@ -90,7 +108,7 @@ fn on_cycles(deps: &[BTreeSet<usize>]) -> Vec<bool> {
         on_stack: Vec<bool>,
         stack: Vec<usize>,
         next: usize,
-        cyclic: Vec<bool>,
+        found: Vec<Vec<usize>>,
     }
     impl Tarjan<'_> {
         fn visit(&mut self, v: usize) {
@@ -118,10 +136,8 @@ fn on_cycles(deps: &[BTreeSet<usize>]) -> Vec<bool> {
                         break;
                     }
                 }
-                let cycle = component.len() > 1 || self.deps[v].contains(&v);
-                for w in component {
-                    self.cyclic[w] = cycle;
-                }
+                component.sort_unstable();
+                self.found.push(component);
             }
         }
     }
@@ -133,14 +149,14 @@ fn on_cycles(deps: &[BTreeSet<usize>]) -> Vec<bool> {
         on_stack: vec![false; n],
         stack: Vec::new(),
         next: 0,
-        cyclic: vec![false; n],
+        found: Vec::new(),
     };
     for v in 0..n {
         if t.index[v].is_none() {
             t.visit(v);
         }
     }
-    t.cyclic
+    t.found
 }
 
 /// A path of dependencies from `start` back to itself, if there is one (breadth first, so the

@@ -486,7 +486,7 @@ pub fn arg_vars(rule: &Rule, names: &Names) -> Vars {
 
 /// `CheckSafetyRuleHeads`: variables in a rule's head must occur in its body or arguments.
 pub fn check_heads(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let names = Names { program, module: def.module, caps };
         let Rule::Spec { head, bodies, .. } = def.rule else { continue };
         let mut head_exprs: Vec<&Expr> = Vec::new();
@@ -564,7 +564,7 @@ fn unsafe_var(program: &Program, module: usize, (line, col): (usize, usize), var
 
 /// `CheckSafetyRuleBodies`: every variable of a body is bound in some order.
 pub fn check_bodies(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let names = Names { program, module: def.module, caps };
         let Rule::Spec { head, bodies, .. } = def.rule else { continue };
         let args = arg_vars(def.rule, &names);

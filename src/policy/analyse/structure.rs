@@ -61,7 +61,7 @@ pub(super) fn queries(rule: &Rule) -> Vec<&Query> {
 
 /// `CheckKeywordOverrides`: in Rego v1, rules and variables must not be named `input` or `data`.
 pub fn keyword_overrides(program: &Program, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let pkg_len = program.modules[def.module].package.len();
         if let Some(name) = def.path.get(pkg_len).filter(|n| matches!(n.as_str(), "input" | "data"))
             && def.path.len() == pkg_len + 1
@@ -130,7 +130,7 @@ pub fn keyword_overrides(program: &Program, errors: &mut Vec<CompileError>) {
 /// `CheckDuplicateImports`: two imports may not bind the same name (found as the module was
 /// parsed, from its import lines).
 pub fn duplicate_imports(program: &Program, errors: &mut Vec<CompileError>) {
-    for parsed in &program.modules {
+    for parsed in program.own_modules() {
         errors.extend(parsed.shadowing_imports.iter().cloned());
     }
 }
@@ -138,7 +138,7 @@ pub fn duplicate_imports(program: &Program, errors: &mut Vec<CompileError>) {
 /// `RewriteLocalVars`: a variable is declared once per scope and not after it was used, and a
 /// `some` variable is used.
 pub fn local_declarations(program: &Program, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let args = arg_names(def.rule);
         for query in queries(def.rule) {
             // A rule's own bodies see its arguments as declared; comprehensions start afresh.
@@ -235,7 +235,7 @@ fn arg_names(rule: &Rule) -> BTreeSet<String> {
 
 /// `RewritePrintCalls`: what `print` prints must be a variable the rule declares or binds.
 pub fn print_calls(program: &Program, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let mut prints: Vec<&Expr> = Vec::new();
         walk_rule(def.rule, &mut |e| {
             if let Expr::Call { fcn, .. } = e
@@ -392,7 +392,7 @@ pub fn calls(rule: &Rule) -> (BTreeSet<String>, Vec<&Expr>) {
 
 /// `RewriteWithValues`: `with` replaces `input`, `data` or a function, nothing else.
 pub fn with_targets(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         for query in queries(def.rule) {
             let declared = declared_in(query);
             for stmt in &query.stmts {
@@ -450,6 +450,9 @@ pub fn with_targets(program: &Program, caps: &Capabilities, errors: &mut Vec<Com
 /// it, there is at most one default, and no rule has the path of a package.
 pub fn rule_conflicts(program: &Program, errors: &mut Vec<CompileError>) {
     for (path, found) in &program.by_path {
+        if found[0] >= program.checked {
+            continue;
+        }
         let first = &program.rules[found[0]];
         let name = dotted(path);
         let kinds: BTreeSet<_> = found
@@ -506,7 +509,7 @@ pub fn rule_conflicts(program: &Program, errors: &mut Vec<CompileError>) {
             ));
         }
     }
-    for parsed in &program.modules {
+    for parsed in program.own_modules() {
         if let Some(found) = program.by_path.get(&parsed.package) {
             let rule = &program.rules[found[0]];
             let (line, _) = at(rule.span());
@@ -528,7 +531,7 @@ pub fn rule_conflicts(program: &Program, errors: &mut Vec<CompileError>) {
 
 /// `CheckUndefinedFuncs`: every call names a builtin or a rule.
 pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let (declared, found) = calls(def.rule);
         for call in found {
             let Expr::Call { fcn, .. } = call else { continue };

@@ -37,11 +37,21 @@ struct Scope<'s> {
     names: &'s Names<'s>,
 }
 
-/// Check every rule's types.
-pub fn check_types(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
+/// The value types of rules, by path.
+pub type RuleTypes = HashMap<Vec<String>, Ty>;
+
+/// Check the types of every rule of the checked modules, given the types of the rules of the
+/// modules they read (checked before); return the types of the checked rules.
+pub fn check_types(
+    program: &Program,
+    caps: &Capabilities,
+    context: RuleTypes,
+    errors: &mut Vec<CompileError>,
+) -> RuleTypes {
     let mut checker =
-        Checker { program, caps, rules: HashMap::new(), keys: constant_keys(program), errors: Vec::new() };
-    for i in dependency_order(program) {
+        Checker { program, caps, rules: context, keys: constant_keys(program), errors: Vec::new() };
+    let order = dependency_order(program);
+    for &i in &order {
         let ty = checker.rule(i);
         let path = program.rules[i].path.clone();
         let merged = match checker.rules.remove(&path) {
@@ -51,6 +61,14 @@ pub fn check_types(program: &Program, caps: &Capabilities, errors: &mut Vec<Comp
         checker.rules.insert(path, merged);
     }
     errors.extend(checker.errors);
+    let mut own = RuleTypes::new();
+    for i in order {
+        let path = &program.rules[i].path;
+        if let Some(t) = checker.rules.get(path) {
+            own.insert(path.clone(), t.clone());
+        }
+    }
+    own
 }
 
 /// The keys of rules defined once, without a body, as an object literal with string keys.
@@ -85,7 +103,7 @@ fn constant_keys(program: &Program) -> HashMap<Vec<String>, BTreeSet<String>> {
 
 /// `CheckDeprecatedBuiltins`: Rego v1 modules may not call deprecated builtins.
 pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    for def in &program.rules {
+    for def in program.own_rules() {
         let (declared, found) = super::structure::calls(def.rule);
         for call in found {
             let Expr::Call { fcn, .. } = call else { continue };
@@ -105,7 +123,7 @@ pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<Compi
     }
 }
 
-/// Rules ordered so that each comes after the rules it reads.
+/// The checked rules, ordered so that each comes after the checked rules it reads.
 fn dependency_order(program: &Program) -> Vec<usize> {
     let deps = dependencies(program);
     let mut done = vec![false; deps.len()];
@@ -120,7 +138,11 @@ fn dependency_order(program: &Program) -> Vec<usize> {
         }
         out.push(i);
     }
-    for i in 0..deps.len() {
+    // Rules of context modules read nothing here: their types are given.
+    for d in done.iter_mut().skip(program.checked) {
+        *d = true;
+    }
+    for i in 0..program.checked {
         visit(i, deps, &mut done, &mut out);
     }
     out
