@@ -12,6 +12,7 @@ use crate::bundle::{DECISION_RULES, PolicyModule, stack_id};
 use crate::glob::Glob;
 use crate::index::{BindingIndex, ObjectKey};
 use crate::manifest::{Located, Object, Origin};
+use crate::policy::Capabilities;
 use crate::problem::{ObjectRef, Problem, Reason};
 use crate::rego::{self, RegoError};
 use crate::selector::{Labels, Selector, SelectorField, StackSelector};
@@ -30,6 +31,9 @@ pub struct TenantEntry {
     pub namespaces: Result<Vec<Glob>, Problem>,
     /// Parsed `spec.namespaceSelector` (`None` when empty: it selects nothing), or its problem.
     pub namespace_selector: Result<Option<Selector>, Problem>,
+    /// The OPA release named by `spec.opaVersion` (`None`: the process's default), or why edict
+    /// cannot check bundles for it.
+    pub opa: Result<Option<&'static Capabilities>, Problem>,
 }
 
 impl TenantEntry {
@@ -291,7 +295,21 @@ impl Catalog {
                     )
                 })
         };
-        let entry = TenantEntry { tenant: Arc::new(tenant), origin, namespaces, namespace_selector };
+        let opa = match tenant.spec.opa_version.as_deref() {
+            None => Ok(None),
+            Some(v) => Capabilities::named(v).map(Some).ok_or_else(|| {
+                Problem::new(
+                    ObjectRef::tenant(&name),
+                    Reason::UnknownOpaVersion,
+                    format!(
+                        "{}spec.opaVersion: edict knows the builtins of OPA {}, not {v}",
+                        origin.prefix(),
+                        Capabilities::known().join(", ")
+                    ),
+                )
+            }),
+        };
+        let entry = TenantEntry { tenant: Arc::new(tenant), origin, namespaces, namespace_selector, opa };
         let old = self.tenants.insert(name, entry);
         self.rebind_tenant(old.as_ref())
     }
@@ -464,6 +482,9 @@ impl Catalog {
                 out.push(p.clone());
             }
             if let Err(p) = &t.namespace_selector {
+                out.push(p.clone());
+            }
+            if let Err(p) = &t.opa {
                 out.push(p.clone());
             }
         }

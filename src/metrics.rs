@@ -120,7 +120,9 @@ pub fn category(reason: &str) -> &'static str {
         Reason::InvalidRego | Reason::PackageOutsideRoot | Reason::InvalidMask => "rego",
         Reason::TestFailed => "test",
         Reason::InvalidSelector => "selector",
-        Reason::NoTenant | Reason::AmbiguousTenant | Reason::WrongNamespace => "tenancy",
+        Reason::NoTenant | Reason::AmbiguousTenant | Reason::WrongNamespace | Reason::UnknownOpaVersion => {
+            "tenancy"
+        }
         Reason::MissingTarget | Reason::DependencyFailed => "reference",
         Reason::Unavailable => "storage",
         Reason::MissingServiceAccount | Reason::InvalidIdentity => "identity",

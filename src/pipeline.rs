@@ -93,17 +93,17 @@ impl Checks {
         self.opa
     }
 
-    /// The compile gate: what OPA's compiler refuses, edict refuses.
-    fn compile(&self, bundle: &Bundle) -> Result<(), Vec<CompileError>> {
+    /// The compile gate: what the compiler of OPA release `opa` refuses, edict refuses.
+    fn compile(&self, bundle: &Bundle, opa: &'static Capabilities) -> Result<(), Vec<CompileError>> {
         let modules = bundle.modules();
-        let release = ("opa", self.opa.version);
+        let release = ("opa", opa.version);
         let key =
             digest(modules.iter().map(|(p, t)| (p.as_str(), t.as_str())).chain(std::iter::once(release)));
         if let Some(hit) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return hit;
         }
         // Compilation depends on the modules only, so the data document is not part of the key.
-        let errors = self.gate.check(&modules, self.opa);
+        let errors = self.gate.check(&modules, opa);
         let result = if errors.is_empty() { Ok(()) } else { Err(errors) };
         if let Ok(mut c) = self.compiled.lock() {
             bound(&mut c);
@@ -173,6 +173,19 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
         }
     };
     out.tenant = Some(tenant.clone());
+    // The OPA release the Tenant's OPAs run, else the process's.
+    let opa = match catalog.tenants().get(&tenant).map(|t| &t.opa) {
+        Some(Err(p)) => {
+            out.problems.push(Problem::new(
+                me,
+                Reason::DependencyFailed,
+                format!("{}Tenant {tenant}: {}", entry.origin.prefix(), p.message),
+            ));
+            return out;
+        }
+        Some(Ok(Some(named))) => *named,
+        _ => checks.opa,
+    };
 
     // Resolve: the System's own Policies and every bound Stack with its Policies.
     let own = catalog.policies_of(TargetKind::System, key);
@@ -215,7 +228,7 @@ pub fn build_system(catalog: &Catalog, key: &ObjectKey, cluster: &str, checks: &
     // Check: the whole bundle compiles as OPA compiles it, then every attached test passes
     // (as `opa test` does, tests run only on modules that compile).
     let bundle = bundle::build(&input);
-    if let Err(errors) = checks.compile(&bundle) {
+    if let Err(errors) = checks.compile(&bundle, opa) {
         for e in &errors {
             out.problems.extend(compile_problems(catalog, &input, &me, e));
         }

@@ -78,11 +78,13 @@ pub enum Reason {
     MissingServiceAccount,
     /// The Tenant's identity settings or a System's IAM role cannot be used as they are.
     InvalidIdentity,
+    /// The Tenant names an OPA release edict has no builtin declarations for.
+    UnknownOpaVersion,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::InvalidManifest,
         Reason::UnknownKind,
         Reason::DuplicateName,
@@ -99,6 +101,7 @@ impl Reason {
         Reason::Unavailable,
         Reason::MissingServiceAccount,
         Reason::InvalidIdentity,
+        Reason::UnknownOpaVersion,
     ];
 
     /// The CamelCase word.
@@ -120,6 +123,7 @@ impl Reason {
             Reason::Unavailable => "Unavailable",
             Reason::MissingServiceAccount => "MissingServiceAccount",
             Reason::InvalidIdentity => "InvalidIdentity",
+            Reason::UnknownOpaVersion => "UnknownOpaVersion",
         }
     }
 

@@ -480,6 +480,54 @@ fn opa_version_decides_which_builtins_exist() {
     );
 }
 
+/// A Tenant names the OPA release its OPAs run (`spec.opaVersion`): its Systems are checked
+/// against that release whatever the process's default, and a release edict does not know stalls
+/// the Tenant and its Systems with the releases it knows.
+#[test]
+fn a_tenants_opa_version_decides_which_builtins_its_systems_may_call() {
+    let rego = "package team.uris\n\ndeny contains \"bad uri\" if {\n  u := uri.parse(input.url)\n  u.scheme != \"https\"\n}\n";
+    let with_version = |version: &str| {
+        let mut docs = base();
+        docs[0].1 = TENANT.replace(
+            "namespaces: [\"acme-*\"]}",
+            &format!("namespaces: [\"acme-*\"], opaVersion: \"{version}\"}}"),
+        );
+        assert!(docs[0].1.contains("opaVersion"), "{}", docs[0].1);
+        docs.push(("p.yaml", policy("uris", "acme-team", "System", "api", rego)));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = workspace(dir.path(), &docs);
+        (dir, ws)
+    };
+    let (_dir, ws) = with_version("1.19.1");
+    assert!(api_built(&ws), "{:#?}", ws.problems());
+    let (dir, ws) = with_version("v1.9.0");
+    let at = |file: &str| format!("{}", dir.path().join(file).display());
+    assert_eq!(
+        found(&ws, Reason::InvalidRego),
+        vec![format!(
+            "Policy acme-team/uris: {}:10:12: rego_type_error: undefined function uri.parse",
+            at("p.yaml")
+        )]
+    );
+    assert!(!api_built(&ws));
+    let (dir, ws) = with_version("0.70");
+    let at = format!("{}", dir.path().join("tenant.yaml").display());
+    assert_eq!(
+        found(&ws, Reason::UnknownOpaVersion),
+        vec![format!(
+            "Tenant acme: {at}:1: spec.opaVersion: edict knows the builtins of OPA v1.9.0, v1.19.1, not 0.70"
+        )]
+    );
+    let stalled = found(&ws, Reason::DependencyFailed);
+    assert!(
+        stalled.iter().any(|m| m.starts_with("System acme-team/api:")
+            && m.contains("Tenant acme: ")
+            && m.contains("not 0.70")),
+        "{stalled:#?}"
+    );
+    assert!(!api_built(&ws));
+}
+
 /// Past OPA's limit of ten errors, the last problem says so, with no `:0:` place.
 #[test]
 fn past_the_error_limit_no_message_has_a_zero_place() {

@@ -51,6 +51,11 @@ pub struct TenantSpec {
     /// provider, and whether edict manages each System's IAM role. Needs `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// The OPA release the tenant's OPAs run (`1.9.0`, `v1.19.1`): its Systems' bundles are
+    /// checked against the builtins of that release, as its compiler would check them. Absent:
+    /// the operator's `--opa-version` (the newest release edict knows, unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opa_version: Option<String>,
 }
 
 /// IAM roles for service accounts (IRSA). Each System naming a `serviceAccountName` gets the
