@@ -736,3 +736,146 @@ async fn another_holder_ends_leadership_at_the_next_renewal() {
     assert!(*lost.borrow());
     task.await.expect("task");
 }
+
+/// The initial lists arrive in pages (500 objects each from a real API server), the Policies
+/// last: the operator runs no round before every list is complete, so no System is built
+/// without the Policies of a later page, and what it then builds is what a full view builds.
+#[tokio::test]
+async fn no_round_runs_before_the_last_page_of_every_list() {
+    use edict::controller::rounds::Rounds;
+    use edict::manifest::Object;
+    use futures::StreamExt;
+    use kube::runtime::watcher::Event;
+    use std::time::{Duration, Instant};
+
+    let (mut tenants, mut stacks, mut systems, mut policies) = (vec![], vec![], vec![], vec![]);
+    for located in all_examples() {
+        match located.object {
+            Object::Tenant(o) => tenants.push(o),
+            Object::Stack(o) => stacks.push(o),
+            Object::System(o) => systems.push(o),
+            Object::Policy(o) => policies.push(o),
+        }
+    }
+    assert!(policies.len() >= 4, "{} policies", policies.len());
+
+    // What the watches send, as kube's watcher gives it: Init, a page, …, InitDone.
+    async fn sent<K: kube::Resource + Clone + Send + 'static>(
+        events: Vec<Event<K>>,
+        kind: &'static str,
+        wrap: fn(K) -> Object,
+    ) -> Vec<Change> {
+        let stream = futures::stream::iter(events.into_iter().map(Ok));
+        edict::controller::watch::changes(stream, kind, wrap).collect().await
+    }
+    fn page<K: Clone>(all: &[K]) -> Vec<Event<K>> {
+        all.iter().cloned().map(Event::InitApply).collect()
+    }
+    fn whole<K>(mut events: Vec<Event<K>>) -> Vec<Event<K>> {
+        events.insert(0, Event::Init);
+        events.push(Event::InitDone);
+        events
+    }
+    let (first_page, last_page) = policies.split_at(policies.len() / 2);
+    let mut policy_events = page(first_page);
+    policy_events.extend(page(last_page));
+    let mut policy_changes = sent(whole(policy_events), "Policy", Object::Policy).await;
+    // The API server pauses between the two pages of Policies.
+    let after_pause = policy_changes.split_off(1 + first_page.len());
+    let mut before_pause: Vec<Change> =
+        vec![Change::Listing("Namespace"), Change::NamespaceResync(BTreeSet::new())];
+    before_pause.extend(sent(whole(page(&tenants)), "Tenant", Object::Tenant).await);
+    before_pause.extend(sent(whole(page(&stacks)), "Stack", Object::Stack).await);
+    before_pause.extend(sent(whole(page(&systems)), "System", Object::System).await);
+    before_pause.extend(policy_changes);
+    assert!(matches!(after_pause.last(), Some(Change::Resync("Policy", _))), "{after_pause:?}");
+
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let mut rounds = Rounds::new();
+    let mut pending = BTreeSet::new();
+    let t0 = Instant::now();
+    let mut now = t0;
+    for change in before_pause {
+        now += Duration::from_millis(5);
+        rounds.observe(&change, now);
+        pending.extend(engine.apply(change));
+    }
+    // The API server takes a while for the next page: long past the quiet time and the bound.
+    now += Duration::from_secs(2);
+    assert_eq!(
+        rounds.due(),
+        None,
+        "a round would build from a partial view: waiting for {:?}",
+        rounds.waiting_for()
+    );
+    assert_eq!(rounds.waiting_for(), vec!["Policy"]);
+    for change in after_pause {
+        now += Duration::from_millis(5);
+        rounds.observe(&change, now);
+        pending.extend(engine.apply(change));
+    }
+    let due = rounds.due().expect("a round is due once every list is complete");
+    assert!(due <= now + edict::controller::rounds::QUIET);
+    rounds.started();
+    let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
+    engine.reconcile(&keys).await;
+
+    // The same cluster seen whole at once builds the same bundles.
+    let reference_store = tempfile::tempdir().expect("tempdir");
+    let mut reference = Engine::new("c1", reference_store.path().to_path_buf());
+    let mut all = BTreeSet::new();
+    for located in all_examples() {
+        all.extend(reference.apply(Change::Apply(Box::new(located))));
+    }
+    reference.reconcile(&all.into_iter().collect::<Vec<_>>()).await;
+    let (built, expected) = (engine.statuses(), reference.statuses());
+    assert_eq!(built.systems.len(), 3);
+    for (key, status) in &expected.systems {
+        assert!(status.revision.is_some(), "{key} built in the reference");
+        assert_eq!(built.systems[key].revision, status.revision, "{key}");
+    }
+}
+
+/// Events name their object with its uid (`kubectl describe` lists an event under an object
+/// only when `regarding.uid` matches).
+#[tokio::test]
+async fn events_carry_the_uid_of_their_object() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    for mut located in all_examples() {
+        if let edict::manifest::Object::System(s) = &mut located.object {
+            s.metadata.uid = Some(format!("uid-of-{}", s.metadata.name.clone().unwrap_or_default()));
+        }
+        engine.apply(Change::Apply(Box::new(located)));
+    }
+    let mut notices = vec![status_writer::Notice {
+        kind: "System",
+        namespace: "acme-shop".into(),
+        name: "storefront-envoy".into(),
+        warning: true,
+        reason: "InvalidRego".into(),
+        message: "spec.rego:3:1: rego_parse_error: unexpected eof token".into(),
+        uid: None,
+    }];
+    engine.with_uids(&mut notices);
+    assert_eq!(notices[0].uid.as_deref(), Some("uid-of-storefront-envoy"));
+
+    let (client, mut handle) = mock();
+    let verifier = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("one request");
+        assert_eq!(req.method(), Method::POST);
+        assert!(req.uri().path().ends_with("/namespaces/acme-shop/events"), "{}", req.uri());
+        let event = body(req).await;
+        assert_eq!(event["regarding"]["uid"], "uid-of-storefront-envoy", "{event:#}");
+        assert_eq!(event["regarding"]["kind"], "System");
+        assert_eq!(event["type"], "Warning");
+        respond(send, 201, event);
+    });
+    let reporter =
+        kube::runtime::events::Reporter { controller: "edict".into(), instance: Some("test".into()) };
+    let recorder = kube::runtime::events::Recorder::new(client, reporter);
+    status_writer::publish(&recorder, &notices).await;
+    drop(recorder);
+    verifier.await.expect("verifier");
+}

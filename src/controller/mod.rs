@@ -4,6 +4,7 @@
 //! Only the holder of the leader Lease writes.
 
 pub mod leader;
+pub mod rounds;
 pub mod status_writer;
 pub mod watch;
 pub mod wiring;
@@ -31,6 +32,7 @@ use crate::registry::Registry;
 use crate::status::Statuses;
 use crate::store::DirStore;
 use crate::workspace::Workspace;
+use rounds::Rounds;
 use status_writer::Notice;
 use watch::Change;
 use wiring::{Applied, Desired, FINALIZER, Retirement};
@@ -229,6 +231,7 @@ impl Engine {
                 }
                 affected
             }
+            Change::Listing(_) => Affected::new(),
             Change::Error(e) => {
                 tracing::warn!("{e}");
                 Affected::new()
@@ -610,7 +613,31 @@ impl Engine {
                 warning: true,
                 reason: "CleanupFailed".into(),
                 message: format!("{} (retrying)", p.message),
+                uid: None,
             });
+        }
+    }
+
+    /// The uid of an object as the watches last showed it (`name` alone for a Tenant).
+    pub fn uid_of(&self, kind: &str, namespace: &str, name: &str) -> Option<String> {
+        let catalog = &self.ws.catalog;
+        let key = ObjectKey::new(namespace, name);
+        let meta = match kind {
+            "Tenant" => &catalog.tenants().get(name)?.tenant.metadata,
+            "Stack" => &catalog.stacks().get(&key)?.stack.metadata,
+            "System" => &catalog.systems().get(&key)?.system.metadata,
+            "Policy" => &catalog.policies().get(&key)?.policy.metadata,
+            _ => return None,
+        };
+        meta.uid.clone()
+    }
+
+    /// Give each notice the uid of its object, so that its event shows under the object.
+    pub fn with_uids(&self, notices: &mut [Notice]) {
+        for n in notices {
+            if n.uid.is_none() {
+                n.uid = self.uid_of(n.kind, &n.namespace, &n.name);
+            }
         }
     }
 
@@ -662,7 +689,7 @@ fn storage_summary(t: &Tenant, registry: &Registry) -> String {
 /// Run the operator until SIGTERM or Ctrl-C (releasing leadership) or until leadership is lost.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("connecting to the Kubernetes API server")?;
-    let ready = Arc::new(RwLock::new(false));
+    let ready = Readiness::default();
     let mut engine = Engine::new(&opts.cluster, opts.store.clone()).with_bundle_url(&opts.bundle_url);
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
@@ -691,13 +718,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let mut changes = watch::all(client.clone()).boxed();
         let mut look = tokio::time::interval(lease.retry);
         let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut rounds = Rounds::new();
         loop {
-            let quiet = Duration::from_millis(if pending.is_empty() { 3_600_000 } else { 50 });
+            let wake = rounds.due().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 _ = look.tick() => if leader::round(&leases, &lease).await.unwrap_or(false) { break },
-                Some(change) = changes.next() => pending.extend(follower.apply(change)),
-                _ = tokio::time::sleep(quiet) => {
+                Some(change) = changes.next() => {
+                    rounds.observe(&change, Instant::now());
+                    pending.extend(follower.apply(change));
+                    ready.follow(&rounds, "standby");
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    rounds.started();
                     let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
                     follower.reconcile(&keys).await;
                     if let Ok(mut shown) = statuses.write() {
@@ -707,11 +740,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         }
     }
-    // The leader starts from a fresh list of everything: nothing the standby saw is trusted.
+    // The leader starts from a fresh list of everything: nothing the standby saw is trusted,
+    // and no round runs before every list is complete.
     tracing::info!(identity = %opts.identity, "leading");
-    if let Ok(mut r) = ready.write() {
-        *r = true;
-    }
 
     let statuses_view = statuses;
     let reporter =
@@ -722,14 +753,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Systems takes tens of seconds) cannot let it lapse while this replica still writes.
     let (renewer, mut lost) = leader::keep(leases.clone(), lease.clone());
     let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
+    let mut rounds = Rounds::new();
     // Status writes that failed (the API server is away) are tried again with back-off.
     let mut status_retry: Option<(Instant, u32)> = None;
     let result = loop {
         let now = Instant::now();
+        let synced = rounds.synced();
         let wake = [
-            (!pending.is_empty() || engine.has_kube_work()).then(|| now + Duration::from_millis(50)),
-            engine.next_retry(),
-            status_retry.map(|(at, _)| at),
+            rounds.due(),
+            (synced && engine.has_kube_work()).then(|| now + rounds::QUIET),
+            engine.next_retry().filter(|_| synced),
+            status_retry.map(|(at, _)| at).filter(|_| synced),
         ]
         .into_iter()
         .flatten()
@@ -740,8 +774,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             _ = lost.changed() => {
                 break Err(anyhow::anyhow!("lost leadership of lease {}/{}", lease.namespace, lease.name));
             }
-            Some(change) = changes.next() => pending.extend(engine.apply(change)),
+            Some(change) = changes.next() => {
+                rounds.observe(&change, Instant::now());
+                pending.extend(engine.apply(change));
+                ready.follow(&rounds, "leading");
+            }
             _ = tokio::time::sleep_until(wake.into()) => {
+                rounds.started();
                 pending.extend(engine.due(Instant::now()));
                 let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
                 engine.reconcile(&keys).await;
@@ -771,6 +810,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 for n in notices.iter().filter(|n| n.warning) {
                     engine.metrics.error(&n.reason);
                 }
+                engine.with_uids(&mut notices);
                 status_writer::publish(&recorder, &notices).await;
             }
         }
@@ -780,6 +820,38 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let _ = leader::release(client, &lease).await;
     }
     result
+}
+
+/// What `/readyz` says: ready (as leader or standby) once this replica's watches have listed
+/// every kind, so that its bundle API serves the whole cluster; before that, 503 and why.
+/// A replica that was ready stays so through a re-list or a change of leadership: its store
+/// still holds what it served.
+#[derive(Clone)]
+struct Readiness(Arc<RwLock<Result<&'static str, String>>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        let waiting = Rounds::new().waiting_for().join(", ");
+        Readiness(Arc::new(RwLock::new(Err(format!("waiting for the first lists of: {waiting}")))))
+    }
+}
+
+impl Readiness {
+    fn get(&self) -> Result<&'static str, String> {
+        self.0.read().map(|r| r.clone()).unwrap_or_else(|_| Err("readiness unknown".into()))
+    }
+
+    /// Follow the watches' progress; `role` is what a ready replica says it is.
+    fn follow(&self, rounds: &Rounds, role: &'static str) {
+        let Ok(mut state) = self.0.write() else { return };
+        match (&*state, rounds.synced()) {
+            (_, true) => *state = Ok(role),
+            (Err(_), false) => {
+                *state = Err(format!("waiting for the first lists of: {}", rounds.waiting_for().join(", ")))
+            }
+            (Ok(_), false) => {}
+        }
+    }
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
@@ -799,15 +871,20 @@ async fn shutdown() {
     tracing::info!("shutting down");
 }
 
-fn probes(ready: Arc<RwLock<bool>>, metrics: Metrics) -> axum::Router {
+fn probes(ready: Readiness, metrics: Metrics) -> axum::Router {
     use axum::http::{StatusCode, header};
     axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route(
             "/readyz",
             axum::routing::get(move || {
-                let ready = ready.read().map(|r| *r).unwrap_or(false);
-                async move { if ready { (StatusCode::OK, "leading") } else { (StatusCode::OK, "standby") } }
+                let state = ready.get();
+                async move {
+                    match state {
+                        Ok(role) => (StatusCode::OK, role.to_string()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                    }
+                }
             }),
         )
         .route(
@@ -825,4 +902,41 @@ fn probes(ready: Arc<RwLock<bool>>, metrics: Metrics) -> axum::Router {
                 }
             }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn ready_only_once_every_list_completed_and_through_a_relist() {
+        let ready = Readiness::default();
+        let why = ready.get().expect_err("not ready at start");
+        assert_eq!(why, "waiting for the first lists of: Namespace, Policy, Stack, System, Tenant");
+        let mut rounds = Rounds::new();
+        let now = Instant::now();
+        for kind in ["Tenant", "Stack", "System"] {
+            rounds.observe(&Change::Resync(kind, BTreeSet::new()), now);
+            ready.follow(&rounds, "standby");
+        }
+        assert_eq!(ready.get(), Err("waiting for the first lists of: Namespace, Policy".to_string()));
+        rounds.observe(&Change::Resync("Policy", BTreeSet::new()), now);
+        rounds.observe(&Change::NamespaceResync(BTreeSet::new()), now);
+        ready.follow(&rounds, "standby");
+        assert_eq!(ready.get(), Ok("standby"));
+        // Leading: new watches list again; the replica's store still serves meanwhile.
+        let mut leading = Rounds::new();
+        leading.observe(&Change::Listing("Stack"), now);
+        ready.follow(&leading, "leading");
+        assert_eq!(ready.get(), Ok("standby"));
+        for kind in ["Tenant", "Stack", "System", "Policy"] {
+            leading.observe(&Change::Resync(kind, BTreeSet::new()), now);
+        }
+        leading.observe(&Change::NamespaceResync(BTreeSet::new()), now);
+        ready.follow(&leading, "leading");
+        assert_eq!(ready.get(), Ok("leading"));
+    }
 }

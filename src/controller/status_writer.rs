@@ -90,6 +90,9 @@ pub struct Notice {
     pub reason: String,
     /// The condition's message (first 1 kB).
     pub message: String,
+    /// The object's uid, which `kubectl describe` needs to list the event under the object
+    /// (`None` when the object is already gone).
+    pub uid: Option<String>,
 }
 
 /// The notices between two rounds of statuses: only real transitions of `Ready`. Pure.
@@ -120,7 +123,15 @@ pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
                 if kind == "Tenant" { (String::new(), key.clone()) } else { (namespace, name) };
             let mut message = if failing { now.message.clone() } else { "Ready again".to_string() };
             message.truncate(message.char_indices().nth(1000).map(|(i, _)| i).unwrap_or(message.len()));
-            out.push(Notice { kind, namespace, name, warning: failing, reason: now.reason.clone(), message });
+            out.push(Notice {
+                kind,
+                namespace,
+                name,
+                warning: failing,
+                reason: now.reason.clone(),
+                message,
+                uid: None,
+            });
         }
     }
     let mut out = Vec::new();
@@ -141,6 +152,7 @@ pub async fn publish(recorder: &kube::runtime::events::Recorder, notices: &[Noti
             kind: Some(n.kind.to_string()),
             name: Some(n.name.clone()),
             namespace: (!n.namespace.is_empty()).then(|| n.namespace.clone()),
+            uid: n.uid.clone(),
             ..ObjectReference::default()
         };
         let event = Event {

@@ -18,6 +18,9 @@ pub enum Change {
     Apply(Box<Located>),
     /// An object is gone.
     Delete(&'static str, ObjectKey),
+    /// A list of `kind` started (the watch started or re-started): the catalog's view of that
+    /// kind is partial until its `Resync`.
+    Listing(&'static str),
     /// A re-list of `kind` finished: objects of that kind not in the set are gone.
     Resync(&'static str, BTreeSet<ObjectKey>),
     /// A namespace's labels (`None`: the namespace is gone), for tenant membership.
@@ -62,7 +65,7 @@ where
                 Ok(watcher::Event::Delete(k)) => vec![Change::Delete(kind, key(&k))],
                 Ok(watcher::Event::Init) => {
                     seen.clear();
-                    vec![]
+                    vec![Change::Listing(kind)]
                 }
                 Ok(watcher::Event::InitApply(k)) => {
                     seen.insert(key(&k));
@@ -99,7 +102,7 @@ pub fn namespaces(client: Client) -> impl Stream<Item = Change> + Send {
                 Ok(watcher::Event::Delete(m)) => vec![Change::Namespace(labels(&m.metadata).0, None)],
                 Ok(watcher::Event::Init) => {
                     seen.clear();
-                    vec![]
+                    vec![Change::Listing("Namespace")]
                 }
                 Ok(watcher::Event::InitDone) => vec![Change::NamespaceResync(std::mem::take(seen))],
                 Err(e) => vec![Change::Error(format!("watching Namespaces: {e}"))],
