@@ -879,3 +879,42 @@ async fn events_carry_the_uid_of_their_object() {
     drop(recorder);
     verifier.await.expect("verifier");
 }
+
+/// Status does not wait for a System: a Tenant, its Stacks and their Policies get status when
+/// nothing binds them, a broken Policy of a Stack that selects no System stalls it, and the
+/// Tenant's counts follow deletes.
+#[tokio::test]
+async fn objects_no_system_touches_get_status_and_counts_follow_deletes() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let mut stacks = 0;
+    for mut located in ["tenant.yaml", "stacks.yaml"].iter().flat_map(|f| objects(f)) {
+        if let edict::manifest::Object::Policy(p) = &mut located.object
+            && p.metadata.name.as_deref() == Some("restrict-proxies")
+        {
+            p.spec.rego = p.spec.rego.replace("image in proxy_images\n", "image in proxy_images +\n");
+        }
+        if matches!(located.object, edict::manifest::Object::Stack(_)) {
+            stacks += 1;
+        }
+        let affected = engine.apply(Change::Apply(Box::new(located)));
+        assert!(affected.is_empty(), "no System exists: {affected:?}");
+    }
+    assert!(stacks >= 2, "{stacks} stacks in the examples");
+    engine.reconcile(&[]).await;
+    let statuses = engine.statuses();
+    assert!(statuses.systems.is_empty());
+    let tenant = &statuses.tenants["acme"];
+    assert_eq!(tenant.stacks, stacks as u32, "{tenant:?}");
+    let policy = &statuses.policies["acme-platform/restrict-proxies"].conditions[0];
+    assert_eq!((policy.reason.as_str(), policy.status), ("InvalidRego", edict::api::ConditionStatus::False));
+    let stack = &statuses.stacks["acme-platform/kubernetes-baseline"];
+    let ready = &stack.conditions[0];
+    assert_eq!(ready.status, edict::api::ConditionStatus::False, "{stack:?}");
+    assert!(ready.message.contains("restrict-proxies"), "{}", ready.message);
+
+    engine.apply(Change::Delete("Stack", ObjectKey::new("acme-platform", "kubernetes-baseline")));
+    let after = engine.statuses();
+    assert_eq!(after.tenants["acme"].stacks, stacks as u32 - 1);
+    assert!(!after.stacks.contains_key("acme-platform/kubernetes-baseline"));
+}
