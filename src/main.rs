@@ -18,6 +18,10 @@ struct Cli {
     /// edict knows (v1.9.0, v1.19.1); the newest by default.
     #[arg(long, global = true, env = "EDICT_OPA_VERSION", value_name = "VERSION")]
     opa_version: Option<String>,
+    /// How log lines are written (stderr): `text`, coloured only on a terminal, or `json`, one
+    /// object per line.
+    #[arg(long, global = true, env = "EDICT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -147,10 +151,27 @@ enum Command {
     },
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    /// One line of text per event; coloured only on a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    match run(Cli::parse()) {
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            logs.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

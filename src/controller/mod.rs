@@ -367,6 +367,16 @@ impl Engine {
                     self.metrics.published(took, size);
                     let result = if done == Published::Written { "published" } else { "unchanged" };
                     self.metrics.reconciled("System", result);
+                    if done == Published::Written && !self.follower {
+                        let stacks: Vec<String> = input.stacks.iter().map(|s| s.key.to_string()).collect();
+                        tracing::info!(
+                            system = %key,
+                            revision = &bundle.revision()[..12],
+                            stacks = %stacks.join(","),
+                            took_ms = took.as_millis() as u64,
+                            "published"
+                        );
+                    }
                     self.ws.published(&key, bundle.revision());
                     if let Some(t) = self.ws.catalog.tenants().get(&input.tenant) {
                         self.homes.insert(key.clone(), t.tenant.clone());
@@ -380,6 +390,7 @@ impl Engine {
                         self.again(&key);
                     }
                     self.metrics.reconciled("System", "failed");
+                    tracing::warn!(system = %key, transient = e.is_transient(), "publishing failed: {e}");
                     self.ws.publish_failed(&key, Problem::new(me, reason, format!("publishing: {e}")));
                 }
                 _ => self.metrics.reconciled("System", "invalid"),
@@ -581,6 +592,7 @@ impl Engine {
             {
                 Ok(()) => {
                     self.metrics.reconciled("Cleanup", "retired");
+                    tracing::info!(system = %key, "deleted: its bundle, configuration and finalizer are gone");
                     self.retiring.remove(&key);
                     if retirement.tenant.is_none() {
                         tracing::warn!(system = %key, "its Tenant is unknown: published bundles, if any, were left in place");

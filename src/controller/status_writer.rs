@@ -147,6 +147,13 @@ pub async fn publish(recorder: &kube::runtime::events::Recorder, notices: &[Noti
     use k8s_openapi::api::core::v1::ObjectReference;
     use kube::runtime::events::{Event, EventType};
     for n in notices {
+        let object =
+            if n.namespace.is_empty() { n.name.clone() } else { format!("{}/{}", n.namespace, n.name) };
+        if n.warning {
+            tracing::warn!(kind = n.kind, object = %object, reason = %n.reason, "not ready: {}", n.message);
+        } else {
+            tracing::info!(kind = n.kind, object = %object, reason = %n.reason, "{}", n.message);
+        }
         let reference = ObjectReference {
             api_version: Some(API_VERSION.to_string()),
             kind: Some(n.kind.to_string()),
