@@ -28,6 +28,33 @@ pub struct Statuses {
     pub policies: BTreeMap<String, PolicyStatus>,
 }
 
+/// The statuses the objects carry as the catalog last saw them (what the API server holds):
+/// what an operator that just started has written, as far as it can know.
+pub fn observed(catalog: &Catalog) -> Statuses {
+    Statuses {
+        tenants: catalog
+            .tenants()
+            .iter()
+            .filter_map(|(k, e)| e.tenant.status.clone().map(|s| (k.clone(), s)))
+            .collect(),
+        stacks: catalog
+            .stacks()
+            .iter()
+            .filter_map(|(k, e)| e.stack.status.clone().map(|s| (k.to_string(), s)))
+            .collect(),
+        systems: catalog
+            .systems()
+            .iter()
+            .filter_map(|(k, e)| e.system.status.clone().map(|s| (k.to_string(), s)))
+            .collect(),
+        policies: catalog
+            .policies()
+            .iter()
+            .filter_map(|(k, e)| e.policy.status.clone().map(|s| (k.to_string(), s)))
+            .collect(),
+    }
+}
+
 /// kstatus conditions for an object with these problems (`ok_reason` when there are none).
 pub fn conditions(
     problems: &[&Problem],

@@ -115,6 +115,12 @@ impl Workspace {
         self.publish_problems.insert(key.clone(), problem);
     }
 
+    /// Take `statuses` as the last reported (their transition times carry over): what the
+    /// objects showed when an operator started.
+    pub fn reported_before(&mut self, statuses: &Statuses) {
+        self.reported = status::Transitions::of(statuses);
+    }
+
     /// Every object's status now; `lastTransitionTime` moves only on a real transition.
     pub fn statuses(&mut self) -> Statuses {
         let mut problems = self.problems();

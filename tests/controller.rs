@@ -918,3 +918,67 @@ async fn objects_no_system_touches_get_status_and_counts_follow_deletes() {
     assert_eq!(after.tenants["acme"].stacks, stacks as u32 - 1);
     assert!(!after.stacks.contains_key("acme-platform/kubernetes-baseline"));
 }
+
+/// A restart or failover with nothing changed writes no status: the new leader takes the
+/// statuses the objects show as written, and each condition keeps its `lastTransitionTime`.
+#[tokio::test]
+async fn a_restart_with_nothing_changed_writes_no_status() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut first = Engine::new("c1", store.path().to_path_buf());
+    let mut keys = BTreeSet::new();
+    for located in all_examples() {
+        keys.extend(first.apply(Change::Apply(Box::new(located))));
+    }
+    let keys: Vec<ObjectKey> = keys.into_iter().collect();
+    first.reconcile(&keys).await;
+    let before = first.statuses();
+    assert_eq!(before.systems.len(), 3);
+    fn files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, std::time::SystemTime, u64)>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                files(&entry.path(), out);
+            } else {
+                out.push((entry.path(), meta.modified().expect("mtime"), meta.len()));
+            }
+        }
+        out.sort();
+    }
+    let mut stored = Vec::new();
+    files(store.path(), &mut stored);
+    assert!(stored.iter().any(|(p, _, _)| p.to_string_lossy().contains("/commits/")), "{stored:#?}");
+
+    // What the new leader's watches show: the objects with the statuses the first one wrote,
+    // a few seconds later.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut restarted = Engine::new("c1", store.path().to_path_buf());
+    for mut located in all_examples() {
+        let key = located.object.key().to_string();
+        match &mut located.object {
+            edict::manifest::Object::Tenant(o) => {
+                o.status = before.tenants.get(&o.metadata.name.clone().unwrap_or_default()).cloned()
+            }
+            edict::manifest::Object::Stack(o) => o.status = before.stacks.get(&key).cloned(),
+            edict::manifest::Object::System(o) => o.status = before.systems.get(&key).cloned(),
+            edict::manifest::Object::Policy(o) => o.status = before.policies.get(&key).cloned(),
+        }
+        restarted.apply(Change::Apply(Box::new(located)));
+    }
+    restarted.adopt_observed_statuses();
+    restarted.reconcile(&keys).await;
+    let after = restarted.statuses();
+    assert_eq!(after, before, "same statuses, transition times included");
+    let mut restored = Vec::new();
+    files(store.path(), &mut restored);
+    assert_eq!(restored, stored, "nothing published, nothing appended to the commit log");
+    assert!(status_writer::notices(&restarted.written, &after).is_empty(), "no event either");
+
+    let (client, mut handle) = mock();
+    let verifier = tokio::spawn(async move {
+        assert!(handle.next_request().await.is_none(), "a status was written");
+    });
+    let failures = status_writer::write(&client, &restarted.written, &after).await;
+    drop(client);
+    assert!(failures.is_empty(), "{failures:?}");
+    verifier.await.expect("verifier");
+}

@@ -653,6 +653,15 @@ impl Engine {
         }
     }
 
+    /// Take the statuses the objects show (the watches' view) as what was written and reported
+    /// before: after a restart or failover, only what differs from them is written, and their
+    /// `lastTransitionTime`s carry over. Call once every list is complete, before the first round.
+    pub fn adopt_observed_statuses(&mut self) {
+        let observed = crate::status::observed(&self.ws.catalog);
+        self.ws.reported_before(&observed);
+        self.written = Arc::new(observed);
+    }
+
     /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
         let mut statuses = self.ws.statuses();
@@ -766,6 +775,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (renewer, mut lost) = leader::keep(leases.clone(), lease.clone());
     let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
     let mut rounds = Rounds::new();
+    let mut adopted = false;
     // Status writes that failed (the API server is away) are tried again with back-off.
     let mut status_retry: Option<(Instant, u32)> = None;
     let result = loop {
@@ -792,6 +802,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 ready.follow(&rounds, "leading");
             }
             _ = tokio::time::sleep_until(wake.into()) => {
+                if !adopted {
+                    engine.adopt_observed_statuses();
+                    adopted = true;
+                }
                 rounds.started();
                 pending.extend(engine.due(Instant::now()));
                 let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
