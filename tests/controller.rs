@@ -673,12 +673,66 @@ async fn a_standby_keeps_its_embedded_store_current_and_plans_no_writes() {
         "its bundle API serves what the leader's does"
     );
     assert!(!follower.has_kube_work(), "no finalizer, ConfigMap or annotation from a standby");
+    let batch = store.path().join("bundles/acme/c1/acme-data/batch-api");
+    assert!(batch.join("bundle.tar.gz").exists());
     follower.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
     assert!(follower.retiring().is_empty(), "the leader cleans up, not a standby");
+    follower.reconcile(&[]).await;
+    assert!(!batch.join("bundle.tar.gz").exists(), "a standby serves no bundle of a deleted System");
+    assert!(store.path().join("bundles/acme/c1/acme-shop/storefront-envoy/bundle.tar.gz").exists());
     let (client, server) = api_server(echo);
     follower.sync(&client).await;
     drop(client);
     assert!(server.await.expect("server").is_empty(), "a standby makes no call");
+}
+
+/// A replica's store may hold bundles of Systems deleted while it was down: once every list is
+/// complete, it drops them, and keeps the others.
+#[tokio::test]
+async fn a_replica_drops_from_its_store_what_no_longer_exists() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut before = engine_with_examples(store.path());
+    let all: Vec<ObjectKey> = before
+        .statuses()
+        .systems
+        .keys()
+        .map(|k| {
+            let (ns, name) = k.split_once('/').expect("ns/name");
+            ObjectKey::new(ns, name)
+        })
+        .collect();
+    before.reconcile(&all).await;
+    drop(before);
+    let live = |name: &str, ns: &str| store.path().join(format!("bundles/acme/c1/{ns}/{name}/bundle.tar.gz"));
+    assert!(live("batch-api", "acme-data").exists());
+
+    // Restarted as a standby; batch-api was deleted meanwhile.
+    let mut restarted = Engine::new("c1", store.path().to_path_buf()).following();
+    for located in all_examples() {
+        if located.object.key().name != "batch-api" {
+            restarted.apply(Change::Apply(Box::new(located)));
+        }
+    }
+    restarted.prune_embedded().await;
+    assert!(!live("batch-api", "acme-data").exists(), "a deleted System's bundle is dropped");
+    let left = walk_files(&store.path().join("bundles/acme/c1/acme-data/batch-api"));
+    assert!(left.is_empty(), "its revisions too: {left:?}");
+    assert!(
+        live("storefront-envoy", "acme-shop").exists() && live("payments-cluster", "acme-payments").exists()
+    );
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            out.extend(walk_files(&entry.path()));
+        } else {
+            out.push(entry.path());
+        }
+    }
+    out
 }
 
 fn held_by(holder: &str, version: u32) -> serde_json::Value {

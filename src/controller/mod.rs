@@ -104,6 +104,9 @@ pub struct Engine {
     parallelism: usize,
     /// A standby's engine: publishes to the embedded store only, plans no writes elsewhere.
     follower: bool,
+    /// Deleted Systems whose bundles a standby drops from its embedded store at the next round
+    /// (the leader retires them everywhere; a standby only mirrors that in its own store).
+    dropped: BTreeSet<ObjectKey>,
     /// Prometheus metrics.
     pub metrics: Metrics,
 }
@@ -135,6 +138,7 @@ impl Engine {
             homes: BTreeMap::new(),
             parallelism: 8,
             follower: false,
+            dropped: BTreeSet::new(),
             metrics: Metrics::new(),
         }
     }
@@ -249,6 +253,7 @@ impl Engine {
     /// A System is being deleted (or is gone): plan the removal of what edict wrote for it.
     fn forget_system(&mut self, key: &ObjectKey, finalizer: bool) -> Affected {
         if self.follower {
+            self.dropped.insert(key.clone());
             return self.ws.catalog.delete("System", key);
         }
         if !self.ws.catalog.systems().contains_key(key) && !finalizer {
@@ -295,6 +300,10 @@ impl Engine {
     /// and work out what each should have beside its bundle. Statuses are then [`Engine::statuses`].
     pub async fn reconcile(&mut self, keys: &[ObjectKey]) {
         let started = Instant::now();
+        if !self.dropped.is_empty() {
+            let dropped = std::mem::take(&mut self.dropped);
+            self.drop_from_embedded(|key| dropped.contains(key)).await;
+        }
         // In chunks, so that at most a chunk's bundles are in memory at once; a published
         // bundle is not kept (a retry rebuilds it).
         for chunk in keys.chunks(RECONCILE_CHUNK) {
@@ -398,6 +407,31 @@ impl Engine {
             self.plan_wiring(&key, &input, registry.verification().cloned());
             if !self.retry.contains_key(&key) && !self.wiring_due.contains_key(&key) {
                 self.failures.remove(&key);
+            }
+        }
+    }
+
+    /// Drop from the embedded store the bundles of Systems that no longer exist: a replica's
+    /// store (an emptyDir that survives container restarts) may hold Systems deleted while it
+    /// was down. Call once every list is complete; the catalog is then the whole cluster.
+    pub async fn prune_embedded(&self) {
+        let systems = self.ws.catalog.systems();
+        self.drop_from_embedded(|key| !systems.contains_key(key)).await;
+    }
+
+    /// Remove every object of the Systems `gone` names from the embedded store
+    /// (`bundles/<tenant>/<cluster>/<namespace>/<name>/…`, this cluster's only).
+    async fn drop_from_embedded(&self, gone: impl Fn(&ObjectKey) -> bool) {
+        let store = self.embedded.store();
+        let keys = store.list("bundles/").await.unwrap_or_default();
+        for k in keys {
+            let parts: Vec<&str> = k.split('/').collect();
+            if parts.len() >= 6 && parts[2] == self.ws.cluster && gone(&ObjectKey::new(parts[3], parts[4])) {
+                if let Err(e) = store.delete(&k).await {
+                    tracing::warn!(key = %k, "dropping a deleted System's bundle from the embedded store: {e}");
+                } else if parts[5] == "bundle.tar.gz" {
+                    tracing::info!(system = %format!("{}/{}", parts[3], parts[4]), "deleted: its bundle is no longer served here");
+                }
             }
         }
     }
@@ -740,6 +774,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let mut look = tokio::time::interval(lease.retry);
         let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
         let mut rounds = Rounds::new();
+        let mut pruned = false;
         loop {
             let wake = rounds.due().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -751,6 +786,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     ready.follow(&rounds, "standby");
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
+                    if !pruned {
+                        follower.prune_embedded().await;
+                        pruned = true;
+                    }
                     rounds.started();
                     let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
                     follower.reconcile(&keys).await;
@@ -804,6 +843,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(wake.into()) => {
                 if !adopted {
                     engine.adopt_observed_statuses();
+                    engine.prune_embedded().await;
                     adopted = true;
                 }
                 rounds.started();
