@@ -543,25 +543,45 @@ impl Engine {
     /// Returns notices for what users must see (a cleanup that keeps failing).
     pub async fn sync(&mut self, client: &Client) -> Vec<Notice> {
         let mut notices = Vec::new();
-        if self.finalizer_retry.is_none_or(|r| r.at <= Instant::now()) {
-            let mut failed = false;
-            for key in std::mem::take(&mut self.unfinalized) {
-                if failed {
-                    self.unfinalized.insert(key);
-                    continue;
-                }
-                if let Err(e) = wiring::add_finalizer(client, &key).await {
+        if self.finalizer_retry.is_none_or(|r| r.at <= Instant::now()) && !self.unfinalized.is_empty() {
+            // One first: when the API server refuses (RBAC, a webhook), it refuses them all, so
+            // a refusal stops here. Then the rest, several at once (a first start at 1,000
+            // Systems adds 1,000 finalizers).
+            let mut keys: Vec<ObjectKey> = std::mem::take(&mut self.unfinalized).into_iter().collect();
+            let rest = keys.split_off(1);
+            let mut failed: Vec<ObjectKey> = Vec::new();
+            let add = |key: ObjectKey| async move {
+                let result = wiring::add_finalizer(client, &key).await;
+                (key, result)
+            };
+            let first = add(keys.remove(0)).await;
+            let outcomes = if first.1.is_ok() {
+                let mut all = vec![first];
+                all.extend(
+                    futures::stream::iter(rest)
+                        .map(add)
+                        .buffer_unordered(self.parallelism)
+                        .collect::<Vec<_>>()
+                        .await,
+                );
+                all
+            } else {
+                failed.extend(rest);
+                vec![first]
+            };
+            for (key, result) in outcomes {
+                if let Err(e) = result {
                     tracing::warn!(system = %key, "adding the finalizer: {e}");
-                    self.unfinalized.insert(key);
-                    failed = true;
+                    failed.push(key);
                 }
             }
-            self.finalizer_retry = if failed {
+            self.finalizer_retry = if failed.is_empty() {
+                None
+            } else {
                 let attempt = self.finalizer_retry.map_or(0, |r| r.attempt + 1);
                 Some(Retry { at: Instant::now() + RETRY.delay(attempt), attempt })
-            } else {
-                None
             };
+            self.unfinalized.extend(failed);
         }
         let mut work = Vec::new();
         for (key, (desired, tenant)) in std::mem::take(&mut self.wiring_due) {
