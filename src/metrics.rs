@@ -126,6 +126,7 @@ pub fn category(reason: &str) -> &'static str {
         Reason::MissingTarget | Reason::DependencyFailed => "reference",
         Reason::Unavailable => "storage",
         Reason::MissingServiceAccount | Reason::InvalidIdentity => "identity",
+        Reason::Forbidden | Reason::Rejected => "kubernetes",
     }
 }
 

@@ -80,11 +80,15 @@ pub enum Reason {
     InvalidIdentity,
     /// The Tenant names an OPA release edict has no builtin declarations for.
     UnknownOpaVersion,
+    /// The API server refused edict a permission it needs (403): the message names it.
+    Forbidden,
+    /// The API server rejected what edict wrote (400, 422): the message says what.
+    Rejected,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::InvalidManifest,
         Reason::UnknownKind,
         Reason::DuplicateName,
@@ -102,6 +106,8 @@ impl Reason {
         Reason::MissingServiceAccount,
         Reason::InvalidIdentity,
         Reason::UnknownOpaVersion,
+        Reason::Forbidden,
+        Reason::Rejected,
     ];
 
     /// The CamelCase word.
@@ -124,6 +130,8 @@ impl Reason {
             Reason::MissingServiceAccount => "MissingServiceAccount",
             Reason::InvalidIdentity => "InvalidIdentity",
             Reason::UnknownOpaVersion => "UnknownOpaVersion",
+            Reason::Forbidden => "Forbidden",
+            Reason::Rejected => "Rejected",
         }
     }
 

@@ -534,6 +534,43 @@ async fn an_unavailable_api_server_is_retried_and_said_in_status() {
     assert!(engine.next_retry().is_none());
 }
 
+/// A permission edict lacks is not a passing failure: the System is Stalled with the permission
+/// the API server names (it is looked for again, with back-off, since nothing announces a grant).
+#[tokio::test]
+async fn a_forbidden_write_stalls_with_the_missing_permission() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let key = ObjectKey::new("acme-shop", "storefront-envoy");
+    engine.reconcile(std::slice::from_ref(&key)).await;
+    let refused = r#"configmaps "storefront-envoy-opa-config" is forbidden: User "system:serviceaccount:edict-system:edict" cannot patch resource "configmaps" in API group "" in the namespace "acme-shop""#;
+    let (client, server) = api_server(move |c| {
+        if c.path.contains("/configmaps/") {
+            (
+                403,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": refused}),
+            )
+        } else {
+            echo(c)
+        }
+    });
+    engine.sync(&client).await;
+    drop(client);
+    server.await.expect("server");
+    let status = engine.statuses().systems["acme-shop/storefront-envoy"].clone();
+    let ready = &status.conditions[0];
+    assert_eq!((ready.status, ready.reason.as_str()), (edict::api::ConditionStatus::False, "Forbidden"));
+    assert!(ready.message.contains("cannot patch resource \"configmaps\""), "{}", ready.message);
+    assert!(
+        ready.message.starts_with("ConfigMap acme-shop/storefront-envoy-opa-config: "),
+        "{}",
+        ready.message
+    );
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").expect("Stalled");
+    assert_eq!(stalled.status, edict::api::ConditionStatus::True, "waits for a person");
+    assert!(engine.next_retry().is_some_and(|at| at > std::time::Instant::now()), "looked for again, later");
+    assert_eq!(edict::metrics::category("Forbidden"), "kubernetes");
+}
+
 #[tokio::test]
 async fn namespace_labels_move_systems_into_a_tenant() {
     let store = tempfile::tempdir().expect("tempdir");

@@ -610,8 +610,11 @@ impl Engine {
                 }
                 Err(p) => {
                     self.metrics.reconciled("Wiring", "failed");
-                    // A missing ServiceAccount is looked for again too: nothing tells edict it was created.
-                    if p.reason.is_transient() || p.reason == Reason::MissingServiceAccount {
+                    // A missing ServiceAccount or permission is looked for again too (with back-off):
+                    // nothing tells edict it was created or granted.
+                    if p.reason.is_transient()
+                        || matches!(p.reason, Reason::MissingServiceAccount | Reason::Forbidden)
+                    {
                         self.again(&key);
                     }
                     self.ws.wiring_problems.insert(key, p);

@@ -154,8 +154,25 @@ fn iam_problem(me: &ObjectRef, e: &iam::IamError) -> Problem {
     Problem::new(me.clone(), reason, e.to_string())
 }
 
+/// An API-server failure: a refused permission (403) or a rejected object (400, 422) waits for
+/// a person and says what; anything else may pass and is retried.
 fn kube_problem(me: &ObjectRef, what: &str, e: &kube::Error) -> Problem {
-    Problem::new(me.clone(), Reason::Unavailable, format!("{what}: {e}"))
+    match e {
+        kube::Error::Api(s) if s.code == 403 => Problem::new(
+            me.clone(),
+            Reason::Forbidden,
+            format!(
+                "{what}: {}; grant it to edict's ServiceAccount (the chart's ClusterRole does)",
+                s.message
+            ),
+        ),
+        kube::Error::Api(s) if s.code == 400 || s.code == 422 => Problem::new(
+            me.clone(),
+            Reason::Rejected,
+            format!("{what}: the API server rejected it: {}", s.message),
+        ),
+        _ => Problem::new(me.clone(), Reason::Unavailable, format!("{what}: {e}")),
+    }
 }
 
 /// Apply `desired`, releasing what `before` holds that it no longer wants. On failure the
