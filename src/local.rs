@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use notify::Watcher;
@@ -56,7 +56,13 @@ pub struct Local {
     pub ws: Workspace,
     files: BTreeMap<PathBuf, FileState>,
     owners: BTreeMap<Identity, PathBuf>,
+    /// Files that are missing, empty or unparseable, and since when: their objects stay until
+    /// the file has been so for [`SETTLE`] (an editor's save may empty a file for a moment).
+    settling: BTreeMap<PathBuf, Instant>,
 }
+
+/// How long a file must stay missing, empty or unparseable before its objects are deleted.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 impl Local {
     /// Load every manifest under `dir` (except under `ignore`, where the store may live) and build everything.
@@ -67,6 +73,7 @@ impl Local {
             ws: Workspace::empty(cluster),
             files: BTreeMap::new(),
             owners: BTreeMap::new(),
+            settling: BTreeMap::new(),
         };
         local.rescan()?;
         Ok(local)
@@ -84,11 +91,49 @@ impl Local {
         self.reload(&paths)
     }
 
-    /// Re-read these files (a missing file removes its objects). Returns the rebuilt Systems.
+    /// Re-read these files. Returns the rebuilt Systems. Objects gone from a file (missing,
+    /// emptied, cut short) stay until it has been so for [`SETTLE`] (see [`Local::settle`]).
     pub fn reload(&mut self, paths: &[PathBuf]) -> std::io::Result<Vec<ObjectKey>> {
+        self.reload_at(paths, Instant::now(), false)
+    }
+
+    /// When the next settling file is due (see [`Local::settle`]).
+    pub fn next_settle(&self) -> Option<Instant> {
+        self.settling.values().min().map(|since| *since + SETTLE)
+    }
+
+    /// Re-read the files objects have been gone from for [`SETTLE`] by `now`, and take them as
+    /// they are: those objects are deleted (and a copy elsewhere, refused as a duplicate until
+    /// then, takes their place). Returns the rebuilt Systems.
+    pub fn settle(&mut self, now: Instant) -> std::io::Result<Vec<ObjectKey>> {
+        let due: Vec<PathBuf> = self
+            .settling
+            .iter()
+            .filter(|(_, since)| **since + SETTLE <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        for p in &due {
+            tracing::info!(file = %p.display(), "objects still gone from it after {SETTLE:?}: they are deleted");
+        }
+        let mut rebuilt = self.reload_at(&due, now, true)?;
+        rebuilt.extend(self.rescan()?);
+        rebuilt.sort();
+        rebuilt.dedup();
+        Ok(rebuilt)
+    }
+
+    fn reload_at(
+        &mut self,
+        paths: &[PathBuf],
+        now: Instant,
+        settled: bool,
+    ) -> std::io::Result<Vec<ObjectKey>> {
         let mut affected = Affected::new();
         for path in paths {
-            affected.extend(self.reload_file(path)?);
+            affected.extend(self.reload_file(path, now, settled)?);
         }
         let keys: Vec<ObjectKey> = affected.into_iter().collect();
         self.ws.load_problems = self.files.values().flat_map(|f| f.problems.iter().cloned()).collect();
@@ -96,7 +141,7 @@ impl Local {
         Ok(keys)
     }
 
-    fn reload_file(&mut self, path: &Path) -> std::io::Result<Affected> {
+    fn reload_file(&mut self, path: &Path, now: Instant, settled: bool) -> std::io::Result<Affected> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -128,11 +173,27 @@ impl Local {
                 _ => incoming.push((id, print, located)),
             }
         }
-        for (id, _) in &old.objects {
+        // An object gone from its file (the file missing, emptied, cut short or cut down) may be
+        // a save caught half-way: it stays until the file has been so for the settle time.
+        let mut kept = false;
+        for (id, print) in &old.objects {
             if !incoming.iter().any(|(i, _, _)| i == id) {
+                if !settled {
+                    state.objects.push((id.clone(), print.clone()));
+                    kept = true;
+                    continue;
+                }
                 affected.extend(self.ws.catalog.delete(id.0, &id.1));
                 self.owners.remove(id);
             }
+        }
+        if kept {
+            if !self.settling.contains_key(path) {
+                tracing::info!(file = %path.display(), "objects gone from it stay for {SETTLE:?} in case it is being saved");
+            }
+            self.settling.entry(path.to_path_buf()).or_insert(now);
+        } else {
+            self.settling.remove(path);
         }
         for (id, print, located) in incoming {
             let unchanged = old.objects.iter().any(|(i, p)| *i == id && *p == print);
@@ -237,14 +298,32 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     tracing::info!(dir = %dir.display(), store = %store_dir.display(), "watching for changes");
 
     loop {
+        let settle_at = local.next_settle().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep_until(settle_at.into()) => {
+                let rebuilt = local.settle(Instant::now())?;
+                let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
+                if let Ok(mut s) = statuses.write() {
+                    *s = Arc::new(local.statuses());
+                }
+                tracing::info!(rebuilt = rebuilt.len(), written, unchanged, "deletions applied");
+                report_problems(&local);
+            }
             Some(first) = rx.recv() => {
-                // Gather the burst an editor's save produces.
+                // Gather the burst an editor's save produces: read the files only once their
+                // writes have stopped for a moment (a file read mid-write is a cut-down file).
                 let mut changed = vec![first];
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                while let Ok(p) = rx.try_recv() {
-                    changed.push(p);
+                let until = Instant::now() + Duration::from_secs(1);
+                loop {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    let before = changed.len();
+                    while let Ok(p) = rx.try_recv() {
+                        changed.push(p);
+                    }
+                    if changed.len() == before || Instant::now() >= until {
+                        break;
+                    }
                 }
                 changed.retain(|p| !p.starts_with(&store_dir));
                 changed.sort();

@@ -200,3 +200,53 @@ fn unchanged_rebuild_writes_nothing() {
     let rebuilt = local.rescan().expect("rescan");
     assert!(rebuilt.is_empty(), "{rebuilt:?}");
 }
+
+/// A file caught mid-save (emptied, cut short, or briefly gone) does not delete its objects:
+/// restored within the settle time, nothing is rebuilt or published; left so for longer, its
+/// objects are deleted.
+#[test]
+fn a_file_caught_mid_save_deletes_nothing_until_it_settles() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store_dir: PathBuf = work.path().join(".edict/store");
+    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let stacks = work.path().join("stacks.yaml");
+    let original = std::fs::read_to_string(&stacks).expect("stacks.yaml");
+    let stack = edict::index::ObjectKey::new("acme-platform", "kubernetes-baseline");
+    let revisions = |local: &edict::local::Local| -> Vec<Option<String>> {
+        local.ws.builds.values().map(|b| b.bundle.as_ref().map(|x| x.revision().to_string())).collect()
+    };
+    let before = revisions(&local);
+    assert!(local.ws.catalog.stacks().contains_key(&stack));
+
+    // Cut after a whole document (a cut inside one is waited out by the run loop, which reads
+    // a file only once its writes have stopped).
+    let cut = original[..original.len() / 2].rfind("\n---").expect("several documents");
+    let half = &original[..cut + 1];
+    for (what, content) in [("emptied", Some("")), ("cut short", Some(half)), ("removed", None)] {
+        match content {
+            Some(text) => std::fs::write(&stacks, text).expect("write"),
+            None => std::fs::remove_file(&stacks).expect("remove"),
+        }
+        let rebuilt = local.reload(std::slice::from_ref(&stacks)).expect("reload");
+        assert!(rebuilt.is_empty(), "{what}: rebuilt {rebuilt:?}");
+        assert!(local.ws.catalog.stacks().contains_key(&stack), "{what}: the Stack is kept");
+        assert!(local.next_settle().is_some(), "{what}: settling");
+        // Saved for real 100 ms later: as if nothing happened.
+        std::fs::write(&stacks, &original).expect("restore");
+        let rebuilt = local.reload(std::slice::from_ref(&stacks)).expect("reload");
+        assert!(rebuilt.is_empty(), "{what} and restored: rebuilt {rebuilt:?}");
+        assert_eq!(local.next_settle(), None);
+        assert_eq!(revisions(&local), before, "{what}: same bundles");
+    }
+
+    // Removed for good: after the settle time its objects go, and the Systems are rebuilt without them.
+    std::fs::remove_file(&stacks).expect("remove");
+    local.reload(std::slice::from_ref(&stacks)).expect("reload");
+    let due = local.next_settle().expect("settling");
+    assert!(local.settle(due - Duration::from_millis(1)).expect("settle").is_empty(), "not yet");
+    let rebuilt = local.settle(due).expect("settle");
+    assert!(!rebuilt.is_empty(), "the bound Systems are rebuilt");
+    assert!(!local.ws.catalog.stacks().contains_key(&stack));
+    assert_eq!(local.next_settle(), None);
+}
