@@ -277,6 +277,44 @@ spec: {{type: custom}}
         .expect("published after the outage");
     assert!(engine.next_retry().is_none());
 
+    // Cut again after it connected: the Tenant does not hide the outage, and the System's
+    // message names the service and the resource; back, both recover.
+    let system_object = |generation: i64| {
+        let mut l = manifest::parse("", &text)
+            .objects
+            .into_iter()
+            .find(|l| l.object.kind() == "System")
+            .expect("system");
+        if let manifest::Object::System(s) = &mut l.object {
+            s.spec.options.insert("generation".into(), serde_json::json!(generation));
+            s.metadata.generation = Some(generation);
+        }
+        l
+    };
+    proxy.set_down(true);
+    let keys: Vec<_> = engine.apply(Change::Apply(Box::new(system_object(2)))).into_iter().collect();
+    engine.reconcile(&keys).await;
+    let statuses = engine.statuses();
+    let tenant = &statuses.tenants["outage"].conditions[0];
+    assert_eq!(
+        (tenant.status, tenant.reason.as_str()),
+        (edict::api::ConditionStatus::False, "Unavailable"),
+        "{tenant:?}"
+    );
+    let ready = &statuses.systems["outage-team/api"].conditions[0];
+    assert!(
+        ready.message.contains("DynamoDB table ") || ready.message.contains("bundles/outage/"),
+        "the message names the table or the object: {}",
+        ready.message
+    );
+    proxy.set_down(false);
+    let due = engine.due(engine.next_retry().expect("retry"));
+    engine.reconcile(&due).await;
+    let statuses = engine.statuses();
+    assert_eq!(statuses.tenants["outage"].conditions[0].reason, "StorageReady");
+    assert_eq!(statuses.systems["outage-team/api"].conditions[0].status, edict::api::ConditionStatus::True);
+    assert!(engine.next_retry().is_none());
+
     // edict's own status write comes back through the watch: the connection is kept...
     let tenant_object = || {
         manifest::parse("", &text).objects.into_iter().find(|l| l.object.kind() == "Tenant").expect("tenant")

@@ -369,7 +369,19 @@ impl Engine {
             .buffer_unordered(self.parallelism)
             .collect::<Vec<_>>()
             .await;
+        // What the publishes saw of each Tenant's storage: its status follows it (an outage after
+        // it connected is no longer hidden behind Ready=True).
+        let mut seen: BTreeMap<String, Result<Registry, String>> = BTreeMap::new();
         for (key, input, bundle, registry, outcome, took) in publishes {
+            match &outcome {
+                Some(Err(e)) if e.is_transient() => {
+                    seen.insert(input.tenant.clone(), Err(e.to_string()));
+                }
+                Some(Ok(_)) => {
+                    seen.entry(input.tenant.clone()).or_insert_with(|| Ok(registry.clone()));
+                }
+                _ => {}
+            }
             match (bundle, outcome) {
                 (Some(bundle), Some(Ok(done))) => {
                     let size = bundle.files.values().map(Vec::len).sum::<usize>();
@@ -409,6 +421,7 @@ impl Engine {
                 self.failures.remove(&key);
             }
         }
+        self.storage_seen(seen);
     }
 
     /// Drop from the embedded store the bundles of Systems that no longer exist: a replica's
@@ -433,6 +446,25 @@ impl Engine {
                     tracing::info!(system = %format!("{}/{}", parts[3], parts[4]), "deleted: its bundle is no longer served here");
                 }
             }
+        }
+    }
+
+    /// Take what this round's publishes saw of each Tenant's storage into the Tenant's status.
+    fn storage_seen(&mut self, seen: BTreeMap<String, Result<Registry, String>>) {
+        for (tenant, outcome) in seen {
+            let Some(t) = self.ws.catalog.tenants().get(&tenant).map(|e| e.tenant.clone()) else { continue };
+            if t.spec.storage.is_none() {
+                continue;
+            }
+            let now = match outcome {
+                Ok(registry) => Ok(storage_summary(&t, &registry)),
+                Err(e) => Err(Problem::new(
+                    ObjectRef::tenant(&tenant),
+                    Reason::Unavailable,
+                    format!("storage: {e}"),
+                )),
+            };
+            self.ws.storage.insert(tenant, now);
         }
     }
 

@@ -129,8 +129,9 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// A transaction cancelled by contention or throttling: transient.
-fn contended(reasons: &[String]) -> IndexError {
+fn contended(table: &str, reasons: &[String]) -> IndexError {
     IndexError::Unavailable {
+        table: table.to_string(),
         op: "TransactWriteItems",
         message: format!("transaction cancelled: [{}]", reasons.join(", ")),
     }
@@ -361,6 +362,7 @@ impl DynamoIndex {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(IndexError::Unavailable {
+                    table: self.table.clone(),
                     op: "DescribeTable",
                     message: format!(
                         "table {} (or its index {GSI1}) is still not active ({status}) after {:?}",
@@ -428,7 +430,11 @@ impl DynamoIndex {
                 let message = service.err().message().map_or_else(|| error_chain(&err), str::to_string);
                 let status = service.raw().status().as_u16();
                 if TRANSIENT_CODES.contains(&code.as_str()) || status >= 500 {
-                    IndexError::Unavailable { op, message: format!("{code}: {message}") }
+                    IndexError::Unavailable {
+                        table: self.table.clone(),
+                        op,
+                        message: format!("{code}: {message}"),
+                    }
                 } else if code == "ResourceNotFoundException" {
                     IndexError::Misconfigured {
                         table: self.table.clone(),
@@ -450,7 +456,7 @@ impl DynamoIndex {
                 code: "ConstructionFailure".into(),
                 message: error_chain(&err),
             },
-            _ => IndexError::Unavailable { op, message: error_chain(&err) },
+            _ => IndexError::Unavailable { table: self.table.clone(), op, message: error_chain(&err) },
         }
     }
 
@@ -709,7 +715,7 @@ impl DynamoIndex {
             match self.transact(chunk).await {
                 Ok(()) => {}
                 Err(TxFailure::Other(e)) => return Err(e),
-                Err(TxFailure::Contended(reasons)) => return Err(contended(&reasons)),
+                Err(TxFailure::Contended(reasons)) => return Err(contended(&self.table, &reasons)),
                 Err(TxFailure::Conditions(reasons)) => {
                     return Err(IndexError::Conflict {
                         what: format!("a batch of writes to table {}", self.table),
@@ -1329,6 +1335,7 @@ impl TenantIndex for DynamoIndex {
             }
         }
         Err(IndexError::Unavailable {
+            table: self.table.clone(),
             op: "TransactWriteItems",
             message: format!(
                 "the commit log of tenant {tenant} is contended: no sequence after {APPEND_ATTEMPTS} attempts"
@@ -1442,7 +1449,7 @@ impl TenantIndex for DynamoIndex {
         match self.transact(writes).await {
             Ok(()) => Ok(()),
             Err(TxFailure::Other(e)) => Err(e),
-            Err(TxFailure::Contended(reasons)) => Err(contended(&reasons)),
+            Err(TxFailure::Contended(reasons)) => Err(contended(&self.table, &reasons)),
             Err(TxFailure::Conditions(reasons)) => {
                 let found = if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
                     "an existing key".to_string()

@@ -80,8 +80,10 @@ pub enum IndexError {
     },
     /// The index could not be reached or is busy (network, timeout, throttling, 5xx): retry
     /// later with back-off.
-    #[error("{op}: index unavailable (will retry): {message}")]
+    #[error("DynamoDB table {table}: {op}: index unavailable (will retry): {message}")]
     Unavailable {
+        /// The table.
+        table: String,
         /// The operation (`PutItem`, `Query`, ...).
         op: &'static str,
         /// What the client or the service said.
