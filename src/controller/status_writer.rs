@@ -113,15 +113,20 @@ pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
             let before = old.get(key).and_then(|s| ready(conditions(s)));
             let changed = before.is_none_or(|b| b.status != now.status || b.reason != now.reason);
             let failing = now.status != crate::api::ConditionStatus::True;
-            // A first sighting that is Ready is not news; anything failing is.
-            if !changed || (before.is_none() && !failing) {
+            // A first sighting that is Ready is not news, except a System's first publish;
+            // anything failing is. (After a restart, what the objects showed counts as seen.)
+            if !changed || (before.is_none() && !failing && kind != "System") {
                 continue;
             }
             let (namespace, name) =
                 key.split_once('/').map(|(n, m)| (n.to_string(), m.to_string())).unwrap_or_default();
             let (namespace, name) =
                 if kind == "Tenant" { (String::new(), key.clone()) } else { (namespace, name) };
-            let mut message = if failing { now.message.clone() } else { "Ready again".to_string() };
+            let mut message = match (failing, before) {
+                (true, _) => now.message.clone(),
+                (false, None) => format!("first published: {}", now.message),
+                (false, Some(_)) => format!("Ready again: {}", now.message),
+            };
             message.truncate(message.char_indices().nth(1000).map(|(i, _)| i).unwrap_or(message.len()));
             out.push(Notice {
                 kind,
@@ -172,5 +177,48 @@ pub async fn publish(recorder: &kube::runtime::events::Recorder, notices: &[Noti
         if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!("event for {} {}/{}: {e}", n.kind, n.namespace, n.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{StackStatus, SystemStatus};
+    use crate::problem::{ObjectRef, Problem, Reason};
+    use crate::status::conditions;
+
+    fn ready(message: &str) -> Vec<crate::api::Condition> {
+        conditions(&[], "Published", message, Some(1))
+    }
+
+    fn broken() -> Vec<crate::api::Condition> {
+        let p = Problem::new(ObjectRef::tenant("t"), Reason::InvalidRego, "spec.rego:3:1: bad");
+        conditions(&[&p], "Published", "", Some(1))
+    }
+
+    #[test]
+    fn a_systems_first_publish_is_news_and_so_is_every_transition() {
+        let mut first = Statuses::default();
+        first.systems.insert(
+            "ns/a".into(),
+            SystemStatus { conditions: ready("serving revision 1234"), ..Default::default() },
+        );
+        first.stacks.insert(
+            "p/s".into(),
+            StackStatus { conditions: ready("selects 1 system"), ..Default::default() },
+        );
+        let found = notices(&Statuses::default(), &first);
+        assert_eq!(found.len(), 1, "a Stack seen Ready is not news: {found:?}");
+        assert_eq!((found[0].kind, found[0].warning), ("System", false));
+        assert_eq!(found[0].message, "first published: serving revision 1234");
+        assert!(notices(&first, &first).is_empty(), "nothing changed");
+
+        let mut failing = first.clone();
+        failing.systems.get_mut("ns/a").expect("a").conditions = broken();
+        let found = notices(&first, &failing);
+        assert_eq!((found.len(), found[0].warning, found[0].reason.as_str()), (1, true, "InvalidRego"));
+        let found = notices(&failing, &first);
+        assert_eq!(found[0].message, "Ready again: serving revision 1234");
+        assert!(!found[0].warning);
     }
 }
