@@ -55,6 +55,21 @@ pub fn observed(catalog: &Catalog) -> Statuses {
     }
 }
 
+/// Where OPA downloads a System's bundle: `s3://<bucket>/<prefix>/bundles/…` for a Tenant with
+/// storage, the bundle API's path (`bundles/…`) for the embedded store.
+fn bundle_location(catalog: &Catalog, input: &crate::bundle::BundleInput) -> String {
+    let storage = catalog.tenants().get(&input.tenant).and_then(|t| t.tenant.spec.storage.as_ref());
+    match storage {
+        Some(s) => {
+            let prefix = s.s3.prefix.trim_matches('/');
+            let key =
+                if prefix.is_empty() { input.live_key() } else { format!("{prefix}/{}", input.live_key()) };
+            format!("s3://{}/{key}", s.s3.bucket)
+        }
+        None => input.live_key(),
+    }
+}
+
 /// kstatus conditions for an object with these problems (`ok_reason` when there are none).
 pub fn conditions(
     problems: &[&Problem],
@@ -276,7 +291,7 @@ pub fn compute(
             SystemStatus {
                 observed_generation: generation,
                 conditions,
-                bundle: build.and_then(|b| b.input.as_ref()).map(|i| i.live_key()),
+                bundle: build.and_then(|b| b.input.as_ref()).map(|i| bundle_location(catalog, i)),
                 revision,
                 short_revision,
                 stack_count: stacks.len() as u32,

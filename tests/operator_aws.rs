@@ -211,7 +211,7 @@ spec:
   namespaces: ["outage-*"]
   storage:
     region: us-east-1
-    s3: {{bucket: {bucket}, endpoint: "{endpoint}", forcePathStyle: true, sseKms: false}}
+    s3: {{bucket: {bucket}, prefix: prod, endpoint: "{endpoint}", forcePathStyle: true, sseKms: false}}
     dynamodb: {{table: {table}, endpoint: "{endpoint}", create: true}}
 ---
 apiVersion: edict.dev/v1alpha1
@@ -269,12 +269,13 @@ spec: {{type: custom}}
         "{}",
         tenant.message
     );
-    s3.head_object()
-        .bucket(&bucket)
-        .key("bundles/outage/c1/outage-team/api/bundle.tar.gz")
-        .send()
-        .await
-        .expect("published after the outage");
+    let live = "prod/bundles/outage/c1/outage-team/api/bundle.tar.gz";
+    s3.head_object().bucket(&bucket).key(live).send().await.expect("published after the outage");
+    assert_eq!(
+        statuses.systems["outage-team/api"].bundle.as_deref(),
+        Some(format!("s3://{bucket}/{live}").as_str()),
+        "status.bundle says where the object is, prefix included"
+    );
     assert!(engine.next_retry().is_none());
 
     // Cut again after it connected: the Tenant does not hide the outage, and the System's

@@ -73,7 +73,8 @@ pub struct SystemStatus {
     /// id; `edict rollback --to` accepts it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_revision: Option<String>,
-    /// Where OPA downloads the bundle (object key / URL path).
+    /// Where OPA downloads the bundle: `s3://<bucket>/<prefix>/bundles/…` for a Tenant with
+    /// storage, the path on edict's bundle API (`bundles/…`) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
     /// The Stacks that select this System (`namespace/name`).
