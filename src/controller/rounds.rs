@@ -106,6 +106,17 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Rounds after every first list completed and the first round ran.
+    fn synced(t0: Instant) -> Rounds {
+        let mut r = Rounds::new();
+        for kind in ["Tenant", "Stack", "System", "Policy"] {
+            r.observe(&Change::Resync(kind, BTreeSet::new()), t0);
+        }
+        r.observe(&Change::NamespaceResync(BTreeSet::new()), t0);
+        r.started();
+        r
+    }
+
     #[test]
     fn no_round_before_every_list_completed() {
         let t0 = Instant::now();
@@ -135,15 +146,7 @@ mod tests {
     #[test]
     fn a_relist_holds_rounds_until_it_completes() {
         let t0 = Instant::now();
-        let mut r = Rounds::new();
-        for kind in KINDS {
-            r.observe(&Change::Listing(kind), t0);
-        }
-        for kind in ["Tenant", "Stack", "System", "Policy"] {
-            r.observe(&Change::Resync(kind, BTreeSet::new()), t0);
-        }
-        r.observe(&Change::NamespaceResync(BTreeSet::new()), t0);
-        r.started();
+        let mut r = synced(t0);
         r.observe(&Change::Listing("Stack"), t0 + ms(1000));
         r.observe(&Change::Delete("Stack", ObjectKey::new("p", "s")), t0 + ms(1001));
         assert_eq!(r.due(), None, "the Stacks are being listed again");
@@ -154,12 +157,7 @@ mod tests {
     #[test]
     fn a_steady_stream_of_changes_holds_a_round_back_at_most_the_bound() {
         let t0 = Instant::now();
-        let mut r = Rounds::new();
-        for kind in ["Tenant", "Stack", "System", "Policy"] {
-            r.observe(&Change::Resync(kind, BTreeSet::new()), t0);
-        }
-        r.observe(&Change::NamespaceResync(BTreeSet::new()), t0);
-        r.started();
+        let mut r = synced(t0);
         // One change every 10 ms for a second (a long `kubectl apply`).
         let start = t0 + ms(1000);
         let mut ran = Vec::new();
@@ -185,12 +183,7 @@ mod tests {
     #[test]
     fn watch_errors_are_not_changes() {
         let t0 = Instant::now();
-        let mut r = Rounds::new();
-        for kind in ["Tenant", "Stack", "System", "Policy"] {
-            r.observe(&Change::Resync(kind, BTreeSet::new()), t0);
-        }
-        r.observe(&Change::NamespaceResync(BTreeSet::new()), t0);
-        r.started();
+        let mut r = synced(t0);
         r.observe(&Change::Error("watching Policys: connection refused".into()), t0);
         assert!(!r.has_pending());
         assert_eq!(r.due(), None);
