@@ -3,10 +3,12 @@
 //! Tenant's storage (or the embedded directory store), and writes every status that changed.
 //! Only the holder of the leader Lease writes.
 
+mod embedded;
 pub mod leader;
 pub mod rounds;
 mod run;
 pub mod status_writer;
+mod sync;
 pub mod watch;
 pub mod wiring;
 
@@ -17,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use kube::Client;
 
 use crate::api::Tenant;
 use crate::catalog::Affected;
@@ -31,7 +32,7 @@ use crate::registry::Registry;
 use crate::status::Statuses;
 use crate::store::DirStore;
 use crate::workspace::Workspace;
-use status_writer::Notice;
+
 use watch::Change;
 use wiring::{Applied, Desired, FINALIZER, Retirement};
 
@@ -424,31 +425,6 @@ impl Engine {
         self.storage_seen(seen);
     }
 
-    /// Drop from the embedded store the bundles of Systems that no longer exist: a replica's
-    /// store (an emptyDir that survives container restarts) may hold Systems deleted while it
-    /// was down. Call once every list is complete; the catalog is then the whole cluster.
-    pub async fn prune_embedded(&self) {
-        let systems = self.ws.catalog.systems();
-        self.drop_from_embedded(|key| !systems.contains_key(key)).await;
-    }
-
-    /// Remove every object of the Systems `gone` names from the embedded store
-    /// (`bundles/<tenant>/<cluster>/<namespace>/<name>/…`, this cluster's only).
-    async fn drop_from_embedded(&self, gone: impl Fn(&ObjectKey) -> bool) {
-        let store = self.embedded.store();
-        let keys = store.list("bundles/").await.unwrap_or_default();
-        for k in keys {
-            let parts: Vec<&str> = k.split('/').collect();
-            if parts.len() >= 6 && parts[2] == self.ws.cluster && gone(&ObjectKey::new(parts[3], parts[4])) {
-                if let Err(e) = store.delete(&k).await {
-                    tracing::warn!(key = %k, "dropping a deleted System's bundle from the embedded store: {e}");
-                } else if parts[5] == "bundle.tar.gz" {
-                    tracing::info!(system = %format!("{}/{}", parts[3], parts[4]), "deleted: its bundle is no longer served here");
-                }
-            }
-        }
-    }
-
     /// Take what this round's publishes saw of each Tenant's storage into the Tenant's status.
     fn storage_seen(&mut self, seen: BTreeMap<String, Result<Registry, String>>) {
         for (tenant, outcome) in seen {
@@ -568,178 +544,6 @@ impl Engine {
         let roles = crate::iam::Roles::new(crate::aws::iam(storage, identity).await);
         self.roles.insert(name, roles.clone());
         Some(roles)
-    }
-
-    /// The API-server side of the last changes: finalizers on new Systems, each System's
-    /// ConfigMap, ServiceAccount annotation and IAM role, and the cleanup of deleted Systems.
-    /// Returns notices for what users must see (a cleanup that keeps failing).
-    pub async fn sync(&mut self, client: &Client) -> Vec<Notice> {
-        let mut notices = Vec::new();
-        if self.finalizer_retry.is_none_or(|r| r.at <= Instant::now()) && !self.unfinalized.is_empty() {
-            // One first: when the API server refuses (RBAC, a webhook), it refuses them all, so
-            // a refusal stops here. Then the rest, several at once (a first start at 1,000
-            // Systems adds 1,000 finalizers).
-            let mut keys: Vec<ObjectKey> = std::mem::take(&mut self.unfinalized).into_iter().collect();
-            let rest = keys.split_off(1);
-            let mut failed: Vec<ObjectKey> = Vec::new();
-            let add = |key: ObjectKey| async move {
-                let result = wiring::add_finalizer(client, &key).await;
-                (key, result)
-            };
-            let first = add(keys.remove(0)).await;
-            let outcomes = if first.1.is_ok() {
-                let mut all = vec![first];
-                all.extend(
-                    futures::stream::iter(rest)
-                        .map(add)
-                        .buffer_unordered(self.parallelism)
-                        .collect::<Vec<_>>()
-                        .await,
-                );
-                all
-            } else {
-                failed.extend(rest);
-                vec![first]
-            };
-            for (key, result) in outcomes {
-                if let Err(e) = result {
-                    tracing::warn!(system = %key, "adding the finalizer: {e}");
-                    failed.push(key);
-                }
-            }
-            self.finalizer_retry = if failed.is_empty() {
-                None
-            } else {
-                let attempt = self.finalizer_retry.map_or(0, |r| r.attempt + 1);
-                Some(Retry { at: Instant::now() + RETRY.delay(attempt), attempt })
-            };
-            self.unfinalized.extend(failed);
-        }
-        let mut work = Vec::new();
-        for (key, (desired, tenant)) in std::mem::take(&mut self.wiring_due) {
-            let before = self.wired.get(&key).cloned().unwrap_or_default();
-            let roles = self.roles_of(&tenant).await;
-            work.push((key, desired, before, roles));
-        }
-        // Systems are independent: several at once (a first start wires every System).
-        let applied = futures::stream::iter(work)
-            .map(|(key, desired, before, roles)| async move {
-                let result = wiring::apply(client, roles.as_ref(), &desired, &before).await;
-                (key, result)
-            })
-            .buffer_unordered(self.parallelism)
-            .collect::<Vec<_>>()
-            .await;
-        for (key, result) in applied {
-            match result {
-                Ok(applied) => {
-                    self.metrics.reconciled("Wiring", "applied");
-                    self.wired.insert(key.clone(), applied);
-                    self.ws.wiring_problems.remove(&key);
-                    if !self.retry.contains_key(&key) {
-                        self.failures.remove(&key);
-                    }
-                }
-                Err(p) => {
-                    self.metrics.reconciled("Wiring", "failed");
-                    // A missing ServiceAccount or permission is looked for again too (with back-off):
-                    // nothing tells edict it was created or granted.
-                    if p.reason.is_transient()
-                        || matches!(p.reason, Reason::MissingServiceAccount | Reason::Forbidden)
-                    {
-                        self.again(&key);
-                    }
-                    self.ws.wiring_problems.insert(key, p);
-                }
-            }
-        }
-        let now = Instant::now();
-        let due: Vec<ObjectKey> = self
-            .retiring
-            .iter()
-            .filter(|(_, (_, r))| r.is_none_or(|r| r.at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some((retirement, retry)) = self.retiring.get(&key).cloned() else { continue };
-            let registry = match &retirement.tenant {
-                Some(t) => match self.registry_of(t).await {
-                    Ok(r) => Some(r),
-                    Err(p) => {
-                        self.cleanup_failed(&key, retry, p, &mut notices);
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let roles = match &retirement.tenant {
-                Some(t) => self.roles_of(t).await,
-                None => None,
-            };
-            match wiring::retire(client, registry.as_ref(), roles.as_ref(), &retirement, SystemTime::now())
-                .await
-            {
-                Ok(()) => {
-                    self.metrics.reconciled("Cleanup", "retired");
-                    tracing::info!(system = %key, "deleted: its bundle, configuration and finalizer are gone");
-                    self.retiring.remove(&key);
-                    if retirement.tenant.is_none() {
-                        tracing::warn!(system = %key, "its Tenant is unknown: published bundles, if any, were left in place");
-                    }
-                }
-                Err(p) => self.cleanup_failed(&key, retry, p, &mut notices),
-            }
-        }
-        notices
-    }
-
-    fn cleanup_failed(
-        &mut self,
-        key: &ObjectKey,
-        retry: Option<Retry>,
-        p: Problem,
-        notices: &mut Vec<Notice>,
-    ) {
-        self.metrics.reconciled("Cleanup", "failed");
-        let attempt = retry.map_or(0, |r| r.attempt + 1);
-        if let Some(entry) = self.retiring.get_mut(key) {
-            entry.1 = Some(Retry { at: Instant::now() + RETRY.delay(attempt), attempt });
-        }
-        // Say so once, not at every retry.
-        if attempt == 0 {
-            notices.push(Notice {
-                kind: "System",
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                warning: true,
-                reason: "CleanupFailed".into(),
-                message: format!("{} (retrying)", p.message),
-                uid: None,
-            });
-        }
-    }
-
-    /// The uid of an object as the watches last showed it (`name` alone for a Tenant).
-    pub fn uid_of(&self, kind: &str, namespace: &str, name: &str) -> Option<String> {
-        let catalog = &self.ws.catalog;
-        let key = ObjectKey::new(namespace, name);
-        let meta = match kind {
-            "Tenant" => &catalog.tenants().get(name)?.tenant.metadata,
-            "Stack" => &catalog.stacks().get(&key)?.stack.metadata,
-            "System" => &catalog.systems().get(&key)?.system.metadata,
-            "Policy" => &catalog.policies().get(&key)?.policy.metadata,
-            _ => return None,
-        };
-        meta.uid.clone()
-    }
-
-    /// Give each notice the uid of its object, so that its event shows under the object.
-    pub fn with_uids(&self, notices: &mut [Notice]) {
-        for n in notices {
-            if n.uid.is_none() {
-                n.uid = self.uid_of(n.kind, &n.namespace, &n.name);
-            }
-        }
     }
 
     /// Take the statuses the objects show (the watches' view) as what was written and reported

@@ -1,6 +1,7 @@
 //! Writing statuses back: server-side apply of the `status` subresource with one field
 //! manager, only for objects whose status changed since the last write.
 
+use crate::index::ObjectKey;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
@@ -176,6 +177,31 @@ pub async fn publish(recorder: &kube::runtime::events::Recorder, notices: &[Noti
         };
         if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!("event for {} {}/{}: {e}", n.kind, n.namespace, n.name);
+        }
+    }
+}
+
+impl super::Engine {
+    /// The uid of an object as the watches last showed it (`name` alone for a Tenant).
+    pub fn uid_of(&self, kind: &str, namespace: &str, name: &str) -> Option<String> {
+        let catalog = &self.ws.catalog;
+        let key = ObjectKey::new(namespace, name);
+        let meta = match kind {
+            "Tenant" => &catalog.tenants().get(name)?.tenant.metadata,
+            "Stack" => &catalog.stacks().get(&key)?.stack.metadata,
+            "System" => &catalog.systems().get(&key)?.system.metadata,
+            "Policy" => &catalog.policies().get(&key)?.policy.metadata,
+            _ => return None,
+        };
+        meta.uid.clone()
+    }
+
+    /// Give each notice the uid of its object, so that its event shows under the object.
+    pub fn with_uids(&self, notices: &mut [Notice]) {
+        for n in notices {
+            if n.uid.is_none() {
+                n.uid = self.uid_of(n.kind, &n.namespace, &n.name);
+            }
         }
     }
 }
