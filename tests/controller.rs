@@ -1022,8 +1022,18 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
     }
     let keys: Vec<ObjectKey> = keys.into_iter().collect();
     first.reconcile(&keys).await;
+    // Finalizers and each System's ConfigMap.
+    let (client, server) = api_server(echo);
+    first.sync(&client).await;
+    drop(client);
+    let wired = server.await.expect("server");
+    assert!(wired.iter().any(|c| c.path.contains("/configmaps/")), "{wired:#?}");
     let before = first.statuses();
     assert_eq!(before.systems.len(), 3);
+    assert!(
+        before.systems.values().all(|s| s.config_map.is_some() && s.wiring_digest.is_some()),
+        "{before:#?}"
+    );
     fn files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, std::time::SystemTime, u64)>) {
         for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
             let meta = entry.metadata().expect("metadata");
@@ -1050,13 +1060,17 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
                 o.status = before.tenants.get(&o.metadata.name.clone().unwrap_or_default()).cloned()
             }
             edict::manifest::Object::Stack(o) => o.status = before.stacks.get(&key).cloned(),
-            edict::manifest::Object::System(o) => o.status = before.systems.get(&key).cloned(),
+            edict::manifest::Object::System(o) => {
+                o.status = before.systems.get(&key).cloned();
+                o.metadata.finalizers = Some(vec![edict::controller::wiring::FINALIZER.to_string()]);
+            }
             edict::manifest::Object::Policy(o) => o.status = before.policies.get(&key).cloned(),
         }
         restarted.apply(Change::Apply(Box::new(located)));
     }
     restarted.adopt_observed_statuses();
     restarted.reconcile(&keys).await;
+    assert!(!restarted.has_kube_work(), "no finalizer, ConfigMap or annotation to apply again");
     let after = restarted.statuses();
     assert_eq!(after, before, "same statuses, transition times included");
     let mut restored = Vec::new();
@@ -1066,8 +1080,10 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
 
     let (client, mut handle) = mock();
     let verifier = tokio::spawn(async move {
-        assert!(handle.next_request().await.is_none(), "a status was written");
+        let call = handle.next_request().await.map(|(req, _)| format!("{} {}", req.method(), req.uri()));
+        assert_eq!(call, None, "nothing may be written");
     });
+    assert!(restarted.sync(&client).await.is_empty());
     let failures = status_writer::write(&client, &restarted.written, &after).await;
     drop(client);
     assert!(failures.is_empty(), "{failures:?}");

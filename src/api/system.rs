@@ -95,4 +95,8 @@ pub struct SystemStatus {
     /// The IAM role the System's OPA assumes to read its bundles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// A digest of what edict applied beside the bundle (ConfigMap, annotation, role), so that a
+    /// restarted operator applies them again only when they differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiring_digest: Option<String>,
 }

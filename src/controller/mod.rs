@@ -198,6 +198,7 @@ impl Engine {
                                     config_map: status.config_map.clone(),
                                     service_account: status.service_account.clone(),
                                     role_arn: status.role_arn.clone(),
+                                    digest: status.wiring_digest.clone(),
                                     ..Applied::default()
                                 },
                             );
@@ -459,8 +460,8 @@ impl Engine {
         let (Some(system), Some(tenant)) = (system, tenant) else { return };
         match wiring::desired(&system, input, &tenant, &self.bundle_url, verification.as_ref()) {
             Ok(d) => {
-                let applied = self.wired.get(key).and_then(|a| a.from.as_ref());
-                if applied == Some(&d) && !self.ws.wiring_problems.contains_key(key) {
+                let applied = self.wired.get(key).is_some_and(|a| a.is_from(&d));
+                if applied && !self.ws.wiring_problems.contains_key(key) {
                     self.wiring_due.remove(key);
                 } else {
                     self.wiring_due.insert(key.clone(), (d, tenant));
@@ -564,6 +565,7 @@ impl Engine {
                 status.config_map = applied.config_map.clone();
                 status.service_account = applied.service_account.clone();
                 status.role_arn = applied.role_arn.clone();
+                status.wiring_digest = applied.digest.clone();
             }
         }
         self.metrics.objects("Tenant", statuses.tenants.len());

@@ -74,6 +74,27 @@ pub struct Applied {
     pub managed_role: Option<String>,
     /// What this was applied from (nothing to do while it is the same).
     pub from: Option<Desired>,
+    /// [`Desired::digest`] of what was applied: all a restarted operator knows of it (from the
+    /// System's status).
+    pub digest: Option<String>,
+}
+
+impl Applied {
+    /// Whether this was applied from `desired` (or, after a restart, from something with its digest).
+    pub fn is_from(&self, desired: &Desired) -> bool {
+        match &self.from {
+            Some(from) => from == desired,
+            None => self.digest.as_deref() == Some(desired.digest().as_str()),
+        }
+    }
+}
+
+impl Desired {
+    /// A digest of everything applied from this (sha256 hex).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!("{self:?}").as_bytes()))
+    }
 }
 
 /// Everything to remove for a deleted System.
@@ -185,7 +206,8 @@ pub async fn apply(
 ) -> Result<Applied, Problem> {
     let ns = desired.key.namespace.as_str();
     let me = ObjectRef::namespaced("System", &desired.key);
-    let mut applied = Applied { from: Some(desired.clone()), ..Applied::default() };
+    let mut applied =
+        Applied { from: Some(desired.clone()), digest: Some(desired.digest()), ..Applied::default() };
 
     // The ARN to annotate with: the role's own when edict manages it (an existing role keeps its path).
     let mut role_arn = desired.role.as_ref().map(|r| r.arn.clone());
