@@ -123,7 +123,6 @@ type Stage<'a> = &'a dyn Fn(&mut Vec<CompileError>);
 const PARSED_LIMIT: usize = 20_000;
 
 /// What checking one unit found.
-#[derive(Default)]
 struct Verdict {
     /// The first stage that found errors, and all it found there.
     failed: Option<(usize, Vec<CompileError>)>,
@@ -175,17 +174,7 @@ impl Gate {
         h.update([0]);
         h.update(text.as_bytes());
         let key: [u8; 32] = h.finalize().into();
-        if let Some(hit) = self.parsed.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return (key, hit);
-        }
-        let parsed = Arc::new(model::parse(label, text));
-        if let Ok(mut c) = self.parsed.lock() {
-            if c.len() >= PARSED_LIMIT {
-                c.clear();
-            }
-            c.insert(key, parsed.clone());
-        }
-        (key, parsed)
+        (key, cached(&self.parsed, key, || Arc::new(model::parse(label, text))))
     }
 
     /// How many unit verdicts the gate keeps.
@@ -225,7 +214,7 @@ impl Gate {
             for &r in &unit.reads {
                 h.update([0]);
                 for (path, shape) in &verdicts[r].exports {
-                    if reads.iter().any(|read| path.starts_with(read) || read.starts_with(path)) {
+                    if reads.iter().any(|read| units::nested(path, read)) {
                         for part in path {
                             h.update(part.as_bytes());
                             h.update([1]);
@@ -235,27 +224,16 @@ impl Gate {
                 }
             }
             let key: [u8; 32] = h.finalize().into();
-            if let Some(hit) = self.checked.lock().ok().and_then(|c| c.get(&key).cloned()) {
-                verdicts.push(hit);
-                continue;
-            }
-            let members: Vec<&model::Parsed> = unit.members.iter().map(|&m| parsed[m]).collect();
-            let context: Vec<&model::Parsed> =
-                unit.reads.iter().flat_map(|&r| units[r].members.iter().map(|&m| parsed[m])).collect();
-            let mut types = RuleTypes::new();
-            for &r in &unit.reads {
-                types.extend(verdicts[r].types.iter().map(|(p, t)| (p.clone(), t.clone())));
-            }
-            let program = model::Program::with_context(&members, &context);
-            let mut verdict = check_program(&program, caps, types);
-            verdict.exports = exports(&program, &verdict.types);
-            let verdict = Arc::new(verdict);
-            if let Ok(mut c) = self.checked.lock() {
-                if c.len() >= PARSED_LIMIT {
-                    c.clear();
+            let verdict = cached(&self.checked, key, || {
+                let members: Vec<&model::Parsed> = unit.members.iter().map(|&m| parsed[m]).collect();
+                let context: Vec<&model::Parsed> =
+                    unit.reads.iter().flat_map(|&r| units[r].members.iter().map(|&m| parsed[m])).collect();
+                let mut types = RuleTypes::new();
+                for &r in &unit.reads {
+                    types.extend(verdicts[r].types.iter().map(|(p, t)| (p.clone(), t.clone())));
                 }
-                c.insert(key, verdict.clone());
-            }
+                Arc::new(check_program(&model::Program::with_context(&members, &context), caps, types))
+            });
             verdicts.push(verdict);
         }
         // OPA stops at the first stage that found errors anywhere.
@@ -273,6 +251,19 @@ impl Gate {
 /// Run the compiler stages in OPA's order over the checked modules of a program, stopping at the
 /// first that finds errors. `context` holds the types of the rules of the modules it reads.
 fn check_program(program: &model::Program, caps: &Capabilities, context: RuleTypes) -> Verdict {
+    let (failed, types) = run_stages(program, caps, context);
+    // What readers see, whether or not this unit failed: their own stages resolve against it.
+    let exports = exports(program, &types);
+    Verdict { failed, types, exports }
+}
+
+/// The first stage that found errors (and all it found there), and the rules' value types once
+/// the type stage ran.
+fn run_stages(
+    program: &model::Program,
+    caps: &Capabilities,
+    context: RuleTypes,
+) -> (Option<(usize, Vec<CompileError>)>, RuleTypes) {
     let mut errors = Vec::new();
     let stages: [Stage; 10] = [
         &|e| structure::keyword_overrides(program, e),
@@ -289,18 +280,32 @@ fn check_program(program: &model::Program, caps: &Capabilities, context: RuleTyp
     for (n, stage) in stages.iter().enumerate() {
         stage(&mut errors);
         if !errors.is_empty() {
-            return Verdict { failed: Some((n, errors)), ..Verdict::default() };
+            return (Some((n, errors)), RuleTypes::new());
         }
     }
     let types = typecheck::check_types(program, caps, context, &mut errors);
+    let mut stage = stages.len();
     if errors.is_empty() {
+        stage += 1;
         typecheck::deprecated(program, caps, &mut errors);
-        if !errors.is_empty() {
-            return Verdict { failed: Some((stages.len() + 1, errors)), types, exports: Vec::new() };
-        }
-        return Verdict { failed: None, types, exports: Vec::new() };
     }
-    Verdict { failed: Some((stages.len(), errors)), types, exports: Vec::new() }
+    ((!errors.is_empty()).then_some((stage, errors)), types)
+}
+
+/// The value in `cache` under `key`, made by `make` (and kept) when there is none. A cache
+/// past [`PARSED_LIMIT`] entries starts over, so a long run does not grow without end.
+fn cached<V: Clone>(cache: &Mutex<HashMap<[u8; 32], V>>, key: [u8; 32], make: impl FnOnce() -> V) -> V {
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return hit;
+    }
+    let value = make();
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= PARSED_LIMIT {
+            c.clear();
+        }
+        c.insert(key, value.clone());
+    }
+    value
 }
 
 /// Errors as OPA prints them: sorted, once each, and no more than its limit.

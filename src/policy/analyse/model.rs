@@ -127,41 +127,54 @@ pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
 fn data_reads(module: &Module) -> Vec<Vec<String>> {
     let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
     let mut out = Vec::new();
-    for import in &module.imports {
-        let Some(path) = path_of(&import.refr) else { continue };
-        if path.first().map(String::as_str) != Some("data") {
-            continue;
-        }
-        let path = path[1..].to_vec();
-        if let Some(alias) =
-            import.r#as.as_ref().map(|s| s.text().to_string()).or_else(|| path.last().cloned())
-        {
+    for (alias, path) in imports(module) {
+        if path[0] == "data" {
+            let path = path[1..].to_vec();
             aliases.insert(alias, path.clone());
+            out.push(path);
         }
-        out.push(path);
     }
     for rule in &module.policy {
         walk_refs(rule, &mut |e| {
             let Some((head, parts)) = ref_parts(e) else { return };
-            let mut path = match head.text() {
+            let path = match head.text() {
                 "data" => Vec::new(),
                 name => match aliases.get(name) {
                     Some(p) => p.clone(),
                     None => return,
                 },
             };
-            for p in parts {
-                match p {
-                    Part::Key(k) => path.push(k),
-                    Part::Expr(_) => break,
-                }
-            }
-            out.push(path);
+            out.push(with_keys(path, parts));
         });
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// The imports of `data` and `input` of a module, each as the name it binds and its path
+/// (`import data.a.b as c` binds `c` to `[data, a, b]`; without `as`, the last step names it).
+fn imports(module: &Module) -> impl Iterator<Item = (String, Vec<String>)> + '_ {
+    module.imports.iter().filter_map(|import| {
+        let path = path_of(&import.refr)?;
+        if !matches!(path.first().map(String::as_str), Some("data" | "input")) {
+            return None;
+        }
+        let alias = import.r#as.as_ref().map(|s| s.text().to_string()).or_else(|| path.last().cloned())?;
+        Some((alias, path))
+    })
+}
+
+/// `path` followed by the constant steps of a reference, up to its first other index: what a
+/// reference certainly reads (`a.b[x].c` reads `a.b`).
+pub fn with_keys(mut path: Vec<String>, parts: Vec<Part<'_>>) -> Vec<String> {
+    for p in parts {
+        match p {
+            Part::Key(k) => path.push(k),
+            Part::Expr(_) => break,
+        }
+    }
+    path
 }
 
 /// What a rule defines.
@@ -277,17 +290,7 @@ impl<'a> Program<'a> {
                     path.push(name.clone());
                     g.insert(name.clone(), path);
                 }
-                for import in &p.module.imports {
-                    let Some(path) = path_of(&import.refr) else { continue };
-                    if !matches!(path.first().map(String::as_str), Some("data" | "input")) {
-                        continue;
-                    }
-                    let alias =
-                        import.r#as.as_ref().map(|s| s.text().to_string()).or_else(|| path.last().cloned());
-                    if let Some(alias) = alias {
-                        g.insert(alias, path);
-                    }
-                }
+                g.extend(imports(&p.module));
                 g
             })
             .collect();

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regorus::unstable::{Expr, Rule, RuleHead};
 
-use super::model::{Part, Program, ref_parts, walk_expr};
+use super::model::{Program, ref_parts, walk_expr, with_keys};
 use super::safety::declared_in;
 use super::structure::{error, queries};
 use super::{CompileError, ErrorCode};
@@ -49,14 +49,7 @@ fn compute_dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
                 if global[0] != "data" {
                     return;
                 }
-                let mut path = global[1..].to_vec();
-                for p in parts {
-                    match p {
-                        Part::Key(k) => path.push(k),
-                        Part::Expr(_) => break,
-                    }
-                }
-                deps.extend(program.rules_for(&path));
+                deps.extend(program.rules_for(&with_keys(global[1..].to_vec(), parts)));
             });
             deps
         })

@@ -28,10 +28,15 @@ pub struct Unit {
     pub reads: Vec<usize>,
 }
 
+/// Whether one path lies under the other (or they are the same): a module reading one may read
+/// rules at the other, and rules at both may conflict.
+pub fn nested(a: &[String], b: &[String]) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
 /// The units of a set of modules, each after the units it reads.
 pub fn units(parsed: &[&Parsed]) -> Vec<Unit> {
     let n = parsed.len();
-    let nested = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
     let edges: Vec<BTreeSet<usize>> = (0..n)
         .map(|i| {
             (0..n)
