@@ -165,6 +165,23 @@ fn imports(module: &Module) -> impl Iterator<Item = (String, Vec<String>)> + '_ 
     })
 }
 
+/// The variables a rule's arguments name (a function's, or a default function's).
+pub fn arg_names(rule: &Rule) -> BTreeSet<String> {
+    let args: &[_] = match rule {
+        Rule::Spec { head: RuleHead::Func { args, .. }, .. } | Rule::Default { args, .. } => args,
+        _ => &[],
+    };
+    let mut out = BTreeSet::new();
+    for a in args {
+        walk_expr(a, &mut |e| {
+            if let Expr::Var { span, .. } = e {
+                out.insert(span.text().to_string());
+            }
+        });
+    }
+    out
+}
+
 /// `path` followed by the constant steps of a reference, up to its first other index: what a
 /// reference certainly reads (`a.b[x].c` reads `a.b`).
 pub fn with_keys(mut path: Vec<String>, parts: Vec<Part<'_>>) -> Vec<String> {

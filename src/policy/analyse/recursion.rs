@@ -2,9 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use regorus::unstable::{Expr, Rule, RuleHead};
-
-use super::model::{Program, ref_parts, walk_expr, with_keys};
+use super::model::{Program, arg_names, ref_parts, with_keys};
 use super::safety::declared_in;
 use super::structure::{error, queries};
 use super::{CompileError, ErrorCode};
@@ -25,18 +23,9 @@ fn compute_dependencies(program: &Program) -> Vec<BTreeSet<usize>> {
             if i >= program.checked {
                 return BTreeSet::new();
             }
-            let mut declared = BTreeSet::new();
+            let mut declared = arg_names(def.rule);
             for q in queries(def.rule) {
                 declared.extend(declared_in(q));
-            }
-            if let Rule::Spec { head: RuleHead::Func { args, .. }, .. } = def.rule {
-                for a in args {
-                    walk_expr(a, &mut |e| {
-                        if let Expr::Var { span, .. } = e {
-                            declared.insert(span.text().to_string());
-                        }
-                    });
-                }
             }
             let mut deps = BTreeSet::new();
             super::model::walk_refs(def.rule, &mut |e| {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead, Span};
 
-use super::model::{Program, RuleKind, at, dotted, path_of, walk_expr, walk_rule};
+use super::model::{Program, RuleKind, arg_names, at, dotted, path_of, walk_expr, walk_rule};
 use super::safety::declared_in;
 use super::{CompileError, ErrorCode};
 use crate::policy::Capabilities;
@@ -214,23 +214,6 @@ pub fn local_declarations(program: &Program, errors: &mut Vec<CompileError>) {
             }
         }
     }
-}
-
-/// The variables of a function's arguments.
-fn arg_names(rule: &Rule) -> BTreeSet<String> {
-    let args: &[_] = match rule {
-        Rule::Spec { head: RuleHead::Func { args, .. }, .. } | Rule::Default { args, .. } => args,
-        _ => &[],
-    };
-    let mut out = BTreeSet::new();
-    for a in args {
-        walk_expr(a, &mut |e| {
-            if let Expr::Var { span, .. } = e {
-                out.insert(span.text().to_string());
-            }
-        });
-    }
-    out
 }
 
 /// `RewritePrintCalls`: what `print` prints must be a variable the rule declares or binds.

@@ -164,18 +164,7 @@ impl Checker<'_> {
     fn rule(&mut self, i: usize) -> Ty {
         let def = &self.program.rules[i];
         let names = Names { program: self.program, module: def.module, caps: self.caps };
-        let mut args_declared = Vars::new();
-        let args: &[_] = match def.rule {
-            Rule::Spec { head: RuleHead::Func { args, .. }, .. } | Rule::Default { args, .. } => args,
-            _ => &[],
-        };
-        for a in args {
-            super::model::walk_expr(a, &mut |e| {
-                if let Expr::Var { span, .. } = e {
-                    args_declared.insert(span.text().to_string());
-                }
-            });
-        }
+        let args_declared = super::model::arg_names(def.rule);
         let mut scope = Scope {
             module: def.module,
             declared: args_declared.clone(),
