@@ -93,7 +93,8 @@ pub struct Catalog {
 /// Systems whose bundles must be rebuilt after an event.
 pub type Affected = BTreeSet<ObjectKey>;
 
-fn key_of(meta: &kube::core::ObjectMeta) -> ObjectKey {
+/// An object's namespace and name.
+pub fn key_of(meta: &kube::core::ObjectMeta) -> ObjectKey {
     ObjectKey::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 

@@ -10,7 +10,7 @@ use crate::api::conditions::{READY, RECONCILING, STALLED};
 use crate::api::{
     Condition, ConditionStatus, PolicyStatus, StackStatus, SystemStatus, TargetKind, TenantStatus,
 };
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, key_of};
 use crate::index::ObjectKey;
 use crate::pipeline::SystemBuild;
 use crate::problem::{ObjectRef, Problem, Reason};
@@ -209,10 +209,6 @@ pub fn count(n: u32, one: &str, many: &str) -> String {
 /// A revision as `kubectl get` shows it: its first 12 hex digits.
 pub fn short(revision: &str) -> String {
     revision.chars().take(12).collect()
-}
-
-fn key_of(meta: &kube::core::ObjectMeta) -> ObjectKey {
-    ObjectKey::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 
 /// Compute every object's status. `problems` holds every problem found (object checks and builds);

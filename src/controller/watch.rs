@@ -45,10 +45,7 @@ where
     K: kube::Resource + Send + 'static,
     F: Fn(K) -> Object + Send + Sync + Copy + 'static,
 {
-    let key = |k: &K| {
-        let meta = k.meta();
-        ObjectKey::new(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
-    };
+    let key = |k: &K| crate::catalog::key_of(k.meta());
     stream
         .scan(BTreeSet::new(), move |seen: &mut BTreeSet<ObjectKey>, event| {
             // edict never reads managedFields or annotations, often the largest part of an object
