@@ -56,12 +56,13 @@ pub struct Local {
     pub ws: Workspace,
     files: BTreeMap<PathBuf, FileState>,
     owners: BTreeMap<Identity, PathBuf>,
-    /// Files that are missing, empty or unparseable, and since when: their objects stay until
-    /// the file has been so for [`SETTLE`] (an editor's save may empty a file for a moment).
+    /// Files some objects are gone from (the file removed, emptied or cut short), and since when:
+    /// those objects stay until [`SETTLE`] has passed (an editor's save may empty a file for a
+    /// moment).
     settling: BTreeMap<PathBuf, Instant>,
 }
 
-/// How long a file must stay missing, empty or unparseable before its objects are deleted.
+/// How long objects must stay gone from their file before they are deleted.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
 impl Local {
@@ -299,16 +300,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     loop {
         let settle_at = local.next_settle().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
+        let (rebuilt, what, started) = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = tokio::time::sleep_until(settle_at.into()) => {
-                let rebuilt = local.settle(Instant::now())?;
-                let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
-                if let Ok(mut s) = statuses.write() {
-                    *s = Arc::new(local.statuses());
-                }
-                tracing::info!(rebuilt = rebuilt.len(), written, unchanged, "deletions applied");
-                report_problems(&local);
+                let started = Instant::now();
+                (local.settle(started)?, "deletions applied", started)
             }
             Some(first) = rx.recv() => {
                 // Gather the burst an editor's save produces: read the files only once their
@@ -334,17 +330,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 if files.is_empty() && !directory_event {
                     continue;
                 }
-                let started = std::time::Instant::now();
+                let started = Instant::now();
                 // A directory created, moved or removed may hold many files: read them all again.
                 let rebuilt = if directory_event { local.rescan()? } else { local.reload(&files)? };
-                let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
-                if let Ok(mut s) = statuses.write() {
-                    *s = Arc::new(local.statuses());
-                }
-                tracing::info!(rebuilt = rebuilt.len(), written, unchanged, elapsed_ms = started.elapsed().as_millis() as u64, "change applied");
-                report_problems(&local);
+                (rebuilt, "change applied", started)
             }
+        };
+        let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
+        if let Ok(mut s) = statuses.write() {
+            *s = Arc::new(local.statuses());
         }
+        tracing::info!(
+            rebuilt = rebuilt.len(),
+            written,
+            unchanged,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "{what}"
+        );
+        report_problems(&local);
     }
     server.abort();
     Ok(())
