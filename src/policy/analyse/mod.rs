@@ -287,7 +287,7 @@ fn run_stages(
     let mut stage = stages.len();
     if errors.is_empty() {
         stage += 1;
-        typecheck::deprecated(program, caps, &mut errors);
+        structure::deprecated(program, caps, &mut errors);
     }
     ((!errors.is_empty()).then_some((stage, errors)), types)
 }

@@ -549,3 +549,25 @@ pub fn undefined_functions(program: &Program, caps: &Capabilities, errors: &mut 
         }
     }
 }
+
+/// `CheckDeprecatedBuiltins`: Rego v1 modules may not call deprecated builtins.
+pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
+    for def in program.own_rules() {
+        let (declared, found) = calls(def.rule);
+        for call in found {
+            let Expr::Call { fcn, .. } = call else { continue };
+            if let Callee::Builtin(b) = callee(program, def.module, caps, fcn, &declared)
+                && b.deprecated
+            {
+                let (line, col) = super::model::start(call);
+                errors.push(CompileError {
+                    file: program.modules[def.module].label.clone(),
+                    line,
+                    col,
+                    code: ErrorCode::Type,
+                    message: format!("deprecated built-in function calls in expression: {}", b.name),
+                });
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! `CheckTypes` and `CheckDeprecatedBuiltins`: builtin calls get the number and the types of
-//! arguments OPA's declarations ask for, and Rego v1 calls no deprecated builtin.
+//! `CheckTypes`: builtin calls get the number and the types of arguments OPA's declarations
+//! ask for.
 //!
 //! Types flow as in OPA's checker: from literals, builtin results and the values of other rules
 //! (checked first, in dependency order), through the variables a body binds, in the order
@@ -99,28 +99,6 @@ fn constant_keys(program: &Program) -> HashMap<Vec<String>, BTreeSet<String>> {
         }
     }
     out
-}
-
-/// `CheckDeprecatedBuiltins`: Rego v1 modules may not call deprecated builtins.
-pub fn deprecated(program: &Program, caps: &Capabilities, errors: &mut Vec<CompileError>) {
-    for def in program.own_rules() {
-        let (declared, found) = super::structure::calls(def.rule);
-        for call in found {
-            let Expr::Call { fcn, .. } = call else { continue };
-            if let Callee::Builtin(b) = callee(program, def.module, caps, fcn, &declared)
-                && b.deprecated
-            {
-                let (line, col) = super::model::start(call);
-                errors.push(CompileError {
-                    file: program.modules[def.module].label.clone(),
-                    line,
-                    col,
-                    code: ErrorCode::Type,
-                    message: format!("deprecated built-in function calls in expression: {}", b.name),
-                });
-            }
-        }
-    }
 }
 
 /// The checked rules, ordered so that each comes after the checked rules it reads.
