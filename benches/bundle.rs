@@ -397,6 +397,11 @@ fn sample_us(max: usize, budget: Duration, mut f: impl FnMut()) -> Vec<f64> {
     out
 }
 
+/// [`sample_us`] in milliseconds.
+fn sample_ms(max: usize, budget: Duration, f: impl FnMut()) -> Vec<f64> {
+    sample_us(max, budget, f).into_iter().map(|us| us / 1000.0).collect()
+}
+
 fn to_regorus(v: &serde_json::Value) -> regorus::Value {
     regorus::Value::from_json_str(&v.to_string()).expect("input converts")
 }
@@ -728,21 +733,15 @@ fn main() {
         );
     }
 
-    let compile_ms: Vec<f64> = sample_us(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
+    let compile_ms: Vec<f64> = sample_ms(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
         black_box(edict::rego::compile(&modules, &data, "data.main.main").is_ok());
-    })
-    .into_iter()
-    .map(|us| us / 1000.0)
-    .collect();
-    let parse_ms: Vec<f64> = sample_us(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
+    });
+    let parse_ms: Vec<f64> = sample_ms(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
         let mut e = regorus::Engine::new();
         for (label, text) in &modules {
             black_box(e.add_policy(label.clone(), text.clone()).is_ok());
         }
-    })
-    .into_iter()
-    .map(|us| us / 1000.0)
-    .collect();
+    });
     println!(
         "   compile check (rego::compile): p50 {:>5.2} ms  p90 {:>5.2} ms  min {:>5.2} ms   target ≤ 5 ms [{}]",
         percentile(&compile_ms, 0.5),
@@ -763,14 +762,11 @@ fn main() {
     // A gate keeps what it parsed and checked; freeing that is not part of checking (each
     // gate is dropped after the timing; the drop is timed apart).
     let mut kept = Vec::new();
-    let gate_cold_ms: Vec<f64> = sample_us(gate_runs, Duration::from_secs(2), || {
+    let gate_cold_ms: Vec<f64> = sample_ms(gate_runs, Duration::from_secs(2), || {
         let gate = edict::policy::Gate::new();
         black_box(gate.check(&modules, caps).is_empty());
         kept.push(gate);
-    })
-    .into_iter()
-    .map(|us| us / 1000.0)
-    .collect();
+    });
     let drop_started = Instant::now();
     let dropped = kept.len();
     drop(kept);
@@ -789,13 +785,10 @@ fn main() {
         }
     }
     let mut next = variants.iter().cycle();
-    let gate_stack_ms: Vec<f64> = sample_us(gate_runs, Duration::from_secs(2), || {
+    let gate_stack_ms: Vec<f64> = sample_ms(gate_runs, Duration::from_secs(2), || {
         let changed = next.next().expect("variants");
         black_box(warm.check(changed, caps).is_empty());
-    })
-    .into_iter()
-    .map(|us| us / 1000.0)
-    .collect();
+    });
     // The same, when the change also alters what the Stack's decisions hold (a `deny` that may now
     // be a number): the generated entrypoint, which reads them, is checked again too.
     let mut retyped = input.clone();
@@ -810,14 +803,11 @@ fn main() {
         })
         .collect();
     let mut used = Vec::new();
-    let gate_retyped_ms: Vec<f64> = sample_us(gate_runs, Duration::from_secs(2), || {
+    let gate_retyped_ms: Vec<f64> = sample_ms(gate_runs, Duration::from_secs(2), || {
         let gate = gates.pop().expect("one warm gate per run");
         black_box(gate.check(&retyped, caps).is_empty());
         used.push(gate); // dropped after the timing
-    })
-    .into_iter()
-    .map(|us| us / 1000.0)
-    .collect();
+    });
     println!(
         "   compile gate (policy::Gate), cold:          p50 {:>5.2} ms  p90 {:>5.2} ms   target ≤ 5 ms [{}]",
         percentile(&gate_cold_ms, 0.5),
