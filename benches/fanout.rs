@@ -1,5 +1,6 @@
 //! Fan-out: one Stack bound to 10,000 Systems changes; every System is rebuilt (with its
-//! compile check) and published to a directory store. Then the same change is applied again
+//! compile check) and published to the embedded registry (directory store, index on disk), as
+//! `run --local` and the operator's embedded store publish. Then the same change is applied again
 //! and must write nothing.
 //!
 //! The catalog is built in memory from the shared generated YAML (`workload`, parsed with
@@ -11,15 +12,13 @@
 //! `cargo bench --bench fanout`; `EDICT_BENCH_SYSTEMS=N` changes the number of Systems. Run
 //! without `--bench` (as `cargo test --benches` does) it only smoke-tests 40 Systems.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edict::catalog::Catalog;
 use edict::index::ObjectKey;
 use edict::manifest;
 use edict::pipeline::{self, Checks, SystemBuild};
-use edict::publish::{Published, Publisher};
-use edict::store::{DirStore, ObjectStore};
+use edict::registry::{Published, Registry};
 use workload::Workload;
 
 mod workload;
@@ -73,7 +72,7 @@ fn build_and_publish(
     catalog: &Catalog,
     keys: &[ObjectKey],
     checks: &Checks,
-    publisher: &Publisher,
+    registry: &Registry,
     round: &mut Round,
 ) {
     let t = Instant::now();
@@ -91,7 +90,7 @@ fn build_and_publish(
                 continue;
             };
             round.built += 1;
-            match publisher.publish(input, bundle).await {
+            match registry.publish(input, bundle, &b.generations, std::time::SystemTime::now()).await {
                 Ok(Published::Written) => round.written += 1,
                 Ok(Published::Unchanged) => round.unchanged += 1,
                 Err(e) => {
@@ -113,8 +112,7 @@ fn main() {
     let workload = Workload::new(n, 100, 1);
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let dir = workload::scratch_dir();
-    let store: Arc<dyn ObjectStore> = Arc::new(DirStore::new(dir.path()));
-    let publisher = Publisher::new(store.clone());
+    let registry = Registry::embedded(dir.path());
     let checks = Checks::new();
     println!(
         "fan-out: {n} Systems bound by one Stack; {} worker threads; store {}",
@@ -138,7 +136,7 @@ fn main() {
     let keys: Vec<ObjectKey> = catalog.systems().keys().cloned().collect();
     let mut initial = Round::default();
     let t = Instant::now();
-    build_and_publish(&rt, &catalog, &keys, &checks, &publisher, &mut initial);
+    build_and_publish(&rt, &catalog, &keys, &checks, &registry, &mut initial);
     initial.total = t.elapsed();
     initial.print("setup: initial build + publish (empty store)");
 
@@ -149,7 +147,7 @@ fn main() {
     let affected = apply_all(&mut catalog, "host-access.yaml", &edited);
     change.apply = t.elapsed();
     let affected: Vec<ObjectKey> = affected.into_iter().collect();
-    build_and_publish(&rt, &catalog, &affected, &checks, &publisher, &mut change);
+    build_and_publish(&rt, &catalog, &affected, &checks, &registry, &mut change);
     change.total = t.elapsed();
 
     // 2. The same change again: every bound System is rebuilt (whether or not the catalog
@@ -158,14 +156,15 @@ fn main() {
     let t = Instant::now();
     apply_all(&mut catalog, "host-access.yaml", &edited);
     again.apply = t.elapsed();
-    build_and_publish(&rt, &catalog, &affected, &checks, &publisher, &mut again);
+    build_and_publish(&rt, &catalog, &affected, &checks, &registry, &mut again);
     again.total = t.elapsed();
 
-    // 3. Again with a fresh publisher (as after a restart): it must read the live tags from the store.
-    let cold_publisher = Publisher::new(store.clone());
+    // 3. Again with a fresh registry (as after a restart): it must read what is live from the
+    // index on disk.
+    let cold_registry = Registry::embedded(dir.path());
     let mut cold = Round::default();
     let t = Instant::now();
-    build_and_publish(&rt, &catalog, &affected, &checks, &cold_publisher, &mut cold);
+    build_and_publish(&rt, &catalog, &affected, &checks, &cold_registry, &mut cold);
     cold.total = t.elapsed();
 
     // The cost of one System on one thread, with fresh caches: what the two workers share.
@@ -182,7 +181,7 @@ fn main() {
     }
     let per_system_cached = t.elapsed().as_secs_f64() / sample.len() as f64;
 
-    let files = rt.block_on(store.list("bundles/")).map(|k| k.len()).unwrap_or(0);
+    let files = rt.block_on(registry.store().list("bundles/")).map(|k| k.len()).unwrap_or(0);
     println!("\n==================== fan-out summary ====================");
     println!(
         "(machine: {} cores, shared)",

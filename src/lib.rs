@@ -29,8 +29,6 @@ pub mod opa_config;
 pub mod pipeline;
 pub mod policy;
 pub mod problem;
-pub mod publish;
-#[cfg(feature = "aws")]
 pub mod publishing;
 pub mod registry;
 pub mod rego;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use notify::Watcher;
@@ -18,10 +18,11 @@ use crate::catalog::Affected;
 use crate::index::ObjectKey;
 use crate::manifest::{self, Located};
 use crate::problem::{ObjectRef, Problem, Reason};
-use crate::publish::{Published, Publisher};
+use crate::registry::Published;
+use crate::registry::Registry;
 use crate::server::{ServerState, router};
 use crate::status::Statuses;
-use crate::store::{DirStore, ObjectStore};
+
 use crate::workspace::Workspace;
 
 /// Settings of `run --local`.
@@ -60,6 +61,8 @@ pub struct Local {
     /// those objects stay until [`SETTLE`] has passed (an editor's save may empty a file for a
     /// moment).
     settling: BTreeMap<PathBuf, Instant>,
+    /// What each System's published bundle was built for (its place in the store).
+    served: BTreeMap<ObjectKey, crate::bundle::BundleInput>,
 }
 
 /// How long objects must stay gone from their file before they are deleted.
@@ -75,6 +78,7 @@ impl Local {
             files: BTreeMap::new(),
             owners: BTreeMap::new(),
             settling: BTreeMap::new(),
+            served: BTreeMap::new(),
         };
         local.rescan()?;
         Ok(local)
@@ -210,38 +214,80 @@ impl Local {
         Ok(affected)
     }
 
-    /// Publish the bundles of `keys` that built; failed builds keep their last good bundle.
-    pub async fn publish(&mut self, publisher: &Publisher, keys: &[ObjectKey]) -> (usize, usize) {
+    /// Publish the bundles of `keys` that built, through the embedded registry (history,
+    /// retention, commit log); failed builds keep their last good bundle. A System of `keys`
+    /// that no longer exists is retired: its bundle and history leave the store.
+    pub async fn publish(&mut self, registry: &Registry, keys: &[ObjectKey]) -> (usize, usize) {
         let (mut written, mut unchanged) = (0, 0);
+        let now = SystemTime::now();
         for key in keys {
+            if !self.ws.catalog.systems().contains_key(key) {
+                if let Some(input) = self.served.remove(key) {
+                    retire(registry, &input.system_id(), &input.prefix(), now).await;
+                }
+                continue;
+            }
             let Some(build) = self.ws.builds.get(key) else { continue };
             let (Some(input), Some(bundle)) = (&build.input, &build.bundle) else { continue };
-            let revision = bundle.revision().to_string();
-            match publisher.publish(input, bundle).await {
+            match registry.publish(input, bundle, &build.generations, now).await {
                 Ok(done) => {
                     if done == Published::Written {
                         written += 1;
+                        tracing::info!(system = %key, revision = &bundle.revision()[..12], "published");
                     } else {
                         unchanged += 1;
                     }
+                    if let Some(old) = self.served.insert(key.clone(), input.clone())
+                        && old.prefix() != input.prefix()
+                    {
+                        // Moved to another Tenant: its old place serves nothing.
+                        retire(registry, &old.system_id(), &old.prefix(), now).await;
+                    }
+                    let revision = bundle.revision().to_string();
                     self.ws.published(key, &revision);
                 }
-                Err(e) => {
-                    let p = Problem::new(
-                        ObjectRef::namespaced("System", key),
-                        Reason::DependencyFailed,
-                        e.to_string(),
-                    );
-                    self.ws.publish_failed(key, p);
-                }
+                Err(e) => self.ws.publish_error(key, &e),
             }
         }
         (written, unchanged)
     }
 
+    /// Drop from the store the Systems it holds for this cluster that the manifests no longer
+    /// declare (deleted while edict was not running). Skipped while a manifest has problems: a
+    /// file that does not parse may hold them.
+    pub async fn prune(&mut self, registry: &Registry) {
+        if let Some(p) = self.ws.load_problems.first() {
+            tracing::warn!(object = %p.object, "not dropping undeclared Systems from the store while a manifest has problems");
+            return;
+        }
+        let keys = registry.store().list("bundles/").await.unwrap_or_default();
+        let mut gone = std::collections::BTreeSet::new();
+        for k in keys {
+            let parts: Vec<&str> = k.split('/').collect();
+            if parts.len() >= 6
+                && parts[2] == self.ws.cluster
+                && !self.ws.catalog.systems().contains_key(&ObjectKey::new(parts[3], parts[4]))
+            {
+                gone.insert((format!("{}/{}/{}", parts[2], parts[3], parts[4]), parts[..5].join("/")));
+            }
+        }
+        for (id, prefix) in gone {
+            retire(registry, &id, &prefix, SystemTime::now()).await;
+        }
+    }
+
     /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
         self.ws.statuses()
+    }
+}
+
+/// Remove what was published for a deleted System (bundle, history, index items).
+async fn retire(registry: &Registry, system_id: &str, prefix: &str, now: SystemTime) {
+    match registry.retire(system_id, prefix, now).await {
+        Ok(true) => tracing::info!(system = %system_id, "deleted: its bundle is no longer served"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(system = %system_id, "removing a deleted System's bundle: {e}"),
     }
 }
 
@@ -267,11 +313,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.store)
         .with_context(|| format!("store directory {}", opts.store.display()))?;
     let store_dir = opts.store.canonicalize()?;
-    let store: Arc<dyn ObjectStore> = Arc::new(DirStore::new(&store_dir));
-    let publisher = Publisher::new(store.clone());
+    let registry = Registry::embedded(&store_dir).with_actor("edict run --local");
     let mut local = Local::load(&dir, &store_dir, &opts.cluster)?;
     let all: Vec<ObjectKey> = local.ws.builds.keys().cloned().collect();
-    let (written, unchanged) = local.publish(&publisher, &all).await;
+    let (written, unchanged) = local.publish(&registry, &all).await;
+    local.prune(&registry).await;
     let statuses = Arc::new(RwLock::new(Arc::new(local.statuses())));
     report(&local, written, unchanged);
 
@@ -280,7 +326,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", opts.addr))?;
     let addr = listener.local_addr()?;
     print_opa_config(addr, &local);
-    let state = ServerState { store, statuses: statuses.clone() };
+    let state = ServerState { store: registry.store().clone(), statuses: statuses.clone() };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
@@ -336,7 +382,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 (rebuilt, "change applied", started)
             }
         };
-        let (written, unchanged) = local.publish(&publisher, &rebuilt).await;
+        let (written, unchanged) = local.publish(&registry, &rebuilt).await;
         if let Ok(mut s) = statuses.write() {
             *s = Arc::new(local.statuses());
         }

@@ -1,6 +1,6 @@
 //! The `edict` binary: the operator, its embedded default, and the CLI for CI and GitOps checks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -100,6 +100,10 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
+        /// The embedded store, for a Tenant without `spec.storage`: where `run --local` publishes
+        /// (by default DIR/.edict/store for the first manifest directory given, as `run --local DIR`).
+        #[arg(long)]
+        store: Option<PathBuf>,
         /// Cluster name used in system ids.
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
@@ -115,6 +119,10 @@ enum Command {
         /// The revision (or a unique prefix of it), as `edict history` lists them.
         #[arg(long)]
         to: String,
+        /// The embedded store, for a Tenant without `spec.storage`: where `run --local` publishes
+        /// (by default DIR/.edict/store for the first manifest directory given, as `run --local DIR`).
+        #[arg(long)]
+        store: Option<PathBuf>,
         /// Cluster name used in system ids.
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
@@ -205,8 +213,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build { files, out, output, cluster, publish, retry_for, parallel } => {
             build(&files, out, output, &cluster, publish.then_some((retry_for, parallel)))
         }
-        Command::History { files, system, output, cluster } => history(&files, &system, output, &cluster),
-        Command::Rollback { files, system, to, cluster } => rollback(&files, &system, &to, &cluster),
+        Command::History { files, system, output, cluster, store } => {
+            history(&files, &system, output, &cluster, &embedded_store(&files, store))
+        }
+        Command::Rollback { files, system, to, cluster, store } => {
+            rollback(&files, &system, &to, &cluster, &embedded_store(&files, store))
+        }
         Command::Test { files } => test(&files),
         Command::Eval { files, system, input, output, cluster } => {
             eval(&files, &system, &input, output, &cluster)
@@ -356,7 +368,6 @@ fn operator(_: PathBuf, _: String, _: &str, _: &str, _: String, _: String, _: St
 }
 
 /// Who the commit log names for CLI changes.
-#[cfg(feature = "aws")]
 fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("cli:{user}")
@@ -376,8 +387,8 @@ fn publish_all(
         .into_iter()
         .map(|r| {
             let state = r.outcome.map(|p| match p {
-                edict::publish::Published::Written => "published".to_string(),
-                edict::publish::Published::Unchanged => "unchanged".to_string(),
+                edict::registry::Published::Written => "published".to_string(),
+                edict::registry::Published::Unchanged => "unchanged".to_string(),
             });
             (r.system, state)
         })
@@ -398,14 +409,23 @@ fn system_key(system: &str) -> Result<ObjectKey> {
     Ok(ObjectKey::new(ns, name))
 }
 
-#[cfg(feature = "aws")]
-fn history(files: &[PathBuf], system: &str, output: Output, cluster: &str) -> Result<ExitCode> {
+/// The embedded store `run --local DIR` publishes to, for the manifests `files`.
+fn embedded_store(files: &[PathBuf], store: Option<PathBuf>) -> PathBuf {
+    store.unwrap_or_else(|| {
+        let first = files.first().cloned().unwrap_or_default();
+        let dir =
+            if first.is_dir() { first } else { first.parent().map(Path::to_path_buf).unwrap_or_default() };
+        dir.join(".edict/store")
+    })
+}
+
+fn history(files: &[PathBuf], system: &str, output: Output, cluster: &str, store: &Path) -> Result<ExitCode> {
     let key = system_key(system)?;
     let ws = Workspace::load(files, cluster)?;
     let rt = tokio::runtime::Runtime::new()?;
     let (revisions, live) = rt.block_on(async {
         let (registry, input) =
-            edict::publishing::system(&ws, &key, &actor()).await.map_err(anyhow::Error::msg)?;
+            edict::publishing::system(&ws, &key, &actor(), store).await.map_err(anyhow::Error::msg)?;
         edict::publishing::history(&registry, &input).await.map_err(anyhow::Error::msg)
     })?;
     match output {
@@ -438,30 +458,19 @@ fn history(files: &[PathBuf], system: &str, output: Output, cluster: &str) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(feature = "aws")]
-fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str) -> Result<ExitCode> {
+fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str, store: &Path) -> Result<ExitCode> {
     let key = system_key(system)?;
     let ws = Workspace::load(files, cluster)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (registry, input) =
-            edict::publishing::system(&ws, &key, &actor()).await.map_err(anyhow::Error::msg)?;
+            edict::publishing::system(&ws, &key, &actor(), store).await.map_err(anyhow::Error::msg)?;
         registry.rollback(&input, to, std::time::SystemTime::now()).await.map_err(anyhow::Error::from)?;
         let live = registry.live(&input.system_id()).await?.map(|l| l.revision).unwrap_or_default();
         println!("{key}: revision {live} is live again");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(not(feature = "aws"))]
-fn history(_: &[PathBuf], _: &str, _: Output, _: &str) -> Result<ExitCode> {
-    bail!("this edict was built without the `aws` feature: history needs it")
-}
-
-#[cfg(not(feature = "aws"))]
-fn rollback(_: &[PathBuf], _: &str, _: &str, _: &str) -> Result<ExitCode> {
-    bail!("this edict was built without the `aws` feature: rollback needs it")
 }
 
 fn test(files: &[PathBuf]) -> Result<ExitCode> {

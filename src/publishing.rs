@@ -1,13 +1,15 @@
 //! The CLI's side of the registry: publish every built System to its Tenant's storage, list a
 //! System's history, roll it back.
 
+#[cfg(feature = "aws")]
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::bundle::BundleInput;
 use crate::index::ObjectKey;
 use crate::index_store::RevisionRecord;
-use crate::publish::Published;
+use crate::registry::Published;
 use crate::registry::{PublishError, Registry};
 use crate::retry::Backoff;
 use crate::workspace::Workspace;
@@ -22,6 +24,7 @@ pub struct PublishReport {
 }
 
 /// Connect to the storage of the Tenant named `tenant` as declared in the workspace.
+#[cfg(feature = "aws")]
 pub async fn registry(ws: &Workspace, tenant: &str, actor: &str) -> Result<Registry, String> {
     let entry =
         ws.catalog.tenants().get(tenant).ok_or_else(|| format!("no Tenant {tenant} in the manifests"))?;
@@ -33,6 +36,7 @@ pub async fn registry(ws: &Workspace, tenant: &str, actor: &str) -> Result<Regis
 /// Publish every System that built, tenant by tenant, `parallel` at a time (S3 and DynamoDB
 /// round trips dominate a publish), retrying transient failures with `backoff` and reporting
 /// each one on stderr while it lasts.
+#[cfg(feature = "aws")]
 pub async fn publish_all(
     ws: &Workspace,
     actor: &str,
@@ -100,14 +104,32 @@ pub async fn publish_many(
     reports
 }
 
-/// The registry and bundle input of one System of the workspace.
-pub async fn system(ws: &Workspace, key: &ObjectKey, actor: &str) -> Result<(Registry, BundleInput), String> {
+/// The registry and bundle input of one System of the workspace: its Tenant's storage, or
+/// for a Tenant without `spec.storage` the embedded store at `embedded` (where `run --local`
+/// publishes).
+pub async fn system(
+    ws: &Workspace,
+    key: &ObjectKey,
+    actor: &str,
+    embedded: &Path,
+) -> Result<(Registry, BundleInput), String> {
     let build = ws.builds.get(key).ok_or_else(|| format!("no System {key} in the manifests"))?;
     let input = build.input.clone().ok_or_else(|| {
         let why: Vec<String> = build.problems.iter().map(|p| p.to_string()).collect();
         format!("System {key} cannot be resolved: {}", why.join("; "))
     })?;
+    let has_storage =
+        ws.catalog.tenants().get(&input.tenant).is_some_and(|t| t.tenant.spec.storage.is_some());
+    if !has_storage {
+        return Ok((Registry::embedded(embedded).with_actor(actor), input));
+    }
+    #[cfg(feature = "aws")]
     let registry = registry(ws, &input.tenant, actor).await?;
+    #[cfg(not(feature = "aws"))]
+    let registry = Err(format!(
+        "Tenant {} keeps its bundles in AWS (spec.storage): this edict was built without the `aws` feature",
+        input.tenant
+    ))?;
     Ok((registry, input))
 }
 

@@ -23,7 +23,6 @@ use async_trait::async_trait;
 
 use crate::bundle::{Bundle, BundleInput};
 use crate::index_store::{CommitRecord, IndexError, LiveRevision, RevisionRecord, SystemRecord, TenantIndex};
-use crate::publish::Published;
 use crate::store::{ObjectStore, Precondition, StoreError, content_digest};
 
 /// Seals what edict stores for a tenant (the commit log) with the tenant's data key.
@@ -102,7 +101,16 @@ impl PublishError {
     }
 }
 
-/// A tenant's registry.
+/// What a publish did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// The live bundle already had these bytes: nothing was written.
+    Unchanged,
+    /// A new revision was written and made live.
+    Written,
+}
+
+/// A tenant's registry: the only publisher.
 #[derive(Clone, Debug)]
 pub struct Registry {
     tenant: String,
@@ -126,6 +134,9 @@ pub struct VerificationKey {
     /// The signature scope.
     pub scope: String,
 }
+
+/// Commit-log entries the embedded index keeps (per Tenant; a laptop's log, not an audit trail).
+const EMBEDDED_COMMITS: usize = 10_000;
 
 /// Revisions kept per System when the Tenant does not say.
 pub const DEFAULT_RETENTION: usize = 10;
@@ -154,6 +165,19 @@ impl Registry {
             verification: None,
             adopt_unindexed: false,
         }
+    }
+
+    /// The registry of the embedded default, for Tenants without `spec.storage`: bundles in
+    /// the directory store at `dir`, the index in files beside them (`<dir>/.index/`), so that
+    /// history, rollback and the commit log outlive the process. The operator's replicas and
+    /// `run --local` publish through it, and `edict history`/`rollback --store` read it.
+    pub fn embedded(dir: &std::path::Path) -> Self {
+        let index = crate::index_store::memory::MemoryIndex::on_disk(&dir.join(".index"))
+            .with_commit_limit(EMBEDDED_COMMITS);
+        Registry::new("embedded", Arc::new(crate::store::DirStore::new(dir)), Arc::new(index))
+            // A store written before its index existed (or whose index was removed): what it
+            // serves is from an earlier run.
+            .adopting_unindexed()
     }
 
     /// Encrypt the commit log with this sealer.

@@ -8,7 +8,7 @@ use crate::api::TargetKind;
 use crate::catalog::Catalog;
 use crate::index::ObjectKey;
 use crate::pipeline::{self, Checks, SystemBuild};
-use crate::problem::Problem;
+use crate::problem::{ObjectRef, Problem, Reason};
 use crate::rego::TestResult;
 use crate::status::{self, Statuses};
 
@@ -113,6 +113,14 @@ impl Workspace {
     /// Record why publishing a System failed (it keeps serving what it served).
     pub fn publish_failed(&mut self, key: &ObjectKey, problem: Problem) {
         self.publish_problems.insert(key.clone(), problem);
+    }
+
+    /// Record a failed publish: a transient failure (storage unreachable) is `Unavailable` and
+    /// retried, any other `DependencyFailed`. The System keeps serving what it served.
+    pub fn publish_error(&mut self, key: &ObjectKey, e: &crate::registry::PublishError) {
+        let reason = if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
+        let me = ObjectRef::namespaced("System", key);
+        self.publish_failed(key, Problem::new(me, reason, format!("publishing: {e}")));
     }
 
     /// Take `statuses` as the last reported (their transition times carry over): what the

@@ -187,15 +187,15 @@ fn unchanged_rebuild_writes_nothing() {
     common::copy_examples(work.path());
     let store_dir: PathBuf = work.path().join(".edict/store");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let store = std::sync::Arc::new(edict::store::DirStore::new(&store_dir));
-    let publisher = edict::publish::Publisher::new(store);
+    let registry = edict::registry::Registry::embedded(&store_dir);
     let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
-    assert_eq!(rt.block_on(local.publish(&publisher, &all)), (3, 0));
-    // A fresh publisher (a restart) must find the live bundles and write nothing.
-    let publisher =
-        edict::publish::Publisher::new(std::sync::Arc::new(edict::store::DirStore::new(&store_dir)));
-    assert_eq!(rt.block_on(local.publish(&publisher, &all)), (0, 3));
+    assert_eq!(rt.block_on(local.publish(&registry, &all)), (3, 0));
+    // A fresh registry (a restart) must find the live bundles and write nothing.
+    let registry = edict::registry::Registry::embedded(&store_dir);
+    assert_eq!(rt.block_on(local.publish(&registry, &all)), (0, 3));
+    let commits = rt.block_on(registry.index().commits("embedded", 100)).expect("commit log");
+    assert_eq!(commits.len(), 3, "a restart appends nothing to the commit log: {commits:?}");
     // Touching a file without changing an object rebuilds nothing.
     let rebuilt = local.rescan().expect("rescan");
     assert!(rebuilt.is_empty(), "{rebuilt:?}");
@@ -249,4 +249,103 @@ fn a_file_caught_mid_save_deletes_nothing_until_it_settles() {
     assert!(!rebuilt.is_empty(), "the bound Systems are rebuilt");
     assert!(!local.ws.catalog.stacks().contains_key(&stack));
     assert_eq!(local.next_settle(), None);
+}
+
+fn edict(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edict")).args(args).output().expect("run edict")
+}
+
+/// `run --local` publishes through the same registry as the operator: a second revision is
+/// kept in history, `edict history -f DIR` lists both, `edict rollback` makes the first live
+/// again, and all of it survives a restart (the index is on disk beside the bundles).
+#[test]
+fn local_mode_has_history_and_rollback() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let dir = work.path().to_str().expect("utf-8 path");
+    let store_dir: PathBuf = work.path().join(".edict/store");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let registry = edict::registry::Registry::embedded(&store_dir);
+    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    assert_eq!(rt.block_on(local.publish(&registry, &all)), (3, 0));
+    let live = || std::fs::read(store_dir.join(BUNDLE)).expect("live bundle");
+    let first = live();
+
+    let systems = work.path().join("systems.yaml");
+    edit(&systems, "must not be privileged", "must never be privileged");
+    let rebuilt = local.reload(std::slice::from_ref(&systems)).expect("reload");
+    assert_eq!(rt.block_on(local.publish(&registry, &rebuilt)), (1, 0));
+    let second = live();
+    assert_ne!(first, second);
+
+    let out = edict(&["history", "-f", dir, "--system", "acme-payments/payments-cluster", "-o", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["live"], true, "newest first, and live");
+    assert_eq!(listed[1]["live"], false);
+    let older = listed[1]["revision"].as_str().expect("revision").to_string();
+
+    let out =
+        edict(&["rollback", "-f", dir, "--system", "acme-payments/payments-cluster", "--to", &older[..12]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(live(), first, "the first revision's bytes are served again");
+
+    // The running process's index sees the rollback (another process wrote it).
+    let id = "local/acme-payments/payments-cluster";
+    let now_live = rt.block_on(registry.live(id)).expect("live").expect("a live revision");
+    assert_eq!(now_live.revision, older);
+    let actions: Vec<String> = rt
+        .block_on(registry.index().commits("embedded", 10))
+        .expect("commit log")
+        .into_iter()
+        .map(|c| format!("{} {}", c.action, c.actor))
+        .collect();
+    assert!(actions[0].starts_with("rollback cli:"), "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| a.starts_with("publish")).count(), 4, "{actions:?}");
+}
+
+/// A System deleted from the manifests is retired from the embedded store (bundle, history and
+/// index) once its file settles, and one deleted while edict was stopped is dropped at start.
+#[test]
+fn a_deleted_system_leaves_the_store() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store_dir: PathBuf = work.path().join(".edict/store");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let registry = edict::registry::Registry::embedded(&store_dir);
+    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    rt.block_on(local.publish(&registry, &all));
+    let bundle = store_dir.join(BUNDLE);
+    assert!(bundle.exists());
+
+    // Cut the payments System (and its Policy) out of systems.yaml: gone after the settle time.
+    let systems = work.path().join("systems.yaml");
+    let text = std::fs::read_to_string(&systems).expect("systems.yaml");
+    let rest = &text[text[4..].find("---").map(|i| i + 4).expect("several documents")..];
+    let rest = &rest[rest[4..].find("---").map(|i| i + 4).expect("a Policy")..];
+    assert!(!rest.contains("payments-cluster"), "{rest}");
+    std::fs::write(&systems, rest).expect("write");
+    local.reload(std::slice::from_ref(&systems)).expect("reload");
+    let due = local.next_settle().expect("settling");
+    let rebuilt = local.settle(due).expect("settle");
+    rt.block_on(local.publish(&registry, &rebuilt));
+    assert!(!bundle.exists(), "the deleted System's bundle is no longer served");
+    let id = "local/acme-payments/payments-cluster";
+    assert!(rt.block_on(registry.history(id)).expect("history").is_empty(), "nor its history");
+    assert!(store_dir.join("bundles/acme/local/acme-shop/storefront-envoy/bundle.tar.gz").exists());
+
+    // Deleted while stopped: the next start drops it.
+    std::fs::write(&systems, &text).expect("restore");
+    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    rt.block_on(local.publish(&registry, &all));
+    assert!(bundle.exists());
+    std::fs::write(&systems, rest).expect("write");
+    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    rt.block_on(local.prune(&registry));
+    assert!(!bundle.exists(), "dropped at start");
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use common::faults::FaultyStore;
 use edict::bundle::{self, Bundle, BundleInput};
 use edict::index_store::{MemoryIndex, TenantIndex};
-use edict::publish::Published;
+use edict::registry::Published;
 use edict::registry::{PublishError, Registry};
 use edict::retry::Backoff;
 use edict::store::{DirStore, ObjectStore, Precondition, content_digest};

@@ -5,9 +5,11 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use common::aws;
-use edict::publish::{Published, Publisher};
+use edict::index_store::MemoryIndex;
+use edict::registry::{Published, Registry};
 use edict::store::{ObjectStore, Precondition, S3Store, StoreError, content_digest};
 
 async fn bucket(client: &aws_sdk_s3::Client) -> String {
@@ -86,12 +88,12 @@ async fn publishing_twice_writes_once() {
         let store: Arc<dyn ObjectStore> = Arc::new(store);
         let ws = edict::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
             .expect("examples");
-        let publisher = Publisher::new(store.clone());
+        let registry = Registry::new("acme", store.clone(), Arc::new(MemoryIndex::new()));
         let mut written = 0;
         for b in ws.builds.values() {
             let (input, bundle) = (b.input.as_ref().expect("input"), b.bundle.as_ref().expect("bundle"));
             assert_eq!(
-                publisher.publish(input, bundle).await.expect("publish"),
+                registry.publish(input, bundle, &b.generations, SystemTime::now()).await.expect("publish"),
                 Published::Written,
                 "{name}"
             );
@@ -102,12 +104,14 @@ async fn publishing_twice_writes_once() {
             assert!(store.head(&revision).await.expect("head").is_some(), "{name}: revision kept");
         }
         assert_eq!(written, 3);
-        // A new publisher (a restart) learns from the store that nothing changed.
-        let restarted = Publisher::new(store.clone());
+        // A new registry whose index is gone (an embedded index lost with its process) learns
+        // from the store that nothing changed.
+        let restarted =
+            Registry::new("acme", store.clone(), Arc::new(MemoryIndex::new())).adopting_unindexed();
         for b in ws.builds.values() {
             let (input, bundle) = (b.input.as_ref().expect("input"), b.bundle.as_ref().expect("bundle"));
             assert_eq!(
-                restarted.publish(input, bundle).await.expect("publish"),
+                restarted.publish(input, bundle, &b.generations, SystemTime::now()).await.expect("publish"),
                 Published::Unchanged,
                 "{name}"
             );

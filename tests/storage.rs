@@ -13,7 +13,7 @@ use common::aws;
 use edict::api::{DynamoDbStorage, KmsStorage, S3Storage, Storage};
 use edict::connect::{StorageError, connect, rotate_data_key};
 use edict::keys::{KeyRing, MasterKey};
-use edict::publish::Published;
+use edict::registry::Published;
 
 fn clients() -> edict::aws::Clients {
     let config = aws::sdk_config(&aws::moto(), "testing", "testing");

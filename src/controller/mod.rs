@@ -23,14 +23,12 @@ use futures::StreamExt;
 use crate::api::Tenant;
 use crate::catalog::Affected;
 use crate::index::ObjectKey;
-use crate::index_store::MemoryIndex;
 use crate::manifest::Object;
 use crate::metrics::Metrics;
 use crate::problem::{ObjectRef, Problem, Reason};
-use crate::publish::Published;
+use crate::registry::Published;
 use crate::registry::Registry;
 use crate::status::Statuses;
-use crate::store::DirStore;
 use crate::workspace::Workspace;
 
 use watch::Change;
@@ -63,9 +61,6 @@ const RETRY: crate::retry::Backoff = crate::retry::Backoff {
     max: Duration::from_secs(60),
     deadline: Duration::MAX,
 };
-
-/// Commit-log entries the embedded store's in-memory index keeps (it is not durable anyway).
-const EMBEDDED_COMMITS: usize = 10_000;
 
 /// Systems rebuilt and published per chunk of a batch.
 const RECONCILE_CHUNK: usize = 256;
@@ -115,13 +110,7 @@ pub struct Engine {
 impl Engine {
     /// An engine publishing Tenants without storage to `store`.
     pub fn new(cluster: &str, store: PathBuf) -> Self {
-        let embedded = Registry::new(
-            "embedded",
-            Arc::new(DirStore::new(store)),
-            Arc::new(MemoryIndex::new().with_commit_limit(EMBEDDED_COMMITS)),
-        )
-        // Its index lives in memory: what is in the directory is from an earlier run.
-        .adopting_unindexed();
+        let embedded = Registry::embedded(&store);
         Engine {
             ws: Workspace::empty(cluster),
             registries: HashMap::new(),
@@ -406,15 +395,12 @@ impl Engine {
                     }
                 }
                 (_, Some(Err(e))) => {
-                    let me = ObjectRef::namespaced("System", &key);
-                    let reason =
-                        if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
                     if e.is_transient() {
                         self.again(&key);
                     }
                     self.metrics.reconciled("System", "failed");
                     tracing::warn!(system = %key, transient = e.is_transient(), "publishing failed: {e}");
-                    self.ws.publish_failed(&key, Problem::new(me, reason, format!("publishing: {e}")));
+                    self.ws.publish_error(&key, &e);
                 }
                 _ => self.metrics.reconciled("System", "invalid"),
             }

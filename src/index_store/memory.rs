@@ -1,12 +1,13 @@
 //! The embedded index: everything in memory behind one lock, with exactly the semantics of the
 //! DynamoDB index (versions, conditions, ordering, validation), for `edict run --local` and
-//! tests. Nothing persists across restarts.
+//! tests. Nothing persists across restarts unless it is opened [`MemoryIndex::on_disk`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::disk::{Disk, Touched};
 use super::{
     BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, ReadCounters, ReadOp, ReadStats, Result,
     RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, check_id, check_tenant,
@@ -20,28 +21,37 @@ pub struct MemoryIndex {
     stats: ReadCounters,
     /// Keep only this many newest commit-log entries per tenant (`None`: all).
     commit_limit: Option<usize>,
+    /// Where each tenant's data is kept between runs, if anywhere.
+    disk: Option<Disk>,
 }
 
-#[derive(Debug, Default)]
-struct TenantData {
-    systems: BTreeMap<String, SystemRecord>,
-    stacks: BTreeMap<String, StackRecord>,
+/// One tenant's items.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct TenantData {
+    pub(super) systems: BTreeMap<String, SystemRecord>,
+    pub(super) stacks: BTreeMap<String, StackRecord>,
     /// (stack, system): the GSI direction.
-    by_stack: BTreeSet<(String, String)>,
+    pub(super) by_stack: BTreeSet<(String, String)>,
     /// (system, stack): the base-table direction.
-    by_system: BTreeSet<(String, String)>,
+    pub(super) by_system: BTreeSet<(String, String)>,
     /// system → revision id → record.
-    revisions: BTreeMap<String, BTreeMap<String, RevisionRecord>>,
-    commits: BTreeMap<u64, CommitRecord>,
+    pub(super) revisions: BTreeMap<String, BTreeMap<String, RevisionRecord>>,
+    pub(super) commits: BTreeMap<u64, CommitRecord>,
     /// The last sequence used.
-    head: u64,
-    keys: BTreeMap<String, WrappedKey>,
+    pub(super) head: u64,
+    pub(super) keys: BTreeMap<String, WrappedKey>,
 }
 
 impl MemoryIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index kept in files under `dir` (one per tenant), read back when another process
+    /// changed them: the embedded store's index, durable across runs.
+    pub fn on_disk(dir: &std::path::Path) -> Self {
+        MemoryIndex { disk: Some(Disk::open(dir)), ..Self::default() }
     }
 
     /// An index that keeps only the newest `n` commit-log entries of each tenant, for a
@@ -51,31 +61,50 @@ impl MemoryIndex {
         self
     }
 
-    fn trim_commits(&self, data: &mut TenantData) {
+    /// Drop the oldest commit-log entries beyond the limit; returns the sequences dropped.
+    fn trim_commits(&self, data: &mut TenantData) -> Vec<Touched> {
+        let mut dropped = Vec::new();
         if let Some(limit) = self.commit_limit {
             while data.commits.len() > limit {
-                data.commits.pop_first();
+                if let Some((seq, _)) = data.commits.pop_first() {
+                    dropped.push(Touched::Commit(seq));
+                }
             }
         }
+        dropped
     }
 
     /// The tenant's data, after checking the tenant name. A poisoned lock (a panic while
     /// holding it) is recovered: every write below leaves the data consistent before it can panic.
     fn tenant(&self, tenant: &str) -> Result<TenantGuard<'_>> {
         check_tenant(tenant)?;
-        let guard = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(TenantGuard { guard, tenant: tenant.to_string() })
+        let mut guard = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(disk) = &self.disk {
+            disk.refresh(tenant, guard.entry(tenant.to_string()).or_default())?;
+        }
+        Ok(TenantGuard { guard, tenant: tenant.to_string(), disk: self.disk.as_ref() })
     }
 }
 
 struct TenantGuard<'a> {
     guard: MutexGuard<'a, HashMap<String, TenantData>>,
     tenant: String,
+    disk: Option<&'a Disk>,
 }
 
 impl TenantGuard<'_> {
     fn data(&mut self) -> &mut TenantData {
         self.guard.entry(self.tenant.clone()).or_default()
+    }
+
+    /// Keep what a write changed (on disk, when the index has a journal).
+    fn save(&mut self, touched: &[Touched]) -> Result<()> {
+        match self.disk {
+            Some(disk) => {
+                disk.save(&self.tenant, self.guard.entry(self.tenant.clone()).or_default(), touched)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -117,6 +146,7 @@ impl TenantIndex for MemoryIndex {
         let version = expected_version.map_or(1, |v| v + 1);
         let live = current.and_then(|s| s.live.clone());
         data.systems.insert(record.id.clone(), SystemRecord { live, version, ..record.clone() });
+        t.save(&[Touched::System(record.id.clone())])?;
         Ok(version)
     }
 
@@ -141,7 +171,8 @@ impl TenantIndex for MemoryIndex {
         };
         current.live = Some(live.clone());
         current.version = expected_version + 1;
-        Ok(current.version)
+        t.save(&[Touched::System(system.to_string())])?;
+        Ok(expected_version + 1)
     }
 
     async fn delete_system(&self, tenant: &str, system: &str, expected_version: Option<u64>) -> Result<()> {
@@ -152,14 +183,19 @@ impl TenantIndex for MemoryIndex {
             let found = data.systems.get(system).map(|s| s.version);
             check_version(|| system_what(tenant, system), found, Some(expected))?;
         }
+        let mut touched = vec![Touched::System(system.to_string())];
         data.systems.remove(system);
-        data.revisions.remove(system);
+        for revision in data.revisions.remove(system).unwrap_or_default().into_keys() {
+            touched.push(Touched::Revision(system.to_string(), revision));
+        }
         let stacks: Vec<String> =
             data.by_system.iter().filter(|(sys, _)| sys == system).map(|(_, stk)| stk.clone()).collect();
         for stack in stacks {
             data.by_system.remove(&(system.to_string(), stack.clone()));
-            data.by_stack.remove(&(stack, system.to_string()));
+            data.by_stack.remove(&(stack.clone(), system.to_string()));
+            touched.push(Touched::Binding(stack, system.to_string()));
         }
+        t.save(&touched)?;
         Ok(())
     }
 
@@ -184,6 +220,7 @@ impl TenantIndex for MemoryIndex {
         check_version(|| stack_what(tenant, &record.id), found, expected_version)?;
         let version = expected_version.map_or(1, |v| v + 1);
         data.stacks.insert(record.id.clone(), StackRecord { version, ..record.clone() });
+        t.save(&[Touched::Stack(record.id.clone())])?;
         Ok(version)
     }
 
@@ -198,11 +235,14 @@ impl TenantIndex for MemoryIndex {
         let systems: Vec<String> =
             data.by_stack.iter().filter(|(stk, _)| stk == stack).map(|(_, sys)| sys.clone()).collect();
         self.stats.record(ReadOp::Maintenance, 1, systems.len() as u64);
+        let mut touched = vec![Touched::Stack(stack.to_string())];
         for system in systems {
             data.by_stack.remove(&(stack.to_string(), system.clone()));
-            data.by_system.remove(&(system, stack.to_string()));
+            data.by_system.remove(&(system.clone(), stack.to_string()));
+            touched.push(Touched::Binding(stack.to_string(), system));
         }
         data.stacks.remove(stack);
+        t.save(&touched)?;
         Ok(())
     }
 
@@ -229,6 +269,13 @@ impl TenantIndex for MemoryIndex {
             data.by_stack.remove(&(stack.to_string(), system.clone()));
             data.by_system.remove(&(system.clone(), stack.to_string()));
         }
+        let touched: Vec<Touched> = change
+            .added
+            .iter()
+            .chain(&change.removed)
+            .map(|system| Touched::Binding(stack.to_string(), system.clone()))
+            .collect();
+        t.save(&touched)?;
         Ok(change)
     }
 
@@ -271,6 +318,7 @@ impl TenantIndex for MemoryIndex {
             .or_default()
             .entry(revision.revision.clone())
             .or_insert_with(|| revision.clone());
+        t.save(&[Touched::Revision(system.to_string(), revision.revision.clone())])?;
         Ok(())
     }
 
@@ -297,6 +345,7 @@ impl TenantIndex for MemoryIndex {
         if let Some(revs) = t.data().revisions.get_mut(system) {
             revs.remove(revision);
         }
+        t.save(&[Touched::Revision(system.to_string(), revision.to_string())])?;
         Ok(())
     }
 
@@ -311,7 +360,9 @@ impl TenantIndex for MemoryIndex {
         }
         data.commits.insert(sequence, CommitRecord { sequence, ..record.clone() });
         data.head = sequence;
-        self.trim_commits(data);
+        let mut touched = self.trim_commits(data);
+        touched.extend([Touched::Commit(sequence), Touched::Head]);
+        t.save(&touched)?;
         Ok(sequence)
     }
 
@@ -334,7 +385,9 @@ impl TenantIndex for MemoryIndex {
         }
         data.commits.insert(sequence, CommitRecord { sequence, ..record.clone() });
         data.head = data.head.max(sequence);
-        self.trim_commits(data);
+        let mut touched = self.trim_commits(data);
+        touched.extend([Touched::Commit(sequence), Touched::Head]);
+        t.save(&touched)?;
         Ok(())
     }
 
@@ -364,6 +417,8 @@ impl TenantIndex for MemoryIndex {
             }
         }
         data.keys.insert(key.key_id.clone(), key.clone());
+        let touched: Vec<Touched> = data.keys.keys().map(|id| Touched::Key(id.clone())).collect();
+        t.save(&touched)?;
         Ok(())
     }
 

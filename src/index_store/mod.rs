@@ -43,6 +43,7 @@
 //! data keys are never overwritten (`attribute_not_exists`). Nothing edict writes today sets
 //! `expiresAt`; the TTL is there for short-lived items (leases, ingestion markers).
 
+mod disk;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod memory;
@@ -112,6 +113,15 @@ pub enum IndexError {
         /// Why.
         message: String,
     },
+    /// The embedded index's file could not be read or written (disk full, permissions): retry
+    /// later.
+    #[error("index file {path}: {message}")]
+    Disk {
+        /// The file.
+        path: String,
+        /// What the file system said.
+        message: String,
+    },
     /// An item that does not decode (missing or mistyped attribute): written by something else.
     #[error("corrupt item {what}: {message}")]
     Corrupt {
@@ -126,7 +136,7 @@ impl IndexError {
     /// Whether retrying the same operation later may succeed without anyone changing anything
     /// (network, throttling). A [`IndexError::Conflict`] is not transient: re-read first.
     pub fn is_transient(&self) -> bool {
-        matches!(self, IndexError::Unavailable { .. })
+        matches!(self, IndexError::Unavailable { .. } | IndexError::Disk { .. })
     }
 
     /// Whether this is a failed condition (optimistic concurrency).
@@ -139,7 +149,7 @@ impl IndexError {
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 
 /// A System as indexed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SystemRecord {
     /// `<cluster>/<namespace>/<name>`.
     pub id: String,
@@ -156,7 +166,7 @@ pub struct SystemRecord {
 }
 
 /// The revision of a System's bundle that OPAs download.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveRevision {
     /// The bundle revision (sha256 of its content, from the manifest).
     pub revision: String,
@@ -172,7 +182,7 @@ pub struct LiveRevision {
 }
 
 /// A Stack as indexed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StackRecord {
     /// The stack id (`<namespace>/<name>`).
     pub id: String,
@@ -185,7 +195,7 @@ pub struct StackRecord {
 }
 
 /// A bundle revision kept for rollback.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RevisionRecord {
     /// The bundle revision.
     pub revision: String,
@@ -202,7 +212,7 @@ pub struct RevisionRecord {
 }
 
 /// One entry of the tenant's append-only commit log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitRecord {
     /// The entry's position (1, 2, …). Set by the index on reads; ignored by
     /// [`TenantIndex::append_commit`].
@@ -224,7 +234,7 @@ pub struct CommitRecord {
 }
 
 /// Whether a data key encrypts new data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum KeyState {
     /// The key new data is encrypted with (one per tenant).
     Current,
@@ -252,7 +262,7 @@ impl KeyState {
 }
 
 /// A tenant data key, wrapped (encrypted) by the tenant's KMS master key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrappedKey {
     /// The key's id (unique per tenant).
     pub key_id: String,
