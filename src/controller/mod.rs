@@ -5,6 +5,7 @@
 
 mod embedded;
 pub mod leader;
+pub mod lifecycle;
 pub mod rounds;
 mod run;
 pub mod status_writer;
@@ -31,6 +32,7 @@ use crate::registry::Registry;
 use crate::status::Statuses;
 use crate::workspace::Workspace;
 
+use lifecycle::{Cause, Lifecycle, Lifecycles};
 use watch::Change;
 use wiring::{Applied, Desired, FINALIZER, Retirement};
 
@@ -88,12 +90,9 @@ pub struct Engine {
     unfinalized: BTreeSet<ObjectKey>,
     /// After adding finalizers failed: when to try again, and how many failures in a row.
     finalizer_retry: Option<Retry>,
-    /// Deleted Systems whose published bundles and wiring are still to be removed.
-    retiring: BTreeMap<ObjectKey, (Retirement, Option<Retry>)>,
-    /// Systems to reconcile again after a failure that may pass, and when.
-    retry: BTreeMap<ObjectKey, Instant>,
-    /// Consecutive failed attempts of each System (the back-off grows with them).
-    failures: BTreeMap<ObjectKey, u32>,
+    /// Systems retrying after a failure that may pass, and deleted Systems whose published
+    /// bundles and wiring are still to be removed.
+    lifecycles: Lifecycles,
     /// The Tenant each System was last published for, to clean up after the Tenant is gone.
     homes: BTreeMap<ObjectKey, Arc<Tenant>>,
     /// Publishes in flight at once.
@@ -122,9 +121,7 @@ impl Engine {
             wiring_due: BTreeMap::new(),
             unfinalized: BTreeSet::new(),
             finalizer_retry: None,
-            retiring: BTreeMap::new(),
-            retry: BTreeMap::new(),
-            failures: BTreeMap::new(),
+            lifecycles: Lifecycles::default(),
             homes: BTreeMap::new(),
             parallelism: 8,
             follower: false,
@@ -278,11 +275,9 @@ impl Engine {
             applied,
             finalizer,
         };
-        self.retiring.insert(key.clone(), (retirement, None));
+        self.lifecycles.update(key, |l| l.retire(retirement));
         self.unfinalized.remove(key);
         self.wiring_due.remove(key);
-        self.retry.remove(key);
-        self.failures.remove(key);
         self.homes.remove(key);
         self.ws.catalog.delete("System", key)
     }
@@ -309,7 +304,7 @@ impl Engine {
         let mut unreachable: HashMap<String, Problem> = HashMap::new();
         let mut jobs = Vec::new();
         for key in keys {
-            self.retry.remove(key);
+            self.lifecycles.update(key, Lifecycle::attempting);
             let Some(build) = self.ws.builds.get_mut(key) else { continue };
             let Some(input) = build.input.clone() else {
                 self.metrics.reconciled("System", "invalid");
@@ -338,7 +333,7 @@ impl Engine {
                 Ok(registry) => jobs.push((key.clone(), input, bundle, generations, registry)),
                 Err(p) => {
                     if p.reason.is_transient() {
-                        self.again(key);
+                        self.again(key, Cause::Publish);
                     }
                     let me = ObjectRef::namespaced("System", key);
                     let message = format!("Tenant {}: {}", input.tenant, p.message);
@@ -396,7 +391,7 @@ impl Engine {
                 }
                 (_, Some(Err(e))) => {
                     if e.is_transient() {
-                        self.again(&key);
+                        self.again(&key, Cause::Publish);
                     }
                     self.metrics.reconciled("System", "failed");
                     tracing::warn!(system = %key, transient = e.is_transient(), "publishing failed: {e}");
@@ -405,8 +400,8 @@ impl Engine {
                 _ => self.metrics.reconciled("System", "invalid"),
             }
             self.plan_wiring(&key, &input, registry.verification().cloned());
-            if !self.retry.contains_key(&key) && !self.wiring_due.contains_key(&key) {
-                self.failures.remove(&key);
+            if !self.wiring_due.contains_key(&key) {
+                self.lifecycles.update(&key, Lifecycle::succeeded);
             }
         }
         self.storage_seen(seen);
@@ -460,31 +455,28 @@ impl Engine {
         }
     }
 
-    /// Schedule another reconcile of `key` with back-off.
-    fn again(&mut self, key: &ObjectKey) {
-        let failures = self.failures.entry(key.clone()).or_default();
-        let attempt = *failures;
-        *failures += 1;
-        self.retry.insert(key.clone(), Instant::now() + RETRY.delay(attempt));
+    /// Schedule another reconcile of `key` with back-off, after `cause` failed.
+    fn again(&mut self, key: &ObjectKey, cause: Cause) {
+        let now = Instant::now();
+        self.lifecycles.update(key, |l| l.failed(cause, now, &RETRY));
     }
 
     /// Systems whose retry is due (reconciling them takes them off the schedule).
     pub fn due(&self, now: Instant) -> Vec<ObjectKey> {
-        self.retry.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect()
+        self.lifecycles.retries_due(now)
     }
 
     /// When the next retry (of a reconcile or a cleanup) is due.
     pub fn next_retry(&self) -> Option<Instant> {
-        let retries = self.retry.values().copied();
-        let cleanups = self.retiring.values().map(|(_, r)| r.map_or_else(Instant::now, |r| r.at));
+        let lifecycles = self.lifecycles.wake(Instant::now());
         let finalizers = self.finalizer_retry.filter(|_| !self.unfinalized.is_empty()).map(|r| r.at);
-        retries.chain(cleanups).chain(finalizers).min()
+        lifecycles.into_iter().chain(finalizers).min()
     }
 
     /// Whether work for the API server is waiting (finalizers, wiring, cleanups).
     pub fn has_kube_work(&self) -> bool {
         let finalizers = !self.unfinalized.is_empty() && self.finalizer_retry.is_none();
-        finalizers || !self.wiring_due.is_empty() || self.retiring.values().any(|(_, r)| r.is_none())
+        finalizers || !self.wiring_due.is_empty() || self.lifecycles.cleanup_waiting()
     }
 
     async fn registry(&mut self, tenant: &str) -> Result<Registry, Problem> {
@@ -563,7 +555,7 @@ impl Engine {
 
     /// Deleted Systems whose cleanup has not finished.
     pub fn retiring(&self) -> Vec<ObjectKey> {
-        self.retiring.keys().cloned().collect()
+        self.lifecycles.retiring().cloned().collect()
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 use futures::StreamExt;
 use kube::Client;
 
+use super::lifecycle::{Cause, Lifecycle};
 use super::status_writer::Notice;
 use super::wiring;
 use super::{Engine, RETRY, Retry};
@@ -79,9 +80,7 @@ impl Engine {
                     self.metrics.reconciled("Wiring", "applied");
                     self.wired.insert(key.clone(), applied);
                     self.ws.wiring_problems.remove(&key);
-                    if !self.retry.contains_key(&key) {
-                        self.failures.remove(&key);
-                    }
+                    self.lifecycles.update(&key, Lifecycle::succeeded);
                 }
                 Err(p) => {
                     self.metrics.reconciled("Wiring", "failed");
@@ -90,26 +89,21 @@ impl Engine {
                     if p.reason.is_transient()
                         || matches!(p.reason, Reason::MissingServiceAccount | Reason::Forbidden)
                     {
-                        self.again(&key);
+                        self.again(&key, Cause::Wiring);
                     }
                     self.ws.wiring_problems.insert(key, p);
                 }
             }
         }
-        let now = Instant::now();
-        let due: Vec<ObjectKey> = self
-            .retiring
-            .iter()
-            .filter(|(_, (_, r))| r.is_none_or(|r| r.at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some((retirement, retry)) = self.retiring.get(&key).cloned() else { continue };
+        for key in self.lifecycles.cleanups_due(Instant::now()) {
+            let Some((retirement, _)) = self.lifecycles.get(&key).and_then(|l| l.retiring.clone()) else {
+                continue;
+            };
             let registry = match &retirement.tenant {
                 Some(t) => match self.registry_of(t).await {
                     Ok(r) => Some(r),
                     Err(p) => {
-                        self.cleanup_failed(&key, retry, p, &mut notices);
+                        self.cleanup_failed(&key, p, &mut notices);
                         continue;
                     }
                 },
@@ -125,31 +119,23 @@ impl Engine {
                 Ok(()) => {
                     self.metrics.reconciled("Cleanup", "retired");
                     tracing::info!(system = %key, "deleted: its bundle, configuration and finalizer are gone");
-                    self.retiring.remove(&key);
+                    self.lifecycles.update(&key, Lifecycle::retired);
                     if retirement.tenant.is_none() {
                         tracing::warn!(system = %key, "its Tenant is unknown: published bundles, if any, were left in place");
                     }
                 }
-                Err(p) => self.cleanup_failed(&key, retry, p, &mut notices),
+                Err(p) => self.cleanup_failed(&key, p, &mut notices),
             }
         }
         notices
     }
 
-    fn cleanup_failed(
-        &mut self,
-        key: &ObjectKey,
-        retry: Option<Retry>,
-        p: Problem,
-        notices: &mut Vec<Notice>,
-    ) {
+    fn cleanup_failed(&mut self, key: &ObjectKey, p: Problem, notices: &mut Vec<Notice>) {
         self.metrics.reconciled("Cleanup", "failed");
-        let attempt = retry.map_or(0, |r| r.attempt + 1);
-        if let Some(entry) = self.retiring.get_mut(key) {
-            entry.1 = Some(Retry { at: Instant::now() + RETRY.delay(attempt), attempt });
-        }
+        let now = Instant::now();
+        let first = self.lifecycles.update(key, |l| l.cleanup_failed(now, &RETRY));
         // Say so once, not at every retry.
-        if attempt == 0 {
+        if first {
             notices.push(Notice {
                 kind: "System",
                 namespace: key.namespace.clone(),
