@@ -1089,3 +1089,80 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
     assert!(failures.is_empty(), "{failures:?}");
     verifier.await.expect("verifier");
 }
+
+/// A ConfigMap edict wrote and someone deleted comes back: at once when the watch says it is
+/// gone, and after a restart when the list of edict's ConfigMaps lacks it. Its own writes
+/// coming back through the watch start no round.
+#[tokio::test]
+async fn a_config_map_deleted_by_hand_is_written_again() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_with_examples(store.path());
+    let keys: Vec<ObjectKey> =
+        ["acme-payments/payments-cluster", "acme-shop/storefront-envoy", "acme-data/batch-api"]
+            .iter()
+            .map(|k| {
+                let (ns, n) = k.split_once('/').expect("key");
+                ObjectKey::new(ns, n)
+            })
+            .collect();
+    let present: BTreeSet<ObjectKey> = [
+        ("acme-payments", "payments-cluster-opa-config"),
+        ("acme-shop", "storefront-envoy-opa-config"),
+        ("acme-data", "batch-api-opa-config"),
+    ]
+    .iter()
+    .map(|(ns, n)| ObjectKey::new(*ns, *n))
+    .collect();
+    assert!(engine.apply(Change::OwnedConfigMaps(BTreeSet::new())).is_empty(), "nothing wired yet");
+    engine.reconcile(&keys).await;
+    let (client, server) = api_server(echo);
+    engine.sync(&client).await;
+    drop(client);
+    let calls = server.await.expect("server");
+    assert_eq!(calls.iter().filter(|c| c.path.contains("/configmaps/")).count(), 3, "{calls:#?}");
+
+    // The watch shows edict's own writes: nothing to do.
+    let mut rounds = edict::controller::rounds::Rounds::new();
+    for kind in ["Tenant", "Stack", "System", "Policy"] {
+        rounds.observe(&Change::Resync(kind, BTreeSet::new()), std::time::Instant::now());
+    }
+    rounds.observe(&Change::NamespaceResync(BTreeSet::new()), std::time::Instant::now());
+    assert!(rounds.synced());
+    rounds.started();
+    for key in &present {
+        let change = Change::OwnedConfigMap(key.clone(), true);
+        rounds.observe(&change, std::time::Instant::now());
+        assert!(engine.apply(change).is_empty());
+    }
+    assert!(rounds.due().is_none(), "edict's own ConfigMap writes start no round");
+    engine.reconcile(&keys).await;
+    assert!(!engine.has_kube_work());
+
+    // Deleted by hand: that System is wired again, and only its ConfigMap is written.
+    let payments_map = ObjectKey::new("acme-payments", "payments-cluster-opa-config");
+    let gone = Change::OwnedConfigMap(payments_map.clone(), false);
+    rounds.observe(&gone, std::time::Instant::now());
+    assert!(rounds.due().is_some(), "a deletion starts a round");
+    let affected: Vec<ObjectKey> = engine.apply(gone).into_iter().collect();
+    assert_eq!(affected, [ObjectKey::new("acme-payments", "payments-cluster")]);
+    engine.reconcile(&affected).await;
+    assert!(engine.has_kube_work());
+    let (client, server) = api_server(echo);
+    engine.sync(&client).await;
+    drop(client);
+    let calls = server.await.expect("server");
+    let written: Vec<String> = calls
+        .iter()
+        .filter(|c| c.path.contains("/configmaps/"))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    assert_eq!(written, ["PATCH /api/v1/namespaces/acme-payments/configmaps/payments-cluster-opa-config"]);
+
+    // Gone while no replica led: the list after a restart lacks it.
+    let mut without = present.clone();
+    without.remove(&ObjectKey::new("acme-shop", "storefront-envoy-opa-config"));
+    let affected: Vec<ObjectKey> = engine.apply(Change::OwnedConfigMaps(without)).into_iter().collect();
+    assert_eq!(affected, [ObjectKey::new("acme-shop", "storefront-envoy")]);
+    engine.reconcile(&affected).await;
+    assert!(engine.has_kube_work());
+}

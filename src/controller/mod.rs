@@ -86,6 +86,9 @@ pub struct Engine {
     wired: BTreeMap<ObjectKey, Applied>,
     /// Systems whose wiring must be applied, with what.
     wiring_due: BTreeMap<ObjectKey, (Desired, Arc<Tenant>)>,
+    /// The ConfigMaps edict owns that exist (`namespace/name`), once their list completed: a
+    /// System whose ConfigMap is gone is wired again.
+    owned_config_maps: Option<BTreeSet<ObjectKey>>,
     /// Systems seen without edict's finalizer.
     unfinalized: BTreeSet<ObjectKey>,
     /// After adding finalizers failed: when to try again, and how many failures in a row.
@@ -119,6 +122,7 @@ impl Engine {
             bundle_url: "http://127.0.0.1:8181".to_string(),
             wired: BTreeMap::new(),
             wiring_due: BTreeMap::new(),
+            owned_config_maps: None,
             unfinalized: BTreeSet::new(),
             finalizer_retry: None,
             lifecycles: Lifecycles::default(),
@@ -223,11 +227,45 @@ impl Engine {
                 }
                 affected
             }
+            Change::OwnedConfigMap(key, true) => {
+                if let Some(owned) = &mut self.owned_config_maps {
+                    owned.insert(key);
+                }
+                Affected::new()
+            }
+            Change::OwnedConfigMap(key, false) => {
+                if let Some(owned) = &mut self.owned_config_maps {
+                    owned.remove(&key);
+                }
+                self.without_config_map()
+            }
+            Change::OwnedConfigMaps(present) => {
+                self.owned_config_maps = Some(present);
+                self.without_config_map()
+            }
             Change::Listing(_) => Affected::new(),
             Change::Error(e) => {
                 tracing::warn!("{e}");
                 Affected::new()
             }
+        }
+    }
+
+    /// The Systems whose applied ConfigMap is gone: to be wired again (a ConfigMap deleted by
+    /// hand, or while no replica was leading).
+    fn without_config_map(&self) -> Affected {
+        self.wired
+            .iter()
+            .filter(|(key, applied)| !self.config_map_exists(key, applied))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Whether the ConfigMap applied for `key` still exists (as far as the watch has told).
+    fn config_map_exists(&self, key: &ObjectKey, applied: &Applied) -> bool {
+        match (&self.owned_config_maps, &applied.config_map) {
+            (Some(owned), Some(name)) => owned.contains(&ObjectKey::new(&key.namespace, name)),
+            _ => true,
         }
     }
 
@@ -441,7 +479,8 @@ impl Engine {
         let (Some(system), Some(tenant)) = (system, tenant) else { return };
         match wiring::desired(&system, input, &tenant, &self.bundle_url, verification.as_ref()) {
             Ok(d) => {
-                let applied = self.wired.get(key).is_some_and(|a| a.is_from(&d));
+                let applied =
+                    self.wired.get(key).is_some_and(|a| a.is_from(&d) && self.config_map_exists(key, a));
                 if applied && !self.ws.wiring_problems.contains_key(key) {
                     self.wiring_due.remove(key);
                 } else {

@@ -55,7 +55,8 @@ impl Rounds {
             Change::NamespaceResync(_) => {
                 self.listing.remove("Namespace");
             }
-            Change::Error(_) => return,
+            // edict's own ConfigMap writes come back as these: no round for them.
+            Change::Error(_) | Change::OwnedConfigMap(_, true) => return,
             _ => {}
         }
         self.pending = Some(match self.pending {

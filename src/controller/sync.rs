@@ -78,6 +78,9 @@ impl Engine {
             match result {
                 Ok(applied) => {
                     self.metrics.reconciled("Wiring", "applied");
+                    if let (Some(owned), Some(name)) = (&mut self.owned_config_maps, &applied.config_map) {
+                        owned.insert(ObjectKey::new(&key.namespace, name));
+                    }
                     self.wired.insert(key.clone(), applied);
                     self.ws.wiring_problems.remove(&key);
                     self.lifecycles.update(&key, Lifecycle::succeeded);

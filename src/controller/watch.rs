@@ -27,6 +27,10 @@ pub enum Change {
     Namespace(String, Option<crate::selector::Labels>),
     /// A re-list of namespaces finished: namespaces not in the set are gone.
     NamespaceResync(BTreeSet<String>),
+    /// A ConfigMap edict owns (`namespace/name`) exists (`true`) or is gone (`false`).
+    OwnedConfigMap(ObjectKey, bool),
+    /// A list of the ConfigMaps edict owns finished: these exist, no other.
+    OwnedConfigMaps(BTreeSet<ObjectKey>),
     /// The watch failed (it retries with back-off); for logs and readiness.
     Error(String),
 }
@@ -109,7 +113,38 @@ pub fn namespaces(client: Client) -> impl Stream<Item = Change> + Send {
         .flatten()
 }
 
-/// Every change of every edict kind in the cluster, and of namespace labels, as one stream.
+/// The ConfigMaps edict owns (by its managed-by label; metadata only), so that one deleted by
+/// hand is written again.
+pub fn owned_config_maps(client: Client) -> impl Stream<Item = Change> + Send {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::core::PartialObjectMeta;
+    let (label, value) = super::wiring::MANAGED_BY;
+    let config = watcher::Config::default().labels(&format!("{label}={value}"));
+    let key = |m: &PartialObjectMeta<ConfigMap>| crate::catalog::key_of(&m.metadata);
+    watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client), config)
+        .default_backoff()
+        .scan(BTreeSet::new(), move |seen: &mut BTreeSet<ObjectKey>, event| {
+            let out = match event {
+                Ok(watcher::Event::Apply(m)) => vec![Change::OwnedConfigMap(key(&m), true)],
+                Ok(watcher::Event::Delete(m)) => vec![Change::OwnedConfigMap(key(&m), false)],
+                Ok(watcher::Event::Init) => {
+                    seen.clear();
+                    vec![]
+                }
+                Ok(watcher::Event::InitApply(m)) => {
+                    seen.insert(key(&m));
+                    vec![]
+                }
+                Ok(watcher::Event::InitDone) => vec![Change::OwnedConfigMaps(std::mem::take(seen))],
+                Err(e) => vec![Change::Error(format!("watching ConfigMaps: {e}"))],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+}
+
+/// Every change of every edict kind in the cluster, of namespace labels and of the ConfigMaps
+/// edict owns, as one stream.
 pub fn all(client: Client) -> impl Stream<Item = Change> + Send {
     let config = watcher::Config::default;
     let tenants = changes(
@@ -137,6 +172,7 @@ pub fn all(client: Client) -> impl Stream<Item = Change> + Send {
         stacks.boxed(),
         systems.boxed(),
         policies.boxed(),
-        namespaces(client).boxed(),
+        namespaces(client.clone()).boxed(),
+        owned_config_maps(client).boxed(),
     ])
 }
