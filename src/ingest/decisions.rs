@@ -103,13 +103,22 @@ pub fn decode(body: &[u8], encoding: Option<&str>, max_decoded: usize) -> Result
 
 /// Decompress a gzip body (one or more members) of at most `limit` bytes once decompressed.
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let decoder = flate2::read::MultiGzDecoder::new(body);
-    decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| DecodeError::NotGzip(e.to_string()))?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge { limit });
+    // A plain loop: `read_to_end` through `Take` zeroes spare capacity up to the limit.
+    let mut out = Vec::with_capacity(body.len().saturating_mul(8).min(limit));
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    let mut chunk = [0u8; 32 << 10];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecodeError::NotGzip(e.to_string())),
+        };
+        if out.len() + n > limit {
+            return Err(DecodeError::TooLarge { limit });
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
-    Ok(out)
 }
 
 fn event(index: usize, value: Value) -> Result<Event, DecodeError> {
@@ -257,12 +266,17 @@ fn batch_id(events: &[&Event]) -> String {
 }
 
 fn ndjson_gz(events: &[&Event]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Serialise first, then compress in one write: flate2 zero-fills its 32 KiB output buffer
+    // on every write, and serde_json writes token by token.
+    let mut ndjson = Vec::new();
     for event in events {
         // Writing a `Value` into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut gz, &event.value);
-        let _ = gz.write_all(b"\n");
+        let _ = serde_json::to_writer(&mut ndjson, &event.value);
+        ndjson.push(b'\n');
     }
+    let mut gz =
+        flate2::write::GzEncoder::new(Vec::with_capacity(ndjson.len() / 8), flate2::Compression::default());
+    let _ = gz.write_all(&ndjson);
     gz.finish().unwrap_or_default()
 }
 
