@@ -20,6 +20,7 @@ pub mod glob;
 pub mod iam;
 pub mod index;
 pub mod index_store;
+pub mod ingest;
 #[cfg(feature = "aws")]
 pub mod keys;
 pub mod local;

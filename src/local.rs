@@ -326,7 +326,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", opts.addr))?;
     let addr = listener.local_addr()?;
     print_opa_config(addr, &local);
-    let state = ServerState { store: registry.store().clone(), statuses: statuses.clone() };
+    let state = ServerState { store: registry.store().clone(), statuses: statuses.clone(), ingest: None };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();

@@ -3,18 +3,30 @@
 //!
 //! `GET /bundles/...` answers with the object's bytes and a strong `ETag`; a request whose
 //! `If-None-Match` names the current tag gets `304 Not Modified`, as OPA's bundle plugin expects.
+//!
+//! `POST /status` and `POST /logs` (also with OPA's optional `/<partition>` suffix) take OPA's
+//! Status API reports and Decision Log API batches when the server has an [`Ingest`]. OPA counts
+//! only `200 OK` as delivered; any other answer makes it keep a decision batch and send it again,
+//! which is what `503` (with `Retry-After`) asks for when the store fails.
 
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
+use crate::ingest::decisions::DecodeError;
+use crate::ingest::{Denied, Ingest, IngestError, Limits};
 use crate::status::Statuses;
 use crate::store::ObjectStore;
+
+/// Seconds OPA is asked to wait before sending a batch again when the store failed.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -23,13 +35,23 @@ pub struct ServerState {
     pub store: Arc<dyn ObjectStore>,
     /// The latest status of every object.
     pub statuses: Arc<RwLock<Arc<Statuses>>>,
+    /// Where OPA status reports and decision logs go; `None` answers them `404`.
+    pub ingest: Option<Arc<Ingest>>,
 }
 
-/// The router: `/bundles/*`, `/v1/status`, `/healthz`, `/readyz`.
+/// The router: `/bundles/*`, `/v1/status`, `/status`, `/logs`, `/healthz`, `/readyz`.
 pub fn router(state: ServerState) -> Router {
+    let max_body = state.ingest.as_ref().map_or(Limits::default(), |i| i.limits()).max_body;
+    let limit = || DefaultBodyLimit::max(max_body);
     Router::new()
         .route("/bundles/{*path}", get(bundle))
         .route("/v1/status", get(status))
+        .route("/status", post(status_report).layer(limit()))
+        .route("/status/", post(status_report).layer(limit()))
+        .route("/status/{partition}", post(status_report).layer(limit()))
+        .route("/logs", post(decision_logs).layer(limit()))
+        .route("/logs/", post(decision_logs).layer(limit()))
+        .route("/logs/{partition}", post(decision_logs).layer(limit()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .with_state(state)
@@ -66,4 +88,78 @@ async fn status(State(state): State<ServerState>) -> Response {
         Err(_) => Vec::new(),
     };
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// `POST /status`: record an OPA's status report in the fleet.
+async fn status_report(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(ingest) = &state.ingest else { return not_ingesting() };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unread(ingest, rejection),
+    };
+    match ingest.record_status(&body, content_encoding(&headers), bearer(&headers), SystemTime::now()) {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// `POST /logs`: store a decision batch; `200 OK` only once the store has it.
+async fn decision_logs(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(ingest) = &state.ingest else { return not_ingesting() };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unread(ingest, rejection),
+    };
+    match ingest.store_decisions(&body, content_encoding(&headers), bearer(&headers)).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+fn not_ingesting() -> Response {
+    (StatusCode::NOT_FOUND, "this edict server does not ingest OPA status or decision logs\n").into_response()
+}
+
+/// A body that could not be read: over the limit (413) or cut off.
+fn unread(ingest: &Ingest, rejection: BytesRejection) -> Response {
+    ingest.count_rejected();
+    (rejection.status(), format!("{}\n", rejection.body_text())).into_response()
+}
+
+fn content_encoding(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok())
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn refused(error: IngestError) -> Response {
+    let code = match &error {
+        IngestError::Decisions(DecodeError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        IngestError::Decisions(DecodeError::UnsupportedEncoding(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        IngestError::Decisions(_) | IngestError::Status(_) => StatusCode::BAD_REQUEST,
+        IngestError::Denied(Denied::Unauthenticated(_)) => {
+            let challenge = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
+            return (StatusCode::UNAUTHORIZED, challenge, format!("{error}\n")).into_response();
+        }
+        IngestError::Denied(Denied::Forbidden(_)) => StatusCode::FORBIDDEN,
+        IngestError::Store(e) => {
+            tracing::warn!(error = %e, "decision batch not stored; OPA will send it again");
+            let retry = [(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS))];
+            return (StatusCode::SERVICE_UNAVAILABLE, retry, format!("{error}\n")).into_response();
+        }
+    };
+    (code, format!("{error}\n")).into_response()
 }

@@ -9,6 +9,9 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 /// The object cannot make progress until its spec (or something it references) changes.
 pub const STALLED: &str = "Stalled";
+/// A System only: every OPA that reports runs the live revision. `Ready` keeps its meaning
+/// (built, checked and published), so kstatus tools are not confused by a slow rollout.
+pub const LIVE: &str = "Live";
 
 /// Status of a condition.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

@@ -35,7 +35,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let bundles = tokio::net::TcpListener::bind(opts.bundle_addr)
         .await
         .with_context(|| format!("listening on {}", opts.bundle_addr))?;
-    let api = crate::server::router(crate::server::ServerState { store, statuses: statuses.clone() });
+    let api =
+        crate::server::router(crate::server::ServerState { store, statuses: statuses.clone(), ingest: None });
     tokio::spawn(async move { axum::serve(bundles, api).await });
 
     let lease = leader::LeaseConfig::new(&opts.namespace, &opts.identity);

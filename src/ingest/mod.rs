@@ -1,0 +1,339 @@
+//! OPA's reports flowing back into edict: the Status API and the Decision Log API.
+//!
+//! - [`status`]: the few fields of a status report edict uses, parsed without building the rest;
+//! - [`fleet`]: what each System's OPAs run, and the System's `Live` condition (pure);
+//! - [`decisions`]: decision-log batches, decoded, re-masked and laid out as gzip NDJSON objects;
+//! - [`reporters`]: who may report for which System.
+//!
+//! [`Ingest`] is what the HTTP handlers share (`POST /status`, `POST /logs` in
+//! [`crate::server`]): the fleet, the object store decisions go to, the limits and counters.
+//! A decision batch is acknowledged only once the store has it; a resent batch maps to the same
+//! keys and is stored once.
+//!
+//! Not here yet (issue 11): the TokenReview [`Reporters`] of the operator, the DynamoDB
+//! index and per-minute time series of stored batches, the Tenant's own store and keys per
+//! batch (one store serves every System here), a bounded writer queue answering 429, and the
+//! Prometheus export of [`Counters`].
+
+pub mod decisions;
+pub mod fleet;
+pub mod reporters;
+pub mod status;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+pub use fleet::{Fleet, OpaSummary};
+pub use reporters::{Denied, Reporters, ServedSystems};
+
+use crate::index::ObjectKey;
+use crate::store::{ObjectStore, Precondition, StoreError};
+use decisions::DecodeError;
+use status::{StatusError, StatusReport};
+
+/// A System as reports address it: its Tenant, its cluster, its namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SystemKey {
+    /// The Tenant the System belongs to.
+    pub tenant: String,
+    /// The cluster (edict's configured cluster name; `local` for `run --local`).
+    pub cluster: String,
+    /// The System's namespace and name.
+    pub system: ObjectKey,
+}
+
+impl SystemKey {
+    /// A key from its parts.
+    pub fn new(
+        tenant: impl Into<String>,
+        cluster: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        SystemKey { tenant: tenant.into(), cluster: cluster.into(), system: ObjectKey::new(namespace, name) }
+    }
+
+    /// The key of `system_id` (`<cluster>/<namespace>/<name>`, all three non-empty) in `tenant`.
+    pub fn parse(tenant: &str, system_id: &str) -> Option<Self> {
+        let mut parts = system_id.split('/');
+        let (cluster, namespace, name) = (parts.next()?, parts.next()?, parts.next()?);
+        let valid = parts.next().is_none() && ![cluster, namespace, name].contains(&"");
+        valid.then(|| SystemKey::new(tenant, cluster, namespace, name))
+    }
+
+    /// `<cluster>/<namespace>/<name>`: `data.context.system_id` and OPA's `labels.system_id`.
+    pub fn system_id(&self) -> String {
+        format!("{}/{}/{}", self.cluster, self.system.namespace, self.system.name)
+    }
+}
+
+impl fmt::Display for SystemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.system_id())
+    }
+}
+
+/// Size limits on what a reporter may send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest request body accepted, as sent (HTTP 413 above it).
+    pub max_body: usize,
+    /// The largest decision batch accepted once decompressed (HTTP 413 above it).
+    pub max_decoded: usize,
+}
+
+impl Default for Limits {
+    /// 10 MiB as sent, 64 MiB decompressed (OPA's default upload limit is 32 KiB compressed).
+    fn default() -> Self {
+        Limits { max_body: 10 << 20, max_decoded: 64 << 20 }
+    }
+}
+
+/// Why a report was refused; each maps to one HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A decision batch that does not decode (400, 413 or 415).
+    #[error(transparent)]
+    Decisions(#[from] DecodeError),
+    /// A status report that does not parse or has no labels (400).
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// The reporter may not report for the System (401 or 403).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The store did not take the batch (503: OPA keeps the batch and sends it again).
+    #[error("decisions not stored, send again later: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Counts since start, for metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    status_reports: AtomicU64,
+    accepted_events: AtomicU64,
+    rejected_requests: AtomicU64,
+    stored_events: AtomicU64,
+    duplicate_events: AtomicU64,
+    remasked_events: AtomicU64,
+}
+
+/// A copy of the [`Counters`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Status reports recorded.
+    pub status_reports: u64,
+    /// Decision events decoded and allowed (stored or already stored, or failing to store).
+    pub accepted_events: u64,
+    /// Requests refused (bad input, denied, or the store failing), status and logs alike.
+    pub rejected_requests: u64,
+    /// Decision events written to the store.
+    pub stored_events: u64,
+    /// Decision events of resent batches the store already had.
+    pub duplicate_events: u64,
+    /// Secret admission events edict had to erase data from (OPA's masks were not applied).
+    pub remasked_events: u64,
+}
+
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// What storing one decision batch did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The System the batch was for (`None` for an empty batch).
+    pub system: Option<SystemKey>,
+    /// Every object key of the batch (one per UTC hour it spans).
+    pub keys: Vec<String>,
+    /// Events in the batch.
+    pub events: usize,
+    /// Events written now (the rest were in objects the store already had).
+    pub written: usize,
+    /// Events edict erased Secret data from.
+    pub remasked: usize,
+}
+
+/// What the ingestion handlers share.
+pub struct Ingest {
+    fleet: Mutex<Fleet>,
+    store: Arc<dyn ObjectStore>,
+    reporters: Box<dyn Reporters>,
+    limits: Limits,
+    counters: Counters,
+}
+
+impl fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ingest")
+            .field("store", &self.store)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    /// Ingestion into `store`, for the reporters `reporters` allows; OPAs silent for longer
+    /// than `forget_after` are dropped from the fleet by [`Ingest::expire`].
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        reporters: impl Reporters + 'static,
+        limits: Limits,
+        forget_after: Duration,
+    ) -> Self {
+        Ingest {
+            fleet: Mutex::new(Fleet::new(forget_after)),
+            store,
+            reporters: Box::new(reporters),
+            limits,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The size limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Record a `POST /status` body (JSON, or gzip when `encoding` says so) received at `now`;
+    /// returns the System it was for.
+    pub fn record_status(
+        &self,
+        body: &[u8],
+        encoding: Option<&str>,
+        bearer: Option<&str>,
+        now: SystemTime,
+    ) -> Result<SystemKey, IngestError> {
+        let result = self.try_record_status(body, encoding, bearer, now);
+        self.count(&result);
+        if result.is_ok() {
+            add(&self.counters.status_reports, 1);
+        }
+        result
+    }
+
+    fn try_record_status(
+        &self,
+        body: &[u8],
+        encoding: Option<&str>,
+        bearer: Option<&str>,
+        now: SystemTime,
+    ) -> Result<SystemKey, IngestError> {
+        let gunzipped;
+        let body = match encoding.map(str::trim) {
+            None | Some("" | "identity") => body,
+            Some(e) if e.eq_ignore_ascii_case("gzip") => {
+                gunzipped = decisions::gunzip(body, self.limits.max_decoded)?;
+                &gunzipped[..]
+            }
+            Some(other) => return Err(DecodeError::UnsupportedEncoding(other.to_string()).into()),
+        };
+        let summary = StatusReport::parse(body)?.summary()?;
+        let system = self.reporters.allows(&summary.system_id, bearer)?;
+        if let Some(tenant) = summary.tenant.as_deref().filter(|t| *t != system.tenant) {
+            let message = format!(
+                "labels.tenant is {tenant:?} but System {} belongs to {:?}",
+                summary.system_id, system.tenant
+            );
+            return Err(Denied::Forbidden(message).into());
+        }
+        self.fleet().record(&system, &summary, now);
+        Ok(system)
+    }
+
+    /// Decode, check and store a `POST /logs` body; returns once the store has every object
+    /// of the batch (written now, or already there from an earlier send).
+    pub async fn store_decisions(
+        &self,
+        body: &[u8],
+        encoding: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<Stored, IngestError> {
+        let result = self.try_store_decisions(body, encoding, bearer).await;
+        self.count(&result);
+        result
+    }
+
+    async fn try_store_decisions(
+        &self,
+        body: &[u8],
+        encoding: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<Stored, IngestError> {
+        let mut events = decisions::decode(body, encoding, self.limits.max_decoded)?;
+        let Some(system_id) = decisions::system_id(&events)? else {
+            return Ok(Stored { system: None, keys: vec![], events: 0, written: 0, remasked: 0 });
+        };
+        let system = self.reporters.allows(system_id, bearer)?;
+        add(&self.counters.accepted_events, events.len());
+        let remasked = events
+            .iter_mut()
+            .map(|e| decisions::remask_secret(&mut e.value))
+            .filter(|&erased| erased)
+            .count();
+        add(&self.counters.remasked_events, remasked);
+        let mut stored =
+            Stored { system: Some(system.clone()), keys: vec![], events: events.len(), written: 0, remasked };
+        for object in decisions::objects(&system, &events) {
+            match self.store.put(&object.key, &object.bytes, Precondition::IfAbsent).await {
+                Ok(_) => {
+                    stored.written += object.events;
+                    add(&self.counters.stored_events, object.events);
+                }
+                Err(StoreError::PreconditionFailed { .. }) => {
+                    add(&self.counters.duplicate_events, object.events)
+                }
+                Err(e) => return Err(e.into()),
+            }
+            stored.keys.push(object.key);
+        }
+        Ok(stored)
+    }
+
+    fn count<T>(&self, result: &Result<T, IngestError>) {
+        if result.is_err() {
+            self.count_rejected();
+        }
+    }
+
+    /// Count a request refused before it reached [`Ingest`] (a body over the limit, cut off).
+    pub fn count_rejected(&self) {
+        add(&self.counters.rejected_requests, 1);
+    }
+
+    /// The fleet, locked (never held across an await).
+    pub fn fleet(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How `system`'s OPAs stand against its live revision (see [`Fleet::summary`]).
+    pub fn summary(
+        &self,
+        system: &SystemKey,
+        live_revision: Option<&str>,
+        now: SystemTime,
+        interval: Duration,
+    ) -> OpaSummary {
+        self.fleet().summary(system, live_revision, now, interval)
+    }
+
+    /// Forget OPAs silent for too long; returns the Systems whose fleet changed.
+    pub fn expire(&self, now: SystemTime) -> Vec<SystemKey> {
+        self.fleet().expire(now)
+    }
+
+    /// The counters as they are now.
+    pub fn counters(&self) -> CounterSnapshot {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CounterSnapshot {
+            status_reports: get(&c.status_reports),
+            accepted_events: get(&c.accepted_events),
+            rejected_requests: get(&c.rejected_requests),
+            stored_events: get(&c.stored_events),
+            duplicate_events: get(&c.duplicate_events),
+            remasked_events: get(&c.remasked_events),
+        }
+    }
+}
