@@ -16,6 +16,7 @@ use notify::Watcher;
 
 use crate::catalog::Affected;
 use crate::index::ObjectKey;
+use crate::ingest::{Denied, Ingest, SystemKey};
 use crate::manifest::{self, Located};
 use crate::problem::{ObjectRef, Problem, Reason};
 use crate::registry::Published;
@@ -64,6 +65,10 @@ pub struct Local {
     /// What each System's published bundle was built for (its place in the store).
     served: BTreeMap<ObjectKey, crate::bundle::BundleInput>,
 }
+
+/// How long an OPA that stopped reporting is remembered at all (it stops counting as reporting
+/// after three reporting intervals).
+const FORGET_OPAS: Duration = Duration::from_secs(600);
 
 /// How long objects must stay gone from their file before they are deleted.
 pub const SETTLE: Duration = Duration::from_secs(1);
@@ -276,6 +281,42 @@ impl Local {
         }
     }
 
+    /// The Systems OPAs may report for (by `labels.system_id`): those this edict serves.
+    pub fn reporters(&self) -> BTreeMap<String, SystemKey> {
+        self.served
+            .values()
+            .map(|i| {
+                (i.system_id(), SystemKey::new(&i.tenant, &i.cluster, &i.system.namespace, &i.system.name))
+            })
+            .collect()
+    }
+
+    /// Take what the served Systems' OPAs reported by `now` into their statuses (`status.opas`,
+    /// the `Live` condition); returns whether any System's changed. Logs each change of `Live`.
+    pub fn refresh_fleet(&mut self, ingest: &Ingest, now: SystemTime) -> bool {
+        let interval = Duration::from_secs(crate::opa_config::HTTP_POLL_MAX_SECONDS);
+        let mut changed = false;
+        for (key, input) in &self.served {
+            let system = SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
+            let summary = ingest.summary(&system, self.ws.live.get(key).map(String::as_str), now, interval);
+            let before = self.ws.fleet.get(key);
+            if before == Some(&summary) {
+                continue;
+            }
+            let (was, is) = (before.map(|b| b.live_condition()), summary.live_condition());
+            if was.as_ref().is_none_or(|w| (w.status, &w.reason) != (is.status, &is.reason)) {
+                match is.reason.as_str() {
+                    "Degraded" => tracing::warn!(system = %key, reason = %is.reason, "{}", is.message),
+                    _ => tracing::info!(system = %key, reason = %is.reason, "{}", is.message),
+                }
+            }
+            self.ws.fleet.insert(key.clone(), summary);
+            changed = true;
+        }
+        self.ws.fleet.retain(|key, _| self.served.contains_key(key));
+        changed
+    }
+
     /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
         self.ws.statuses()
@@ -326,7 +367,23 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", opts.addr))?;
     let addr = listener.local_addr()?;
     print_opa_config(addr, &local);
-    let state = ServerState { store: registry.store().clone(), statuses: statuses.clone(), ingest: None };
+    // OPAs report to this edict (status, decision logs) for the Systems it serves.
+    let reporters = Arc::new(RwLock::new(local.reporters()));
+    let allowed = reporters.clone();
+    let ingest = Arc::new(Ingest::new(
+        registry.store().clone(),
+        move |id: &str, _: Option<&str>| {
+            let served = allowed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            served.get(id).cloned().ok_or_else(|| Denied::Forbidden(format!("edict serves no System {id}")))
+        },
+        crate::ingest::Limits::default(),
+        FORGET_OPAS,
+    ));
+    let state = ServerState {
+        store: registry.store().clone(),
+        statuses: statuses.clone(),
+        ingest: Some(ingest.clone()),
+    };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
@@ -344,10 +401,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
     tracing::info!(dir = %dir.display(), store = %store_dir.display(), "watching for changes");
 
+    let mut fleet_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let settle_at = local.next_settle().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let (rebuilt, what, started) = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = fleet_tick.tick() => {
+                let now = SystemTime::now();
+                ingest.expire(now);
+                if local.refresh_fleet(&ingest, now)
+                    && let Ok(mut s) = statuses.write()
+                {
+                    *s = Arc::new(local.statuses());
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(settle_at.into()) => {
                 let started = Instant::now();
                 (local.settle(started)?, "deletions applied", started)
@@ -383,6 +451,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         };
         let (written, unchanged) = local.publish(&registry, &rebuilt).await;
+        if let Ok(mut r) = reporters.write() {
+            *r = local.reporters();
+        }
+        local.refresh_fleet(&ingest, SystemTime::now());
         if let Ok(mut s) = statuses.write() {
             *s = Arc::new(local.statuses());
         }
@@ -429,7 +501,8 @@ fn print_opa_config(addr: SocketAddr, local: &Local) {
         local.ws.builds.values().filter_map(|b| b.input.as_ref()).collect();
     match inputs.first() {
         Some(input) => {
-            let config = crate::opa_config::render(input, &crate::opa_config::Source::Http(&url), None);
+            let mut config = crate::opa_config::render(input, &crate::opa_config::Source::Http(&url), None);
+            crate::opa_config::report_to_edict(&mut config);
             println!("{}", serde_norway::to_string(&config).unwrap_or_default());
         }
         None => println!("(no System yet)\n"),

@@ -35,6 +35,20 @@ pub fn default_decision(system_type: SystemType) -> &'static str {
     }
 }
 
+/// How often, at most, an OPA polling edict's own bundle server asks for a new bundle; it
+/// sends a status report after each poll, so this is also its reporting interval.
+pub const HTTP_POLL_MAX_SECONDS: u64 = 5;
+
+/// Send the OPA's status reports and decision logs to the `edict` service (edict's own server,
+/// which stores decisions and shows what the OPAs run in each System's status).
+pub fn report_to_edict(config: &mut Value) {
+    config["status"] = json!({"service": "edict"});
+    config["decision_logs"] = json!({
+        "service": "edict",
+        "reporting": {"min_delay_seconds": 1, "max_delay_seconds": HTTP_POLL_MAX_SECONDS},
+    });
+}
+
 /// OPA's configuration (as JSON, which is valid YAML) for the System `input` describes.
 pub fn render(input: &BundleInput, source: &Source<'_>, verification: Option<&Verification<'_>>) -> Value {
     let (service, resource) = match source {
@@ -63,7 +77,7 @@ pub fn render(input: &BundleInput, source: &Source<'_>, verification: Option<&Ve
     // A local bundle server is for following edits as they happen; S3 is polled more gently.
     let (min, max) = match source {
         Source::S3(_) => (10, 30),
-        Source::Http(_) => (1, 5),
+        Source::Http(_) => (1, HTTP_POLL_MAX_SECONDS),
     };
     let mut bundle = json!({
         "service": "edict",

@@ -35,6 +35,9 @@ pub struct Workspace {
     /// Whether each Tenant's storage is usable (what was checked), or why not, as last seen by
     /// a publish; Tenants not in the map have not been connected (or use the embedded store).
     pub storage: BTreeMap<String, Result<String, Problem>>,
+    /// What each System's OPAs report, for the Systems whose OPAs report to this edict
+    /// (`status.opas` and the `Live` condition).
+    pub fleet: BTreeMap<ObjectKey, crate::ingest::OpaSummary>,
     /// The statuses last reported, whose transition times carry over.
     reported: status::Transitions,
 }
@@ -54,6 +57,7 @@ impl Workspace {
             publish_problems: BTreeMap::new(),
             wiring_problems: BTreeMap::new(),
             storage: BTreeMap::new(),
+            fleet: BTreeMap::new(),
             reported: status::Transitions::default(),
         };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
@@ -73,6 +77,7 @@ impl Workspace {
             publish_problems: BTreeMap::new(),
             wiring_problems: BTreeMap::new(),
             storage: BTreeMap::new(),
+            fleet: BTreeMap::new(),
             reported: status::Transitions::default(),
         }
     }
@@ -146,6 +151,13 @@ impl Workspace {
                 ready.reason = "StorageReady".into();
                 ready.message = what.clone();
             }
+        }
+        for (key, summary) in &self.fleet {
+            let Some(status) = now.systems.get_mut(&key.to_string()) else { continue };
+            status.opas = Some(summary.status());
+            let mut live = summary.live_condition();
+            live.observed_generation = status.observed_generation;
+            status.conditions.push(live);
         }
         let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         status::carry_all(&self.reported, &mut now, &stamp);

@@ -317,7 +317,7 @@ fn operator_cluster_rules() -> Vec<String> {
         "edict.dev|tenants/status,stacks/status,systems/status,policies/status|patch|".into(),
         "|namespaces|list,watch|".into(),
         "|serviceaccounts|get,patch|".into(),
-        "|configmaps|get,create,patch,delete|".into(),
+        "|configmaps|get,list,watch,create,patch,delete|".into(),
         "events.k8s.io|events|create,patch|".into(),
     ]
 }

@@ -349,3 +349,89 @@ fn a_deleted_system_leaves_the_store() {
     rt.block_on(local.prune(&registry));
     assert!(!bundle.exists(), "dropped at start");
 }
+
+fn post(url: &str, body: &[u8], gzip: bool) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = agent.post(url).header("Content-Type", "application/json");
+    let sent = if gzip {
+        req = req.header("Content-Encoding", "gzip");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, body).expect("gzip");
+        enc.finish().expect("gzip")
+    } else {
+        body.to_vec()
+    };
+    req.send(&sent[..]).map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// OPAs report to `run --local` as a real OPA 1.9 does (the captured payloads): the System's
+/// status shows how many run the live revision (`LIVE 1/1`, then `1/2` with the newest error
+/// when another OPA refuses a bundle), decision batches are stored under their Hive partition
+/// in the embedded store, and a report for a System it does not serve is refused.
+#[test]
+fn opas_report_to_run_local_and_their_state_shows_in_status() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifests = work.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("mkdir");
+    common::copy_examples(&manifests);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let store = work.path().join("store");
+    let opts = edict::local::Options {
+        dir: manifests.clone(),
+        store: store.clone(),
+        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+        cluster: "local".into(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let server = rt.spawn(edict::local::run(opts));
+    let status = || -> Option<serde_json::Value> {
+        let r = get(&format!("{base}/v1/status"), None)?;
+        let all: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        Some(all["systems"]["acme-payments/payments-cluster"].clone())
+    };
+    let live_condition = |s: &serde_json::Value| -> Option<(String, String, String)> {
+        let c = s["conditions"].as_array()?.iter().find(|c| c["type"] == "Live")?.clone();
+        Some((c["status"].as_str()?.into(), c["reason"].as_str()?.into(), c["message"].as_str()?.into()))
+    };
+    let revision = wait_for("the payments System published", || {
+        status().and_then(|s| s["revision"].as_str().map(String::from))
+    });
+    let (no_opas, reason, _) = wait_for("the Live condition", || status().as_ref().and_then(live_condition));
+    assert_eq!((no_opas.as_str(), reason.as_str()), ("Unknown", "NoOpas"));
+
+    let fixture = |name: &str| {
+        std::fs::read_to_string(common::root().join("tests/fixtures/opa-wire").join(name)).expect("fixture")
+    };
+    const CAPTURED: &str = "ad04ca06ddc608fa1ec8768d110ccb81c8cd81c4f060aa19631a0c885aa4c8b1";
+    let active = fixture("status-active.json").replace(CAPTURED, &revision);
+    assert_eq!(post(&format!("{base}/status"), active.as_bytes(), false), 200);
+    let s = wait_for("1/1 OPAs live", || status().filter(|s| s["opas"]["live"] == "1/1"));
+    let (st, reason, message) = live_condition(&s).expect("Live");
+    assert_eq!((st.as_str(), reason.as_str()), ("True", "Live"), "{message}");
+
+    // A second OPA still on an older revision, whose activation of the live one failed.
+    let failed = fixture("status-activation-failed.json")
+        .replace("c522fd0f-a67f-4466-b48d-e1d27340e774", "second-opa");
+    assert_eq!(post(&format!("{base}/status"), failed.as_bytes(), false), 200);
+    let s = wait_for("1/2 OPAs live", || status().filter(|s| s["opas"]["live"] == "1/2"));
+    let (st, reason, message) = live_condition(&s).expect("Live");
+    assert_eq!((st.as_str(), reason.as_str()), ("False", "Degraded"), "{message}");
+    assert!(message.contains("rego_type_error: count: invalid argument(s)"), "{message}");
+    assert_eq!(s["opas"]["failed"], 1);
+    assert!(s["opas"]["newestError"].as_str().is_some_and(|e| e.contains("second-opa")), "{s}");
+
+    // A decision batch, gzip as OPA sends it: stored once durable, under its partition.
+    let batch = fixture("decision-logs-batch.json");
+    assert_eq!(post(&format!("{base}/logs"), batch.as_bytes(), true), 200);
+    let partition = store.join("decisions/acme/local/acme-payments/payments-cluster/dt=2026-11-30/hour=17");
+    let stored: Vec<_> = std::fs::read_dir(&partition).expect("the partition").flatten().collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let events = edict::ingest::decisions::read_ndjson_gz(&std::fs::read(stored[0].path()).expect("read"))
+        .expect("gzip NDJSON");
+    assert_eq!(events.len(), 2);
+
+    let stranger = active.replace("local/acme-payments/payments-cluster", "local/acme-payments/nope");
+    assert_eq!(post(&format!("{base}/status"), stranger.as_bytes(), false), 403);
+    server.abort();
+}

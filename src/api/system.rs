@@ -20,6 +20,7 @@ use super::{Condition, DefaultDecision, Enforcement, SystemType};
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","description":"The live bundle's revision, shortened to 12 hex digits.","jsonPath":".status.shortRevision"}"#,
+    printcolumn = r#"{"name":"Live","type":"string","description":"OPAs on the live revision / OPAs reporting.","jsonPath":".status.opas.live"}"#,
     printcolumn = r#"{"name":"Stacks","type":"integer","jsonPath":".status.stackCount"}"#,
     printcolumn = r#"{"name":"Policies","type":"integer","jsonPath":".status.policies"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
@@ -99,4 +100,26 @@ pub struct SystemStatus {
     /// restarted operator applies them again only when they differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wiring_digest: Option<String>,
+    /// What the System's OPAs report (OPA's Status API), when they report to edict; the `Live`
+    /// condition says whether every reporting OPA runs the live revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opas: Option<OpaFleetStatus>,
+}
+
+/// How a System's OPAs stand against its live revision, from their status reports.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OpaFleetStatus {
+    /// `<OPAs on the live revision>/<OPAs reporting>`, as `kubectl get` shows it (`3/3`).
+    pub live: String,
+    /// OPAs that reported within the last three reporting intervals (silent ones age out).
+    pub reporting: u32,
+    /// Reporting OPAs whose active revision is the live one.
+    pub on_live_revision: u32,
+    /// Reporting OPAs not on the live revision whose last download or activation failed.
+    pub failed: u32,
+    /// The newest failure among them: OPA's code and message, with the OPA's id
+    /// (e.g. `rego_type_error: count: invalid argument(s) (policy.rego:4:7) (OPA 3f2a…)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_error: Option<String>,
 }

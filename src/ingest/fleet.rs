@@ -173,6 +173,21 @@ pub mod reason {
 }
 
 impl OpaSummary {
+    /// What a System's status shows of its OPAs (`status.opas`).
+    pub fn status(&self) -> crate::api::system::OpaFleetStatus {
+        crate::api::system::OpaFleetStatus {
+            live: format!("{}/{}", self.on_live, self.reporting),
+            reporting: self.reporting,
+            on_live_revision: self.on_live,
+            failed: self.failed,
+            newest_error: self
+                .newest_error
+                .as_ref()
+                .filter(|_| self.failed > 0)
+                .map(|n| format!("{} (OPA {})", n.error, n.opa)),
+        }
+    }
+
     /// The `Live` condition: True when every reporting OPA runs the live revision; False with
     /// `Progressing` or `Degraded`; Unknown with `NoOpas` or `NotPublished`. The caller sets
     /// `observedGeneration` and `lastTransitionTime`.
