@@ -354,7 +354,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.store)
         .with_context(|| format!("store directory {}", opts.store.display()))?;
     let store_dir = opts.store.canonicalize()?;
-    let registry = Registry::embedded(&store_dir).with_actor("edict run --local");
+    let changes = Arc::new(crate::store::KeyChanges::default());
+    let registry =
+        Registry::embedded(&store_dir).with_actor("edict run --local").with_changes(changes.clone());
     let mut local = Local::load(&dir, &store_dir, &opts.cluster)?;
     let all: Vec<ObjectKey> = local.ws.builds.keys().cloned().collect();
     let (written, unchanged) = local.publish(&registry, &all).await;
@@ -383,6 +385,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         store: registry.store().clone(),
         statuses: statuses.clone(),
         ingest: Some(ingest.clone()),
+        changes,
     };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 

@@ -39,6 +39,10 @@ pub fn default_decision(system_type: SystemType) -> &'static str {
 /// sends a status report after each poll, so this is also its reporting interval.
 pub const HTTP_POLL_MAX_SECONDS: u64 = 5;
 
+/// How long an OPA waits on edict's bundle server for a new bundle (OPA's long polling): edict
+/// answers as soon as the bundle changes, or with `304` just before this.
+pub const LONG_POLLING_SECONDS: u64 = 30;
+
 /// Send the OPA's status reports and decision logs to the `edict` service (edict's own server,
 /// which stores decisions and shows what the OPAs run in each System's status).
 pub fn report_to_edict(config: &mut Value) {
@@ -85,6 +89,10 @@ pub fn render(input: &BundleInput, source: &Source<'_>, verification: Option<&Ve
         "persist": true,
         "polling": {"min_delay_seconds": min, "max_delay_seconds": max},
     });
+    if let Source::Http(_) = source {
+        // edict's own server long-polls: a new bundle reaches a waiting OPA as it is published.
+        bundle["polling"]["long_polling_timeout_seconds"] = json!(LONG_POLLING_SECONDS);
+    }
     let mut config = json!({
         "services": {"edict": service},
         "labels": {

@@ -122,6 +122,7 @@ pub struct Registry {
     actor: String,
     verification: Option<VerificationKey>,
     adopt_unindexed: bool,
+    changes: Option<Arc<crate::store::KeyChanges>>,
 }
 
 /// The public half of the key that signs a tenant's bundles, for OPA's configuration.
@@ -164,6 +165,7 @@ impl Registry {
             actor: "edict".to_string(),
             verification: None,
             adopt_unindexed: false,
+            changes: None,
         }
     }
 
@@ -209,6 +211,13 @@ impl Registry {
     /// taken for another writer's.
     pub fn adopting_unindexed(mut self) -> Self {
         self.adopt_unindexed = true;
+        self
+    }
+
+    /// Say on `changes` which live bundle each publish, rollback or retirement replaced, so
+    /// that bundle requests waiting on it (OPA's long polling) get it at once.
+    pub fn with_changes(mut self, changes: Arc<crate::store::KeyChanges>) -> Self {
+        self.changes = Some(changes);
         self
     }
 
@@ -388,6 +397,21 @@ impl Registry {
         digest: &str,
         known: Option<&LiveRevision>,
     ) -> Result<String, PublishError> {
+        let etag = self.put_live(id, key, bytes, digest, known).await?;
+        if let Some(changes) = &self.changes {
+            changes.changed(key);
+        }
+        Ok(etag)
+    }
+
+    async fn put_live(
+        &self,
+        id: &str,
+        key: &str,
+        bytes: &[u8],
+        digest: &str,
+        known: Option<&LiveRevision>,
+    ) -> Result<String, PublishError> {
         let precondition = match known {
             Some(live) => Precondition::IfMatch(live.etag.clone()),
             None => Precondition::IfAbsent,
@@ -493,6 +517,9 @@ impl Registry {
         let objects = self.store.list(&dir).await?;
         for key in &objects {
             self.store.delete(key).await?;
+            if let Some(changes) = &self.changes {
+                changes.changed(key);
+            }
         }
         let indexed = self.index.get_system(&self.tenant, system_id).await?.is_some();
         if indexed {

@@ -10,7 +10,7 @@
 //! which is what `503` (with `Retry-After`) asks for when the store fails.
 
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use crate::ingest::decisions::DecodeError;
 use crate::ingest::{Denied, Ingest, IngestError, Limits};
 use crate::status::Statuses;
-use crate::store::ObjectStore;
+use crate::store::{KeyChanges, ObjectStore};
 
 /// Seconds OPA is asked to wait before sending a batch again when the store failed.
 const RETRY_AFTER_SECONDS: &str = "5";
@@ -37,6 +37,8 @@ pub struct ServerState {
     pub statuses: Arc<RwLock<Arc<Statuses>>>,
     /// Where OPA status reports and decision logs go; `None` answers them `404`.
     pub ingest: Option<Arc<Ingest>>,
+    /// Which bundles changed, for requests that long-poll.
+    pub changes: Arc<KeyChanges>,
 }
 
 /// The router: `/bundles/*`, `/v1/status`, `/status`, `/logs`, `/healthz`, `/readyz`.
@@ -57,29 +59,66 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
+/// The longest a bundle request may wait for a change (OPA's `long_polling_timeout_seconds`
+/// is capped to this).
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// The content type that tells OPA this server long-polls (OPA then keeps sending
+/// `Prefer: …;wait=N`; with `application/gzip` it falls back to plain polling).
+const LONG_POLLING: &str = "application/vnd.openpolicyagent.bundles";
+
+/// `GET /bundles/…`: the bundle with a strong `ETag`; `304` when `If-None-Match` names it.
+/// With OPA's long polling (`Prefer: modes=snapshot,delta;wait=N`), a request whose tag is
+/// current waits until the bundle changes (answered at once) or about N seconds pass (`304`).
 async fn bundle(State(state): State<ServerState>, Path(path): Path<String>, headers: HeaderMap) -> Response {
     let key = format!("bundles/{path}");
-    match state.store.get(&key).await {
-        Ok(Some(object)) => {
-            let etag = format!("\"{}\"", object.meta.etag);
-            let matches = headers
-                .get(header::IF_NONE_MATCH)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-            let tag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-            if matches {
-                return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
-            }
-            (
+    let seen = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let wait = headers.get("prefer").and_then(|v| v.to_str().ok()).and_then(prefer_wait);
+    // Answer a little before OPA's own deadline (its request times out at `wait`).
+    let deadline = wait
+        .map(|w| tokio::time::Instant::now() + w.min(MAX_WAIT).saturating_sub(Duration::from_millis(500)));
+    let mut changed = wait.map(|_| state.changes.watch(&key));
+    loop {
+        let object = match state.store.get(&key).await {
+            Ok(Some(object)) => object,
+            Ok(None) => return (StatusCode::NOT_FOUND, format!("no bundle at {key}\n")).into_response(),
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        };
+        let etag = format!("\"{}\"", object.meta.etag);
+        let tag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+        let current =
+            seen.as_deref().is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        if !current {
+            let kind = if wait.is_some() { LONG_POLLING } else { "application/gzip" };
+            return (
                 StatusCode::OK,
-                [(header::ETAG, tag), (header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"))],
+                [(header::ETAG, tag), (header::CONTENT_TYPE, HeaderValue::from_static(kind))],
                 Body::from(object.bytes),
             )
-                .into_response()
+                .into_response();
         }
-        Ok(None) => (StatusCode::NOT_FOUND, format!("no bundle at {key}\n")).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        let (Some(rx), Some(deadline)) = (changed.as_mut(), deadline) else {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+        };
+        tokio::select! {
+            woke = rx.changed() => if woke.is_err() {
+                return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+            }
+        }
     }
+}
+
+/// The `wait=N` (seconds) of a `Prefer` header (`modes=snapshot,delta;wait=10`), if any.
+fn prefer_wait(prefer: &str) -> Option<Duration> {
+    prefer
+        .split([';', ','])
+        .filter_map(|p| p.trim().strip_prefix("wait="))
+        .find_map(|n| n.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .map(Duration::from_secs)
 }
 
 async fn status(State(state): State<ServerState>) -> Response {

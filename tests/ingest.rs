@@ -93,8 +93,12 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(FlakyStore { inner: DirStore::new(dir.path()), down: AtomicBool::new(false) });
         let ingest = Arc::new(Ingest::new(store.clone(), reporters, limits, Duration::from_secs(600)));
-        let state =
-            ServerState { store: store.clone(), statuses: Default::default(), ingest: Some(ingest.clone()) };
+        let state = ServerState {
+            store: store.clone(),
+            statuses: Default::default(),
+            ingest: Some(ingest.clone()),
+            changes: Default::default(),
+        };
         Server { _dir: dir, store, ingest, app: router(state) }
     }
 
@@ -347,6 +351,7 @@ async fn opa_partition_paths_are_accepted_and_a_server_without_ingestion_answers
         store: Arc::new(DirStore::new(dir.path())),
         statuses: Default::default(),
         ingest: None,
+        changes: Default::default(),
     };
     let request =
         Request::post("/logs").header("Content-Encoding", "gzip").body(Body::from(batch)).expect("request");

@@ -435,3 +435,63 @@ fn opas_report_to_run_local_and_their_state_shows_in_status() {
     assert_eq!(post(&format!("{base}/status"), stranger.as_bytes(), false), 403);
     server.abort();
 }
+
+/// OPA's long polling, as OPA 1.9 sends it (`Prefer: modes=snapshot,delta;wait=N`): the answer
+/// says the server long-polls, a request whose tag is current waits and gets the new bundle as
+/// soon as an edit is published (not a 304), and without a change it gets a 304 before its wait
+/// ends. Without `Prefer`, a current tag gets a 304 at once, as before.
+#[test]
+fn a_waiting_opa_gets_the_new_bundle_as_soon_as_it_is_published() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let manifests = work.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("mkdir");
+    common::copy_examples(&manifests);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let opts = edict::local::Options {
+        dir: manifests.clone(),
+        store: work.path().join("store"),
+        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+        cluster: "local".into(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let server = rt.spawn(edict::local::run(opts));
+    let url = format!("{base}/{BUNDLE}");
+    wait_for("the first bundle", || get(&url, None).filter(|r| r.status == 200));
+
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let long_poll = move |url: &str, tag: Option<&str>, wait: u64| {
+        let mut req = agent.get(url).header("Prefer", format!("modes=snapshot,delta;wait={wait}"));
+        if let Some(tag) = tag {
+            req = req.header("If-None-Match", tag);
+        }
+        let resp = req.call().expect("request");
+        let header = |h: &str| resp.headers().get(h).and_then(|v| v.to_str().ok()).map(String::from);
+        (resp.status().as_u16(), header("etag"), header("content-type"))
+    };
+    let (status, tag, kind) = long_poll(&url, None, 10);
+    assert_eq!(status, 200);
+    assert_eq!(kind.as_deref(), Some("application/vnd.openpolicyagent.bundles"), "says it long-polls");
+    let tag = tag.expect("ETag");
+
+    // Nothing changes: a 304 once the wait (1 s) is nearly over, not at once and not after it.
+    let t = Instant::now();
+    let (status, _, _) = long_poll(&url, Some(&tag), 1);
+    assert_eq!(status, 304);
+    assert!(t.elapsed() >= Duration::from_millis(400), "it waited: {:?}", t.elapsed());
+
+    // A request waiting up to 20 s gets the edit's bundle: a 200 with a new tag, not a 304.
+    let waiting = {
+        let (url, tag) = (url.clone(), tag.clone());
+        std::thread::spawn(move || long_poll(&url, Some(&tag), 20))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    edit(&manifests.join("systems.yaml"), "must not be privileged", "must never be privileged");
+    let (status, new_tag, _) = waiting.join().expect("waiting client");
+    assert_eq!(status, 200, "woken by the publish");
+    assert_ne!(new_tag.as_deref(), Some(tag.as_str()));
+
+    let plain = get(&url, new_tag.as_deref()).expect("plain poll");
+    assert_eq!(plain.status, 304, "no Prefer: no wait");
+    server.abort();
+}

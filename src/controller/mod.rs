@@ -140,6 +140,12 @@ impl Engine {
         self
     }
 
+    /// Say on `changes` which embedded bundles each round replaced (for long-polling requests).
+    pub fn with_changes(mut self, changes: Arc<crate::store::KeyChanges>) -> Self {
+        self.embedded = self.embedded.with_changes(changes);
+        self
+    }
+
     /// A standby's engine: it keeps the embedded store current (for its own bundle API) and
     /// nothing else: no Tenant storage, no finalizers, wiring or cleanup.
     pub fn following(mut self) -> Self {

@@ -22,7 +22,11 @@ use crate::store::DirStore;
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("connecting to the Kubernetes API server")?;
     let ready = Readiness::default();
-    let mut engine = Engine::new(&opts.cluster, opts.store.clone()).with_bundle_url(&opts.bundle_url);
+    // Publishes to the embedded store wake the bundle requests that long-poll.
+    let changes = Arc::new(crate::store::KeyChanges::default());
+    let mut engine = Engine::new(&opts.cluster, opts.store.clone())
+        .with_bundle_url(&opts.bundle_url)
+        .with_changes(changes.clone());
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", opts.metrics_addr))?;
@@ -35,8 +39,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let bundles = tokio::net::TcpListener::bind(opts.bundle_addr)
         .await
         .with_context(|| format!("listening on {}", opts.bundle_addr))?;
-    let api =
-        crate::server::router(crate::server::ServerState { store, statuses: statuses.clone(), ingest: None });
+    let api = crate::server::router(crate::server::ServerState {
+        store,
+        statuses: statuses.clone(),
+        ingest: None,
+        changes: changes.clone(),
+    });
     tokio::spawn(async move { axum::serve(bundles, api).await });
 
     let lease = leader::LeaseConfig::new(&opts.namespace, &opts.identity);
@@ -46,8 +54,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     {
         // A standby keeps its own embedded store current, so that its bundle API (behind the
         // same Service) serves what the leader's does; it writes nothing else anywhere.
-        let mut follower =
-            Engine::new(&opts.cluster, opts.store.clone()).with_bundle_url(&opts.bundle_url).following();
+        let mut follower = Engine::new(&opts.cluster, opts.store.clone())
+            .with_bundle_url(&opts.bundle_url)
+            .with_changes(changes.clone())
+            .following();
         let mut changes = watch::all(client.clone()).boxed();
         let mut look = tokio::time::interval(lease.retry);
         let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();

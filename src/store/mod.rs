@@ -3,12 +3,14 @@
 //! The pipeline never knows which store it has: the directory store here (the embedded
 //! default) or S3.
 
+pub mod changes;
 pub mod dir;
 #[cfg(feature = "aws")]
 pub mod s3;
 
 use async_trait::async_trait;
 
+pub use changes::KeyChanges;
 pub use dir::DirStore;
 #[cfg(feature = "aws")]
 pub use s3::S3Store;
