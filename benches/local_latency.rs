@@ -7,7 +7,11 @@
 //! (`edict run --local DIR --addr 127.0.0.1:PORT --store DIR2`) on a free loopback port, then
 //! 50 times edits one manifest (alternately a Policy's Rego and a System's features; written
 //! to a temporary file and renamed into place, as editors save) and polls that System's bundle
-//! URL with `If-None-Match` until its ETag changes. The server is stopped at the end.
+//! URL with `If-None-Match` until its ETag changes. Then OPA's long polling: one client per
+//! System waits on its bundle (`Prefer: modes=snapshot,delta;wait=30`, as OPA sends it), the
+//! server's memory is read before and after they connect (bytes per waiting client), and the
+//! same kind of edits are timed from the file write to the waiting client receiving the new
+//! bundle. The server is stopped at the end.
 //!
 //! `cargo bench --bench local_latency`; `EDICT_BENCH_SYSTEMS` and `EDICT_BENCH_ITERATIONS`
 //! change the sizes. Run without `--bench` (as `cargo test --benches` does) it only smoke-tests
@@ -66,6 +70,165 @@ fn fetch(agent: &ureq::Agent, url: &str, etag: Option<&str>) -> Result<(u16, Opt
     let tag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(String::from);
     let _ = resp.into_body().read_to_vec();
     Ok((status, tag))
+}
+
+/// What the long-polling phase measured.
+struct LongPolling {
+    latencies_ms: Vec<f64>,
+    timeouts: usize,
+    waiting: usize,
+    rss_before_kib: Option<u64>,
+    rss_waiting_kib: Option<u64>,
+    woken_others: usize,
+}
+
+impl LongPolling {
+    fn print(&self, systems: usize) {
+        let mut sorted = self.latencies_ms.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "5. long polling: file write → new bundle delivered to a waiting client ({} edits, {} timed out; {} clients waiting, one per System of {systems}):",
+            sorted.len(),
+            self.timeouts,
+            self.waiting
+        );
+        println!(
+            "   p50 {:>7.1} ms  p90 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms   target p99 ≤ 300 ms  [{}]",
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.9),
+            percentile(&sorted, 0.99),
+            sorted.last().copied().unwrap_or(f64::NAN),
+            mark(self.timeouts == 0 && percentile(&sorted, 0.99) <= 300.0)
+        );
+        if let (Some(before), Some(after)) = (self.rss_before_kib, self.rss_waiting_kib) {
+            let per = (after.saturating_sub(before) * 1024) as f64 / self.waiting.max(1) as f64;
+            println!(
+                "   server RSS {:.1} MiB before the clients, {:.1} MiB with {} waiting: {:.0} bytes per waiting client",
+                before as f64 / 1024.0,
+                after as f64 / 1024.0,
+                self.waiting,
+                per
+            );
+        }
+        println!(
+            "   clients of other Systems woken by these edits: {} (expected 0) [{}]",
+            self.woken_others,
+            mark(self.woken_others == 0)
+        );
+    }
+}
+
+/// The server's resident memory (Linux).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One bundle request as OPA sends it when long polling: `(status, etag)`.
+async fn wait_once(addr: &str, path: &str, etag: Option<&str>) -> std::io::Result<(u16, Option<String>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: Open Policy Agent/1.9.0 (linux, amd64)\r\nPrefer: modes=snapshot,delta;wait=30\r\nConnection: close\r\n"
+    );
+    if let Some(tag) = etag {
+        request.push_str(&format!("If-None-Match: {tag}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..head_end]);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let etag = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("etag")).map(|(_, v)| v.trim().to_string())
+    });
+    Ok((status, etag))
+}
+
+/// Phase 5: every System's client waits on its bundle; edits are timed to delivery.
+fn long_polling(
+    addr: &str,
+    workload: &Workload,
+    dir: &Path,
+    revisions: &mut [Revision],
+    iterations: usize,
+    pid: u32,
+) -> LongPolling {
+    let systems = revisions.len();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let rss_before_kib = rss_kib(pid);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    for i in 0..systems {
+        let path =
+            format!("/bundles/acme/local/{}/{}/bundle.tar.gz", workload.namespace(i), workload.name(i));
+        let (addr, tx, ready_tx) = (addr.to_string(), tx.clone(), ready_tx.clone());
+        rt.spawn(async move {
+            let mut etag: Option<String> = None;
+            loop {
+                match wait_once(&addr, &path, etag.as_deref()).await {
+                    Ok((200, tag)) => {
+                        if etag.is_none() {
+                            let _ = ready_tx.send(i);
+                        } else {
+                            let _ = tx.send((i, Instant::now()));
+                        }
+                        etag = tag;
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+    // Every client has its first bundle and is waiting with its tag.
+    let waiting = rt.block_on(async {
+        let mut n = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while n < systems {
+            match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+                Ok(Some(_)) => n += 1,
+                _ => break,
+            }
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_waiting_kib = rss_kib(pid);
+    let mut latencies_ms = Vec::new();
+    let (mut timeouts, mut woken_others) = (0, 0);
+    for it in 0..iterations {
+        let i = (it * 53 + 7) % systems;
+        if it % 2 == 1 {
+            revisions[i].system += 1;
+        } else {
+            revisions[i].policy += 1;
+        }
+        let text = workload.system(i, revisions[i]);
+        let t = Instant::now();
+        write_atomically(&dir.join(workload.file(i)), &text);
+        let got = rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some((j, at))) if j == i => return Some(at),
+                    Ok(Some(_)) => woken_others += 1,
+                    _ => return None,
+                }
+            }
+        });
+        match got {
+            Some(at) => latencies_ms.push(at.duration_since(t).as_secs_f64() * 1000.0),
+            None => timeouts += 1,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.shutdown_background();
+    LongPolling { latencies_ms, timeouts, waiting, rss_before_kib, rss_waiting_kib, woken_others }
 }
 
 fn main() {
@@ -177,6 +340,15 @@ fn main() {
         // Let the watcher settle before the next edit.
         std::thread::sleep(Duration::from_millis(50));
     }
+    let long_polling = long_polling(
+        &format!("127.0.0.1:{port}"),
+        &workload,
+        &dir,
+        &mut revisions,
+        iterations,
+        server.0.id(),
+    );
+
     // A quiet server rescans nothing: count the rescans during a second without edits.
     let changes = |log: &Path| {
         std::fs::read_to_string(log)
@@ -232,9 +404,10 @@ fn main() {
     println!(
         "   rescans logged: {} for {} edits; {idle_rescans} during 1 s with no edit (expected 0) [{}]",
         server_ms.len(),
-        latencies_ms.len() + timeouts,
+        latencies_ms.len() + timeouts + long_polling.latencies_ms.len() + long_polling.timeouts,
         mark(idle_rescans == 0)
     );
     println!("   startup with {systems} Systems: {:.2} s", startup.as_secs_f64());
+    long_polling.print(systems);
     println!("==============================================================");
 }
