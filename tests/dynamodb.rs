@@ -496,7 +496,7 @@ fn no_scans() {
     for (file, text) in [
         ("mod.rs", include_str!("../src/index_store/mod.rs")),
         ("memory.rs", include_str!("../src/index_store/memory.rs")),
-        ("dynamodb.rs", include_str!("../src/index_store/dynamodb.rs")),
+        ("dynamodb/mod.rs", include_str!("../src/index_store/dynamodb/mod.rs")),
     ] {
         assert!(!text.contains(".scan()"), "{file} scans the table");
     }
