@@ -4,78 +4,23 @@
 //! Each event says which Systems' bundles it affects, so that only those are rebuilt.
 //! Fed from manifests (`edict build`, `edict run --local`) or from watches (`edict run`).
 
+mod entries;
+mod policy_module;
+mod problems;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+pub use self::entries::{PolicyEntry, StackEntry, SystemEntry, TenantEntry};
+pub use self::policy_module::{RESERVED_ROOTS, analyse_policy, module_label};
+pub use self::problems::tenancy_problem;
 use crate::api::{Policy, Stack, System, TargetKind, Tenant};
-use crate::bundle::{DECISION_RULES, PolicyModule, stack_id};
 use crate::glob::Glob;
 use crate::index::{BindingIndex, ObjectKey};
 use crate::manifest::{Located, Object, Origin};
 use crate::policy::Capabilities;
 use crate::problem::{ObjectRef, Problem, Reason};
-use crate::rego::{self, RegoError};
 use crate::selector::{Labels, Selector, SelectorField, StackSelector};
-
-/// Package roots a System's policies may not use.
-pub const RESERVED_ROOTS: [&str; 5] = ["stacks", "main", "system", "context", "metadata"];
-
-/// A Tenant and its parsed namespace patterns.
-#[derive(Clone, Debug)]
-pub struct TenantEntry {
-    /// The object.
-    pub tenant: Arc<Tenant>,
-    /// Where it came from.
-    pub origin: Origin,
-    /// Parsed `spec.namespaces`, or the problem with them.
-    pub namespaces: Result<Vec<Glob>, Problem>,
-    /// Parsed `spec.namespaceSelector` (`None` when empty: it selects nothing), or its problem.
-    pub namespace_selector: Result<Option<Selector>, Problem>,
-    /// The OPA release named by `spec.opaVersion` (`None`: the process's default), or why edict
-    /// cannot check bundles for it.
-    pub opa: Result<Option<&'static Capabilities>, Problem>,
-}
-
-impl TenantEntry {
-    /// Whether `namespace` (with `labels`, when the namespace is known) belongs to the tenant:
-    /// its admin namespace, one of its patterns, or labels its selector matches.
-    pub fn owns(&self, namespace: &str, labels: Option<&Labels>) -> bool {
-        self.tenant.spec.admin_namespace == namespace
-            || self.namespaces.as_ref().is_ok_and(|globs| globs.iter().any(|g| g.matches(namespace)))
-            || matches!((&self.namespace_selector, labels), (Ok(Some(s)), Some(l)) if s.matches(l))
-    }
-}
-
-/// A Stack and its parsed selector.
-#[derive(Clone, Debug)]
-pub struct StackEntry {
-    /// The object.
-    pub stack: Arc<Stack>,
-    /// Where it came from.
-    pub origin: Origin,
-    /// The parsed selector, or the problem with it.
-    pub selector: Result<StackSelector, Problem>,
-}
-
-/// A System.
-#[derive(Clone, Debug)]
-pub struct SystemEntry {
-    /// The object.
-    pub system: Arc<System>,
-    /// Where it came from.
-    pub origin: Origin,
-}
-
-/// A Policy and what can be checked of it alone.
-#[derive(Clone, Debug)]
-pub struct PolicyEntry {
-    /// The object.
-    pub policy: Arc<Policy>,
-    /// Where it came from.
-    pub origin: Origin,
-    /// The module ready for a bundle, or why it is not.
-    pub module: Result<PolicyModule, Vec<Problem>>,
-}
 
 /// Everything known, plus the binding index.
 #[derive(Debug, Default)]
@@ -473,96 +418,6 @@ impl Catalog {
     pub fn index(&self) -> &BindingIndex {
         &self.index
     }
-
-    /// Problems of objects that can be seen without building any bundle: broken Rego, packages
-    /// outside their root, broken globs, missing targets, tenancy errors. Sorted.
-    pub fn object_problems(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        for t in self.tenants.values() {
-            if let Err(p) = &t.namespaces {
-                out.push(p.clone());
-            }
-            if let Err(p) = &t.namespace_selector {
-                out.push(p.clone());
-            }
-            if let Err(p) = &t.opa {
-                out.push(p.clone());
-            }
-        }
-        for (key, s) in &self.stacks {
-            if let Err(p) = &s.selector {
-                out.push(p.clone());
-            }
-            let me = ObjectRef::namespaced("Stack", key);
-            match self.tenant_of(&key.namespace) {
-                Err((reason, owners)) => out.push(tenancy_problem(me, reason, &owners, &s.origin, &key.namespace)),
-                Ok(tenant) if self.admin_tenant(&key.namespace).is_none() => out.push(Problem::new(
-                    me,
-                    Reason::WrongNamespace,
-                    format!(
-                        "{}Stacks live in their tenant's admin namespace; {} belongs to tenant {tenant} whose admin namespace is {}",
-                        s.origin.prefix(),
-                        key.namespace,
-                        self.tenants.get(tenant).map(|t| t.tenant.spec.admin_namespace.as_str()).unwrap_or("")
-                    ),
-                )),
-                Ok(_) => {}
-            }
-        }
-        for (key, s) in &self.systems {
-            if let Err((reason, owners)) = self.tenant_of(&key.namespace) {
-                out.push(tenancy_problem(
-                    ObjectRef::namespaced("System", key),
-                    reason,
-                    &owners,
-                    &s.origin,
-                    &key.namespace,
-                ));
-            }
-        }
-        // A namespace claimed by several Tenants is a problem of each of them too.
-        let namespaces: BTreeSet<&str> =
-            self.systems.keys().chain(self.stacks.keys()).map(|k| k.namespace.as_str()).collect();
-        for ns in namespaces {
-            if let Err((Reason::AmbiguousTenant, owners)) = self.tenant_of(ns) {
-                for owner in &owners {
-                    let others: Vec<&str> = owners.iter().copied().filter(|o| o != owner).collect();
-                    let at = self.tenants.get(*owner).map(|t| t.origin.prefix()).unwrap_or_default();
-                    out.push(Problem::new(
-                        ObjectRef::tenant(owner),
-                        Reason::AmbiguousTenant,
-                        format!("{at}namespace {ns} is also claimed by Tenant {}", others.join(", ")),
-                    ));
-                }
-            }
-        }
-        for (key, p) in &self.policies {
-            if let Err(problems) = &p.module {
-                out.extend(problems.iter().cloned());
-            }
-            let target = ObjectKey::new(key.namespace.clone(), p.policy.spec.target.name.clone());
-            let exists = match p.policy.spec.target.kind {
-                TargetKind::Stack => self.stacks.contains_key(&target),
-                TargetKind::System => self.systems.contains_key(&target),
-            };
-            if !exists {
-                out.push(Problem::new(
-                    ObjectRef::namespaced("Policy", key),
-                    Reason::MissingTarget,
-                    format!(
-                        "{}spec.target: {:?} {} does not exist in namespace {}",
-                        p.origin.prefix(),
-                        p.policy.spec.target.kind,
-                        p.policy.spec.target.name,
-                        key.namespace
-                    ),
-                ));
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
 }
 
 /// The keys of `map` in `namespace`.
@@ -571,26 +426,6 @@ fn keys_in<V>(map: &BTreeMap<ObjectKey, V>, namespace: &str) -> Vec<ObjectKey> {
         .take_while(|(k, _)| k.namespace == namespace)
         .map(|(k, _)| k.clone())
         .collect()
-}
-
-/// The problem of an object whose namespace belongs to no Tenant, or to several.
-pub fn tenancy_problem(
-    me: ObjectRef,
-    reason: Reason,
-    owners: &[&str],
-    origin: &Origin,
-    namespace: &str,
-) -> Problem {
-    let message = if owners.is_empty() {
-        format!("{}namespace {namespace} belongs to no Tenant", origin.prefix())
-    } else {
-        format!(
-            "{}namespace {namespace} is claimed by several Tenants: {}",
-            origin.prefix(),
-            owners.join(", ")
-        )
-    };
-    Problem::new(me, reason, message)
 }
 
 fn parse_namespaces(tenant: &Tenant, origin: &Origin) -> Result<Vec<Glob>, Problem> {
@@ -610,127 +445,4 @@ fn parse_namespaces(tenant: &Tenant, origin: &Origin) -> Result<Vec<Glob>, Probl
             })
         })
         .collect()
-}
-
-/// The label regorus sees for a Policy's module: the path it has in a bundle.
-pub fn module_label(package: &[String], policy: &str) -> String {
-    format!("{}/{}.rego", package.join("/"), policy)
-}
-
-/// Check a Policy alone: its Rego parses, its package is inside its target's root, its mask
-/// pointers are allowed, and its tests parse. Pure.
-pub fn analyse_policy(
-    key: &ObjectKey,
-    policy: &Policy,
-    origin: &Origin,
-) -> Result<PolicyModule, Vec<Problem>> {
-    let me = ObjectRef::namespaced("Policy", key);
-    let located = |tests: bool, e: &RegoError| {
-        if e.line > 0 {
-            format!("{}: {}", origin.locate(tests, e.line, e.col), e.message)
-        } else {
-            format!("{}{}", origin.prefix(), e.message)
-        }
-    };
-    let info = rego::parse_module(&format!("{key}.rego"), &policy.spec.rego)
-        .map_err(|e| vec![Problem::new(me.clone(), Reason::InvalidRego, located(false, &e))])?;
-    let mut problems = Vec::new();
-    let package = info.package.join(".");
-    let (line, col) = info.package_at;
-    if let Some(bad) = info.package.iter().find(|c| c.contains('/') || c.is_empty()) {
-        problems.push(Problem::new(
-            me.clone(),
-            Reason::InvalidRego,
-            format!(
-                "{}: package component {bad:?} cannot be a bundle path segment",
-                origin.locate(false, line, col)
-            ),
-        ));
-    }
-    match policy.spec.target.kind {
-        TargetKind::Stack => {
-            let root = ["stacks".to_string(), stack_id(&policy.spec.target.name)];
-            if !info.package.starts_with(&root) {
-                problems.push(Problem::new(
-                    me.clone(),
-                    Reason::PackageOutsideRoot,
-                    format!(
-                        "{}: package {package} is outside stacks.{}, the root for policies of Stack {}",
-                        origin.locate(false, line, col),
-                        root[1],
-                        policy.spec.target.name
-                    ),
-                ));
-            }
-        }
-        TargetKind::System => {
-            if let Some(first) = info.package.first().filter(|f| RESERVED_ROOTS.contains(&f.as_str())) {
-                problems.push(Problem::new(
-                    me.clone(),
-                    Reason::PackageOutsideRoot,
-                    format!(
-                        "{}: package {package} is under the reserved root {first}; System policies may use any package not under {}",
-                        origin.locate(false, line, col),
-                        RESERVED_ROOTS.join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    // The generated entrypoint iterates these rules as sets; anything else OPA refuses to load.
-    for rule in info.rules.iter().filter(|r| DECISION_RULES.contains(&r.name.as_str()) && !r.set) {
-        problems.push(Problem::new(
-            me.clone(),
-            Reason::InvalidRego,
-            format!(
-                "{}: rule {} must be a partial set rule: write `{} contains decision if {{ ... }}`",
-                origin.locate(false, rule.line, rule.col),
-                rule.name,
-                rule.name
-            ),
-        ));
-    }
-    // A decision whose `allowed` is written as a literal that cannot mean what it says: the
-    // entrypoint would fail closed on it (see `bundle::entrypoint`), so say so at build time.
-    for rule in info.rules.iter().filter(|r| r.set) {
-        let Some((literal, l, c)) = &rule.allowed else { continue };
-        let why = match (rule.name.as_str(), literal.as_str()) {
-            ("enforce", "true" | "false") | ("deny", "false") => continue,
-            ("enforce", _) => format!("an enforce decision's allowed must be true or false, not {literal}"),
-            ("deny", "true") => {
-                "a deny decision cannot say allowed: true (use enforce for an allow)".to_string()
-            }
-            ("deny", _) => format!("a deny decision's allowed, when given, must be false, not {literal}"),
-            _ => continue,
-        };
-        problems.push(Problem::new(
-            me.clone(),
-            Reason::InvalidRego,
-            format!("{}: {why}", origin.locate(false, *l, *c)),
-        ));
-    }
-    let is_log = info.package.ends_with(&["system".to_string(), "log".to_string()]);
-    for mask in info.masks.iter().filter(|_| is_log) {
-        if !crate::bundle::masks::pointer_allowed(&mask.pointer) {
-            problems.push(Problem::new(
-                me.clone(),
-                Reason::InvalidMask,
-                format!(
-                    "{}: mask pointer {:?} must start with /input, /result or /nd_builtin_cache",
-                    origin.locate(false, mask.line, mask.col),
-                    mask.pointer
-                ),
-            ));
-        }
-    }
-    if let Some(tests) = &policy.spec.tests
-        && let Err(e) = rego::parse_module(&format!("{key}_test.rego"), tests)
-    {
-        problems.push(Problem::new(me.clone(), Reason::InvalidRego, located(true, &e)));
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let name = key.name.clone();
-    Ok(PolicyModule { name, package: info.package, rego: policy.spec.rego.as_str().into() })
 }

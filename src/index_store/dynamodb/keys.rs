@@ -1,0 +1,50 @@
+//! The key layout of the single table: the key and index attribute names, the sort keys and
+//! prefixes of each item type, and the partition keys of a tenant's systems, stacks, revisions,
+//! commit log and data keys.
+
+/// The partition key attribute.
+pub const PK: &str = "PK";
+/// The sort key attribute.
+pub const SK: &str = "SK";
+/// The global secondary index.
+pub const GSI1: &str = "GSI1";
+/// The GSI's partition key attribute.
+pub const GSI1PK: &str = "GSI1PK";
+/// The GSI's sort key attribute.
+pub const GSI1SK: &str = "GSI1SK";
+/// The TTL attribute (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+
+pub(super) const VERSION: &str = "version";
+pub(super) const SYSTEM_SK: &str = "SYSTEM";
+pub(super) const STACK_SK: &str = "STACK";
+pub(super) const HEAD_SK: &str = "HEAD";
+pub(super) const BIND_PREFIX: &str = "BIND#";
+pub(super) const REV_PREFIX: &str = "REV#";
+pub(super) const COMMIT_PREFIX: &str = "C#";
+pub(super) const KEY_PREFIX: &str = "KEY#";
+pub(super) const SYS_PREFIX: &str = "SYS#";
+
+pub(super) fn system_pk(tenant: &str, system: &str) -> String {
+    format!("T#{tenant}#SYS#{system}")
+}
+
+pub(super) fn stack_pk(tenant: &str, stack: &str) -> String {
+    format!("T#{tenant}#STK#{stack}")
+}
+
+pub(super) fn revisions_pk(tenant: &str, system: &str) -> String {
+    format!("T#{tenant}#REVS#{system}")
+}
+
+pub(super) fn log_pk(tenant: &str) -> String {
+    format!("T#{tenant}#LOG")
+}
+
+pub(super) fn keys_pk(tenant: &str) -> String {
+    format!("T#{tenant}#KEYS")
+}
+
+pub(super) fn commit_sk(sequence: u64) -> String {
+    format!("{COMMIT_PREFIX}{sequence:020}")
+}
