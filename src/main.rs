@@ -127,6 +127,53 @@ enum Command {
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
     },
+    /// List the decisions a System's OPAs recorded (newest last), from its Tenant's storage or
+    /// the embedded store `run --local` records into.
+    Decisions {
+        /// Manifest files or directories (they name the Tenant's storage).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The System, as NAMESPACE/NAME.
+        #[arg(long)]
+        system: String,
+        /// Only decisions this recent (`30m`, `24h`, `7d`).
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Only denied requests.
+        #[arg(long)]
+        denied: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// The embedded store (as for `history`).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
+    /// Per-minute counts of a System's recorded decisions: total, allowed, denied, by tier and
+    /// by deciding source.
+    Stats {
+        /// Manifest files or directories (they name the Tenant's storage).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The System, as NAMESPACE/NAME.
+        #[arg(long)]
+        system: String,
+        /// Only decisions this recent (`30m`, `24h`, `7d`).
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// The embedded store (as for `history`).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
     /// Run the Rego tests (test_ rules) of every Policy, like `opa test`.
     Test {
         /// Manifest files or directories.
@@ -218,6 +265,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rollback { files, system, to, cluster, store } => {
             rollback(&files, &system, &to, &cluster, &embedded_store(&files, store))
+        }
+        Command::Decisions { files, system, since, denied, output, store, cluster } => {
+            let store = embedded_store(&files, store);
+            let recorded = recorded(&files, &system, &since, &cluster, &store)?;
+            decisions(recorded.into_iter().filter(|d| !denied || d.allowed == Some(false)).collect(), output)
+        }
+        Command::Stats { files, system, since, output, store, cluster } => {
+            let store = embedded_store(&files, store);
+            stats(&recorded(&files, &system, &since, &cluster, &store)?, output)
         }
         Command::Test { files } => test(&files),
         Command::Eval { files, system, input, output, cluster } => {
@@ -470,6 +526,68 @@ fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str, store: &Pa
         println!("{key}: revision {live} is live again");
         anyhow::Ok(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The decisions `system` recorded within `since`, oldest first.
+fn recorded(
+    files: &[PathBuf],
+    system: &str,
+    since: &str,
+    cluster: &str,
+    store: &Path,
+) -> Result<Vec<edict::ingest::query::Recorded>> {
+    use edict::ingest::query;
+    let key = system_key(system)?;
+    let age =
+        query::parse_age(since).with_context(|| format!("--since {since}: expected 30s, 15m, 24h or 7d"))?;
+    let ws = Workspace::load(files, cluster)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let events = rt.block_on(async {
+        let (registry, input) =
+            edict::publishing::system(&ws, &key, &actor(), store).await.map_err(anyhow::Error::msg)?;
+        let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
+        let from = std::time::SystemTime::now().checked_sub(age);
+        query::events(registry.store().as_ref(), &system, from).await.map_err(anyhow::Error::from)
+    })?;
+    Ok(events.iter().map(query::Recorded::of).collect())
+}
+
+fn decisions(recorded: Vec<edict::ingest::query::Recorded>, output: Output) -> Result<ExitCode> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&recorded)?),
+        Output::Text => {
+            println!("{:<30} {:<7} {:<4} {:<28} MESSAGE", "TIME", "RESULT", "TIER", "DECIDED BY");
+            for d in &recorded {
+                let result = match d.allowed {
+                    Some(true) => "allow",
+                    Some(false) => "deny",
+                    None => "?",
+                };
+                let tier = d.tier.map_or("-".to_string(), |t| t.to_string());
+                let by = if d.decided_by.is_empty() { "-".to_string() } else { d.decided_by.join(",") };
+                println!("{:<30} {:<7} {:<4} {:<28} {}", d.time, result, tier, by, d.message);
+            }
+            if recorded.is_empty() {
+                eprintln!("no decisions recorded in that time");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(recorded: &[edict::ingest::query::Recorded], output: Output) -> Result<ExitCode> {
+    let minutes = edict::ingest::query::per_minute(recorded);
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&minutes)?),
+        Output::Text => {
+            println!("{:<17} {:>6} {:>7} {:>6}  BY TIER", "MINUTE (UTC)", "TOTAL", "ALLOWED", "DENIED");
+            for (minute, m) in &minutes {
+                let tiers: Vec<String> = m.by_tier.iter().map(|(t, n)| format!("{t}:{n}")).collect();
+                println!("{minute:<17} {:>6} {:>7} {:>6}  {}", m.total, m.allowed, m.denied, tiers.join(" "));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

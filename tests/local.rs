@@ -431,9 +431,40 @@ fn opas_report_to_run_local_and_their_state_shows_in_status() {
         .expect("gzip NDJSON");
     assert_eq!(events.len(), 2);
 
+    // Read back with the CLI, as stored (the fixture's decisions are from 2026-11-30).
+    let dir = manifests.to_str().expect("utf-8");
+    let store_arg = store.to_str().expect("utf-8");
+    let system = "acme-payments/payments-cluster";
+    let cli = |verb: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args =
+            vec![verb, "-f", dir, "--system", system, "--since", "3650d", "--store", store_arg, "-o", "json"];
+        args.extend(extra);
+        let out = edict(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let all = cli("decisions", &[]);
+    let all = all.as_array().expect("a list").clone();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0]["allowed"], false);
+    assert!(all[0]["message"].as_str().is_some_and(|m| m.contains("nginx")), "{all:?}");
+    assert_eq!(all[1]["erased"][0], "/input/request/object/data", "what OPA erased is said");
+    let denied = cli("decisions", &["--denied"]);
+    assert_eq!(denied.as_array().map(Vec::len), Some(1), "{denied}");
+    let minutes = cli("stats", &[]);
+    let minute = &minutes["2026-11-30T17:01"];
+    assert_eq!(
+        (minute["total"].as_u64(), minute["allowed"].as_u64(), minute["denied"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+
+    stranger_check(&base, &active);
+    server.abort();
+}
+
+fn stranger_check(base: &str, active: &str) {
     let stranger = active.replace("local/acme-payments/payments-cluster", "local/acme-payments/nope");
     assert_eq!(post(&format!("{base}/status"), stranger.as_bytes(), false), 403);
-    server.abort();
 }
 
 /// OPA's long polling, as OPA 1.9 sends it (`Prefer: modes=snapshot,delta;wait=N`): the answer

@@ -33,8 +33,9 @@ fn first_lines(format: Option<&str>, lines: usize) -> Vec<String> {
 
 #[test]
 fn json_lines_for_log_collectors() {
-    let lines = first_lines(Some("json"), 2);
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    // One line per publish (the three Systems of the examples), then the summary.
+    let lines = first_lines(Some("json"), 4);
+    assert_eq!(lines.len(), 4, "{lines:?}");
     let parsed: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -45,12 +46,19 @@ fn json_lines_for_log_collectors() {
         .unwrap_or_else(|| panic!("{parsed:#?}"));
     assert_eq!(published["level"], "INFO");
     assert_eq!(published["fields"]["systems"], 3, "{published}");
+    let each: Vec<&serde_json::Value> =
+        parsed.iter().filter(|v| v["fields"]["message"] == "published").collect();
+    assert_eq!(each.len(), 3, "{parsed:#?}");
+    assert!(
+        each.iter().all(|v| v["fields"]["system"].is_string() && v["fields"]["revision"].is_string()),
+        "{each:#?}"
+    );
 }
 
 #[test]
 fn text_without_colour_codes_off_a_terminal() {
-    let lines = first_lines(None, 2);
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    let lines = first_lines(None, 4);
+    assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("initial build published")), "{lines:?}");
     assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "colour codes in {lines:?}");
 }

@@ -17,6 +17,7 @@
 
 pub mod decisions;
 pub mod fleet;
+pub mod query;
 pub mod reporters;
 pub mod status;
 

@@ -66,8 +66,10 @@ impl Recorded {
                 .unwrap_or_default()
                 .to_string(),
         };
-        let revision =
-            event["bundles"].as_object().and_then(|b| b.values().find_map(|v| v["revision"].as_str())).map(String::from);
+        let revision = event["bundles"]
+            .as_object()
+            .and_then(|b| b.values().find_map(|v| v["revision"].as_str()))
+            .map(String::from);
         Recorded {
             time: event["timestamp"].as_str().unwrap_or_default().to_string(),
             decision_id: event["decision_id"].as_str().unwrap_or_default().to_string(),
