@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
-use edict::index::{BindingIndex, ObjectKey};
-use edict::selector::{Labels, StackSelector, Terms};
+use edict::select::bindings::{BindingIndex, ObjectKey};
+use edict::select::selector::{Labels, StackSelector, Terms};
 
 const SYSTEMS: usize = 10_000;
 const STACKS: usize = 1_000;

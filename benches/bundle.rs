@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use edict::api::{DefaultDecision, Enforcement, SystemType};
 use edict::bundle::{self, Bundle, BundleInput, PolicyModule, StackInput};
-use edict::index::ObjectKey;
+use edict::model::ObjectKey;
 
 /// Kubernetes admission policies for a System's own packages (`{pkg}`, `{tag}`, `{n}` filled in).
 const SYSTEM_TEMPLATES: [&str; 4] = [
@@ -518,7 +518,8 @@ fn mark(ok: bool) -> &'static str {
 fn eval_case(case: &Case, quick: bool, opa: bool, dir: &Path) {
     let modules = case.bundle.modules();
     let data = case.bundle.data();
-    let compiled = edict::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
+    let compiled =
+        edict::policy::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
     let outcome = compiled.eval("data.main.outcome", &case.request).expect("evaluates").expect("defined");
     let mut prepared = prepared_engine(&case.bundle);
     let value = to_regorus(&case.request);
@@ -641,7 +642,8 @@ fn main() {
         modules.len(),
         archive.len()
     );
-    let compiled = edict::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
+    let compiled =
+        edict::policy::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
 
     // --- criterion ---------------------------------------------------------------------
     let (warm, measure) = if quick {
@@ -665,7 +667,9 @@ fn main() {
         let mut g = c.benchmark_group("rego");
         g.sample_size(10);
         g.bench_function("compile_check", |b| {
-            b.iter(|| edict::rego::compile(black_box(&modules), black_box(&data), "data.main.main").is_ok())
+            b.iter(|| {
+                edict::policy::rego::compile(black_box(&modules), black_box(&data), "data.main.main").is_ok()
+            })
         });
         g.finish();
     }
@@ -734,7 +738,7 @@ fn main() {
     }
 
     let compile_ms: Vec<f64> = sample_ms(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
-        black_box(edict::rego::compile(&modules, &data, "data.main.main").is_ok());
+        black_box(edict::policy::rego::compile(&modules, &data, "data.main.main").is_ok());
     });
     let parse_ms: Vec<f64> = sample_ms(if quick { 10 } else { 40 }, Duration::from_secs(2), || {
         let mut e = regorus::Engine::new();

@@ -14,19 +14,19 @@
 
 use std::time::{Duration, Instant};
 
-use edict::catalog::Catalog;
-use edict::index::ObjectKey;
-use edict::manifest;
-use edict::pipeline::{self, Checks, SystemBuild};
+use edict::engine::catalog::Catalog;
+use edict::engine::pipeline::{self, Checks, SystemBuild};
+use edict::model::ObjectKey;
 use edict::registry::{Published, Registry};
+use edict::sources::manifest;
 use workload::Workload;
 
 mod workload;
 
-fn apply_all(catalog: &mut Catalog, file: &str, text: &str) -> edict::catalog::Affected {
+fn apply_all(catalog: &mut Catalog, file: &str, text: &str) -> edict::engine::catalog::Affected {
     let loaded = manifest::parse(file, text);
     assert!(loaded.problems.is_empty(), "{file}: {:?}", loaded.problems);
-    let mut affected = edict::catalog::Affected::new();
+    let mut affected = edict::engine::catalog::Affected::new();
     for located in loaded.objects {
         affected.extend(catalog.apply(located));
     }

@@ -22,7 +22,7 @@ use criterion::{Criterion, Throughput};
 use edict::ingest::decisions;
 use edict::ingest::status::StatusReport;
 use edict::ingest::{Fleet, Ingest, Limits, ServedSystems, SystemKey};
-use edict::store::DirStore;
+use edict::registry::store::DirStore;
 use serde_json::Value;
 
 const BATCH: usize = 100;

@@ -1,4 +1,4 @@
-//! The operator's engine (`edict::controller::Engine`) against issue 4's targets, without a
+//! The operator's engine (`edict::operator::Engine`) against issue 4's targets, without a
 //! cluster: objects arrive as the watches deliver them (`Change::Apply`, no file origin), each
 //! change is applied, the affected Systems are reconciled (rebuilt, compile-checked and
 //! published to the embedded directory store), then statuses are computed as `run` does.
@@ -24,13 +24,13 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use edict::catalog::Catalog;
-use edict::controller::Engine;
-use edict::controller::watch::Change;
-use edict::index::ObjectKey;
-use edict::manifest::{self, Located, Object};
-use edict::pipeline::{self, Checks, SystemBuild};
-use edict::status::Statuses;
+use edict::engine::catalog::Catalog;
+use edict::engine::pipeline::{self, Checks, SystemBuild};
+use edict::engine::status::Statuses;
+use edict::model::ObjectKey;
+use edict::operator::Engine;
+use edict::operator::watch::Change;
+use edict::sources::manifest::{self, Located, Object};
 use workload::{TIERS, Workload, percentile};
 
 mod workload;

@@ -14,11 +14,11 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use edict::bundle::{self, Bundle, BundleInput};
-use edict::index::ObjectKey;
-use edict::index_store::dynamodb::DynamoIndex;
-use edict::index_store::{ReadOp, TenantIndex};
+use edict::model::ObjectKey;
 use edict::registry::Registry;
-use edict::store::{ObjectMeta, ObjectStore, Precondition, S3Store, StoreError, StoredObject};
+use edict::registry::index::dynamodb::DynamoIndex;
+use edict::registry::index::{ReadOp, TenantIndex};
+use edict::registry::store::{ObjectMeta, ObjectStore, Precondition, S3Store, StoreError, StoredObject};
 
 /// Counts writes that reach the store.
 #[derive(Debug)]
@@ -60,7 +60,8 @@ fn config(endpoint: &str, access: &str, secret: &str) -> aws_config::SdkConfig {
 
 fn inputs(n: usize) -> Vec<(BundleInput, Bundle)> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let ws = edict::workspace::Workspace::load(&[root.join("examples/acme")], "c1").expect("examples");
+    let ws =
+        edict::engine::workspace::Workspace::load(&[root.join("examples/acme")], "c1").expect("examples");
     let base = ws
         .builds
         .into_values()

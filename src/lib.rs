@@ -1,43 +1,35 @@
 //! edict: a Kubernetes-native policy control plane for Open Policy Agent.
 //!
 //! The reconcile path is a pipeline with I/O only at its ends: resolve → validate → build →
-//! apply → status. The pure parts (selectors, index, validation, bundle building, Rego checks)
-//! live here with no Kubernetes or AWS in them.
+//! apply → status. The layers, from the inside out:
+//!
+//! - [`api`]: the CRD types, data only; [`model`]: what every layer names.
+//! - [`select`]: globs, label selectors and the binding index (which Stacks bind which Systems).
+//! - [`policy`]: Rego: the compile gate equal to OPA's compiler, tests, evaluation, explanations.
+//! - [`bundle`]: the pure bundle compiler (entrypoint, masks, archive, signing payload).
+//! - [`engine`]: no I/O: catalog, build pipeline, workspace, status of every object.
+//! - [`sources`]: manifests in files and `run --local`; the operator's watches are in [`operator`].
+//! - [`registry`]: the only publisher: object stores, the tenant index, keys and signing.
+//! - [`identity`]: IAM roles for the OPAs (IRSA).
+//! - [`ingest`]: what OPAs report back: status and decision logs.
+//! - [`operator`]: the in-cluster run loop, wiring, leader election, status writer, events.
+//! - [`server`]: the HTTP side: OPA's bundle API (ETag, long polling), ingestion, probes.
 
 pub mod api;
-#[cfg(feature = "aws")]
-pub mod aws;
 pub mod bundle;
-pub mod catalog;
-#[cfg(feature = "aws")]
-pub mod connect;
-#[cfg(feature = "aws")]
-pub mod controller;
 pub mod crds;
-pub mod explain;
-pub mod glob;
+pub mod engine;
 #[cfg(feature = "aws")]
-pub mod iam;
-pub mod index;
-pub mod index_store;
+pub mod identity;
 pub mod ingest;
-#[cfg(feature = "aws")]
-pub mod keys;
-pub mod local;
-pub mod manifest;
 pub mod metrics;
+pub mod model;
 pub mod opa_config;
-pub mod pipeline;
-pub mod policy;
-pub mod problem;
-pub mod publishing;
-pub mod registry;
-pub mod rego;
-pub mod retry;
-pub mod selector;
-pub mod server;
 #[cfg(feature = "aws")]
-pub mod signing;
-pub mod status;
-pub mod store;
-pub mod workspace;
+pub mod operator;
+pub mod policy;
+pub mod registry;
+pub mod retry;
+pub mod select;
+pub mod server;
+pub mod sources;

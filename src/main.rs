@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use edict::index::ObjectKey;
-use edict::workspace::Workspace;
+use edict::engine::workspace::Workspace;
+use edict::model::ObjectKey;
 
 #[derive(Parser)]
 #[command(name = "edict", version, about = "A Kubernetes-native policy control plane for Open Policy Agent")]
@@ -283,7 +283,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = store.unwrap_or_else(|| dir.join(".edict/store"));
             let addr = addr.parse().with_context(|| format!("--addr {addr}"))?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(edict::local::run(edict::local::Options { dir, store, addr, cluster }))?;
+            rt.block_on(edict::sources::local::run(edict::sources::local::Options {
+                dir,
+                store,
+                addr,
+                cluster,
+            }))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { local: None, store, addr, cluster, metrics_addr, namespace, identity, bundle_url } => {
@@ -405,7 +410,7 @@ fn operator(
     let metrics_addr = metrics_addr.parse().with_context(|| format!("--metrics-addr {metrics_addr}"))?;
     let bundle_addr = addr.parse().with_context(|| format!("--addr {addr}"))?;
     let rt = tokio::runtime::Runtime::new()?;
-    let opts = edict::controller::Options {
+    let opts = edict::operator::Options {
         cluster,
         metrics_addr,
         bundle_addr,
@@ -414,7 +419,7 @@ fn operator(
         identity,
         store,
     };
-    rt.block_on(edict::controller::run(opts))?;
+    rt.block_on(edict::operator::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -438,7 +443,7 @@ fn publish_all(
     let backoff =
         edict::retry::Backoff { deadline: std::time::Duration::from_secs(seconds), ..Default::default() };
     let rt = tokio::runtime::Runtime::new()?;
-    let reports = rt.block_on(edict::publishing::publish_all(ws, &actor(), backoff, parallel));
+    let reports = rt.block_on(edict::registry::publishing::publish_all(ws, &actor(), backoff, parallel));
     Ok(reports
         .into_iter()
         .map(|r| {
@@ -480,9 +485,10 @@ fn history(files: &[PathBuf], system: &str, output: Output, cluster: &str, store
     let ws = Workspace::load(files, cluster)?;
     let rt = tokio::runtime::Runtime::new()?;
     let (revisions, live) = rt.block_on(async {
-        let (registry, input) =
-            edict::publishing::system(&ws, &key, &actor(), store).await.map_err(anyhow::Error::msg)?;
-        edict::publishing::history(&registry, &input).await.map_err(anyhow::Error::msg)
+        let (registry, input) = edict::registry::publishing::system(&ws, &key, &actor(), store)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        edict::registry::publishing::history(&registry, &input).await.map_err(anyhow::Error::msg)
     })?;
     match output {
         Output::Json => {
@@ -519,8 +525,9 @@ fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str, store: &Pa
     let ws = Workspace::load(files, cluster)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let (registry, input) =
-            edict::publishing::system(&ws, &key, &actor(), store).await.map_err(anyhow::Error::msg)?;
+        let (registry, input) = edict::registry::publishing::system(&ws, &key, &actor(), store)
+            .await
+            .map_err(anyhow::Error::msg)?;
         registry.rollback(&input, to, std::time::SystemTime::now()).await.map_err(anyhow::Error::from)?;
         let live = registry.live(&input.system_id()).await?.map(|l| l.revision).unwrap_or_default();
         println!("{key}: revision {live} is live again");
@@ -544,8 +551,9 @@ fn recorded(
     let ws = Workspace::load(files, cluster)?;
     let rt = tokio::runtime::Runtime::new()?;
     let events = rt.block_on(async {
-        let (registry, input) =
-            edict::publishing::system(&ws, &key, &actor(), store).await.map_err(anyhow::Error::msg)?;
+        let (registry, input) = edict::registry::publishing::system(&ws, &key, &actor(), store)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
         let from = std::time::SystemTime::now().checked_sub(age);
         query::events(registry.store().as_ref(), &system, from).await.map_err(anyhow::Error::from)
@@ -618,12 +626,12 @@ fn test(files: &[PathBuf]) -> Result<ExitCode> {
     }
     let broken: Vec<_> = ws.problems().into_iter().filter(|p| p.object.kind == "Policy").collect();
     for p in &broken {
-        if p.reason != edict::problem::Reason::TestFailed {
+        if p.reason != edict::engine::problem::Reason::TestFailed {
             println!("ERROR {}: {}", p.object, p.message);
         }
     }
     println!("{passed} passed, {failed} failed");
-    let errors = broken.iter().any(|p| p.reason != edict::problem::Reason::TestFailed);
+    let errors = broken.iter().any(|p| p.reason != edict::engine::problem::Reason::TestFailed);
     Ok(if failed == 0 && !errors { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -640,7 +648,8 @@ fn eval(files: &[PathBuf], system: &str, input: &PathBuf, output: Output, cluste
     let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let input: serde_json::Value =
         serde_norway::from_str(&text).with_context(|| format!("parsing {}", input.display()))?;
-    let compiled = edict::rego::compile(&bundle.modules(), &bundle.data(), edict::pipeline::ENTRYPOINT)?;
+    let compiled =
+        edict::policy::rego::compile(&bundle.modules(), &bundle.data(), edict::engine::pipeline::ENTRYPOINT)?;
     let outcome = compiled.eval("data.main.outcome", &input)?.unwrap_or_default();
     let result = compiled.eval("data.main.main", &input)?.unwrap_or_default();
     match output {
@@ -650,7 +659,7 @@ fn eval(files: &[PathBuf], system: &str, input: &PathBuf, output: Output, cluste
                 serde_json::to_string_pretty(&serde_json::json!({"outcome": outcome, "result": result}))?
             )
         }
-        Output::Text => print!("{}", edict::explain::explain(&key, &outcome)),
+        Output::Text => print!("{}", edict::policy::explain::explain(&key, &outcome)),
     }
     Ok(ExitCode::SUCCESS)
 }

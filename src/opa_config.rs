@@ -114,7 +114,7 @@ pub fn render(input: &BundleInput, source: &Source<'_>, verification: Option<&Ve
 mod tests {
     use super::*;
     use crate::api::{DynamoDbStorage, S3Storage};
-    use crate::index::ObjectKey;
+    use crate::model::ObjectKey;
 
     fn input() -> BundleInput {
         BundleInput::new("acme", "prod-eu", ObjectKey::new("team-a", "api"), SystemType::Kubernetes)

@@ -20,10 +20,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::engine::status::Statuses;
 use crate::ingest::decisions::DecodeError;
 use crate::ingest::{Denied, Ingest, IngestError, Limits};
-use crate::status::Statuses;
-use crate::store::{KeyChanges, ObjectStore};
+use crate::registry::store::{KeyChanges, ObjectStore};
 
 /// Seconds OPA is asked to wait before sending a batch again when the store failed.
 const RETRY_AFTER_SECONDS: &str = "5";

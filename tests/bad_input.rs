@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use edict::problem::Reason;
-use edict::workspace::Workspace;
+use edict::engine::problem::Reason;
+use edict::engine::workspace::Workspace;
 
 const TENANT: &str = "apiVersion: edict.dev/v1alpha1
 kind: Tenant

@@ -167,10 +167,10 @@ async fn two_processes_publishing_the_same_systems_stay_consistent() {
     assert!(ob.status.success(), "{}", text(&ob));
 
     // Whoever finished last is live; the index and the store agree on every System.
-    use edict::index_store::TenantIndex;
+    use edict::registry::index::TenantIndex;
     let config = aws::sdk_config(&aws::moto(), "testing", "testing");
     let index =
-        edict::index_store::dynamodb::DynamoIndex::new(aws_sdk_dynamodb::Client::new(&config), &table);
+        edict::registry::index::dynamodb::DynamoIndex::new(aws_sdk_dynamodb::Client::new(&config), &table);
     let s3 = aws::s3(&aws::moto(), "testing", "testing");
     for system in ["acme-data/batch-api", "acme-payments/payments-cluster", "acme-shop/storefront-envoy"] {
         let id = format!("local/{system}");
@@ -183,7 +183,11 @@ async fn two_processes_publishing_the_same_systems_stay_consistent() {
             .await
             .expect("live object");
         let bytes = object.body.collect().await.expect("body").into_bytes();
-        assert_eq!(edict::store::content_digest(&bytes), live.sha256, "{system}: store and index agree");
+        assert_eq!(
+            edict::registry::store::content_digest(&bytes),
+            live.sha256,
+            "{system}: store and index agree"
+        );
         for r in index.revisions("acme", &id, None).await.expect("revisions") {
             s3.head_object()
                 .bucket(&bucket)

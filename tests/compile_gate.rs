@@ -23,8 +23,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use edict::engine::workspace::Workspace;
 use edict::policy::{Capabilities, check_modules};
-use edict::workspace::Workspace;
 use serde::Deserialize;
 use serde_json::json;
 

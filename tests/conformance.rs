@@ -17,9 +17,9 @@ use std::process::Command;
 
 use edict::api::{DefaultDecision, SystemType};
 use edict::bundle::{Bundle, BundleInput, PolicyModule, build};
-use edict::index::ObjectKey;
-use edict::rego::{Compiled, compile};
-use edict::workspace::Workspace;
+use edict::engine::workspace::Workspace;
+use edict::model::ObjectKey;
+use edict::policy::rego::{Compiled, compile};
 use serde_json::{Value, json};
 
 const QUERIES: [&str; 2] = ["data.main.outcome", "data.main.main"];

@@ -7,10 +7,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::kube::{Call, api_server, body, echo, mock, not_found, respond};
-use edict::controller::watch::Change;
-use edict::controller::{Engine, leader, status_writer};
-use edict::index::ObjectKey;
-use edict::manifest::{self, Located};
+use edict::model::ObjectKey;
+use edict::operator::watch::Change;
+use edict::operator::{Engine, leader, status_writer};
+use edict::sources::manifest::{self, Located};
 use http::Method;
 
 fn objects(file: &str) -> Vec<Located> {
@@ -328,14 +328,14 @@ async fn new_systems_get_the_finalizer_and_a_config_map_through_server_side_appl
     );
 }
 
-fn desired_with_role(sa: &str) -> edict::controller::wiring::Desired {
-    edict::controller::wiring::Desired {
+fn desired_with_role(sa: &str) -> edict::operator::wiring::Desired {
+    edict::operator::wiring::Desired {
         key: ObjectKey::new("team-a", "api"),
         uid: "u1".into(),
         config_map: "api-opa-config".into(),
         config: "services: {}\n".into(),
         service_account: Some(sa.into()),
-        role: Some(edict::controller::wiring::Role {
+        role: Some(edict::operator::wiring::Role {
             arn: "arn:aws:iam::111122223333:role/edict/edict-c1-team-a-api".into(),
             managed: None,
         }),
@@ -344,7 +344,7 @@ fn desired_with_role(sa: &str) -> edict::controller::wiring::Desired {
 
 #[tokio::test]
 async fn a_missing_service_account_is_reported_and_never_created() {
-    use edict::controller::wiring;
+    use edict::operator::wiring;
     let (client, server) =
         api_server(|c| if c.path.ends_with("/serviceaccounts/opa") { not_found() } else { echo(c) });
     let err = wiring::apply(&client, None, &desired_with_role("opa"), &wiring::Applied::default())
@@ -352,7 +352,7 @@ async fn a_missing_service_account_is_reported_and_never_created() {
         .expect_err("the ServiceAccount is missing");
     drop(client);
     let calls = server.await.expect("server");
-    assert_eq!(err.reason, edict::problem::Reason::MissingServiceAccount);
+    assert_eq!(err.reason, edict::engine::problem::Reason::MissingServiceAccount);
     assert_eq!(
         err.message,
         "spec.serviceAccountName: ServiceAccount team-a/opa does not exist; create it (its OPA runs as it) or fix the name"
@@ -365,7 +365,7 @@ async fn a_missing_service_account_is_reported_and_never_created() {
 
 #[tokio::test]
 async fn the_role_annotation_follows_the_service_account() {
-    use edict::controller::wiring;
+    use edict::operator::wiring;
     let (client, server) = api_server(echo);
     let first = wiring::apply(&client, None, &desired_with_role("opa"), &wiring::Applied::default())
         .await
@@ -432,8 +432,8 @@ async fn deleting_a_system_removes_what_edict_wrote_then_the_finalizer() {
     };
     assert!(engine.retiring().is_empty(), "cleanup finished");
     assert!(!live("acme-data/batch-api").exists(), "its bundle is gone");
-    let left = edict::store::ObjectStore::list(
-        &edict::store::DirStore::new(store.path().to_path_buf()),
+    let left = edict::registry::store::ObjectStore::list(
+        &edict::registry::store::DirStore::new(store.path().to_path_buf()),
         "bundles/acme/c1/acme-data/batch-api/",
     )
     .await
@@ -833,8 +833,8 @@ async fn another_holder_ends_leadership_at_the_next_renewal() {
 /// without the Policies of a later page, and what it then builds is what a full view builds.
 #[tokio::test]
 async fn no_round_runs_before_the_last_page_of_every_list() {
-    use edict::controller::rounds::Rounds;
-    use edict::manifest::Object;
+    use edict::operator::rounds::Rounds;
+    use edict::sources::manifest::Object;
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     use std::time::{Duration, Instant};
@@ -857,7 +857,7 @@ async fn no_round_runs_before_the_last_page_of_every_list() {
         wrap: fn(K) -> Object,
     ) -> Vec<Change> {
         let stream = futures::stream::iter(events.into_iter().map(Ok));
-        edict::controller::watch::changes(stream, kind, wrap).collect().await
+        edict::operator::watch::changes(stream, kind, wrap).collect().await
     }
     fn page<K: Clone>(all: &[K]) -> Vec<Event<K>> {
         all.iter().cloned().map(Event::InitApply).collect()
@@ -907,7 +907,7 @@ async fn no_round_runs_before_the_last_page_of_every_list() {
         pending.extend(engine.apply(change));
     }
     let due = rounds.due().expect("a round is due once every list is complete");
-    assert!(due <= now + edict::controller::rounds::QUIET);
+    assert!(due <= now + edict::operator::rounds::QUIET);
     rounds.started();
     let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
     engine.reconcile(&keys).await;
@@ -935,7 +935,7 @@ async fn events_carry_the_uid_of_their_object() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::new("c1", store.path().to_path_buf());
     for mut located in all_examples() {
-        if let edict::manifest::Object::System(s) = &mut located.object {
+        if let edict::sources::manifest::Object::System(s) = &mut located.object {
             s.metadata.uid = Some(format!("uid-of-{}", s.metadata.name.clone().unwrap_or_default()));
         }
         engine.apply(Change::Apply(Box::new(located)));
@@ -980,12 +980,12 @@ async fn objects_no_system_touches_get_status_and_counts_follow_deletes() {
     let mut engine = Engine::new("c1", store.path().to_path_buf());
     let mut stacks = 0;
     for mut located in ["tenant.yaml", "stacks.yaml"].iter().flat_map(|f| objects(f)) {
-        if let edict::manifest::Object::Policy(p) = &mut located.object
+        if let edict::sources::manifest::Object::Policy(p) = &mut located.object
             && p.metadata.name.as_deref() == Some("restrict-proxies")
         {
             p.spec.rego = p.spec.rego.replace("image in proxy_images\n", "image in proxy_images +\n");
         }
-        if matches!(located.object, edict::manifest::Object::Stack(_)) {
+        if matches!(located.object, edict::sources::manifest::Object::Stack(_)) {
             stacks += 1;
         }
         let affected = engine.apply(Change::Apply(Box::new(located)));
@@ -1056,15 +1056,15 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
     for mut located in all_examples() {
         let key = located.object.key().to_string();
         match &mut located.object {
-            edict::manifest::Object::Tenant(o) => {
+            edict::sources::manifest::Object::Tenant(o) => {
                 o.status = before.tenants.get(&o.metadata.name.clone().unwrap_or_default()).cloned()
             }
-            edict::manifest::Object::Stack(o) => o.status = before.stacks.get(&key).cloned(),
-            edict::manifest::Object::System(o) => {
+            edict::sources::manifest::Object::Stack(o) => o.status = before.stacks.get(&key).cloned(),
+            edict::sources::manifest::Object::System(o) => {
                 o.status = before.systems.get(&key).cloned();
-                o.metadata.finalizers = Some(vec![edict::controller::wiring::FINALIZER.to_string()]);
+                o.metadata.finalizers = Some(vec![edict::operator::wiring::FINALIZER.to_string()]);
             }
-            edict::manifest::Object::Policy(o) => o.status = before.policies.get(&key).cloned(),
+            edict::sources::manifest::Object::Policy(o) => o.status = before.policies.get(&key).cloned(),
         }
         restarted.apply(Change::Apply(Box::new(located)));
     }
@@ -1122,7 +1122,7 @@ async fn a_config_map_deleted_by_hand_is_written_again() {
     assert_eq!(calls.iter().filter(|c| c.path.contains("/configmaps/")).count(), 3, "{calls:#?}");
 
     // The watch shows edict's own writes: nothing to do.
-    let mut rounds = edict::controller::rounds::Rounds::new();
+    let mut rounds = edict::operator::rounds::Rounds::new();
     for kind in ["Tenant", "Stack", "System", "Policy"] {
         rounds.observe(&Change::Resync(kind, BTreeSet::new()), std::time::Instant::now());
     }

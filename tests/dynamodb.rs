@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use edict::index_store::{
+use edict::registry::index::{
     BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, MemoryIndex, ReadOp, ReadStats,
     RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, current_data_key,
 };
@@ -494,14 +494,14 @@ async fn memory_index_suite() {
 #[test]
 fn no_scans() {
     for (file, text) in [
-        ("mod.rs", include_str!("../src/index_store/mod.rs")),
-        ("memory.rs", include_str!("../src/index_store/memory.rs")),
-        ("dynamodb/mod.rs", include_str!("../src/index_store/dynamodb/mod.rs")),
-        ("dynamodb/requests.rs", include_str!("../src/index_store/dynamodb/requests.rs")),
-        ("dynamodb/items.rs", include_str!("../src/index_store/dynamodb/items.rs")),
-        ("dynamodb/table.rs", include_str!("../src/index_store/dynamodb/table.rs")),
-        ("dynamodb/errors.rs", include_str!("../src/index_store/dynamodb/errors.rs")),
-        ("dynamodb/keys.rs", include_str!("../src/index_store/dynamodb/keys.rs")),
+        ("mod.rs", include_str!("../src/registry/index/mod.rs")),
+        ("memory.rs", include_str!("../src/registry/index/memory.rs")),
+        ("dynamodb/mod.rs", include_str!("../src/registry/index/dynamodb/mod.rs")),
+        ("dynamodb/requests.rs", include_str!("../src/registry/index/dynamodb/requests.rs")),
+        ("dynamodb/items.rs", include_str!("../src/registry/index/dynamodb/items.rs")),
+        ("dynamodb/table.rs", include_str!("../src/registry/index/dynamodb/table.rs")),
+        ("dynamodb/errors.rs", include_str!("../src/registry/index/dynamodb/errors.rs")),
+        ("dynamodb/keys.rs", include_str!("../src/registry/index/dynamodb/keys.rs")),
     ] {
         assert!(!text.contains(".scan()"), "{file} scans the table");
     }
@@ -519,7 +519,7 @@ mod dynamodb {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    use edict::index_store::dynamodb::{DynamoIndex, TableState};
+    use edict::registry::index::dynamodb::{DynamoIndex, TableState};
 
     use super::*;
 

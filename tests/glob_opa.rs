@@ -1,4 +1,4 @@
-//! Differential check of `edict::glob` against OPA's `glob.match`.
+//! Differential check of `edict::select::glob` against OPA's `glob.match`.
 //!
 //! `tests/data/glob_cases.json` holds cases whose `matches` (or `error`)
 //! values were produced by OPA's engine. Edict must agree with each, except
@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use edict::glob::Glob;
+use edict::select::glob::Glob;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

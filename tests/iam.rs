@@ -19,8 +19,8 @@ use common::aws;
 use edict::api::tenant::Identity;
 use edict::api::{DynamoDbStorage, KmsStorage, S3Storage, Storage, SystemType};
 use edict::bundle::BundleInput;
-use edict::iam::{self, IamError, RoleChange, RoleSpec, Roles};
-use edict::index::ObjectKey;
+use edict::identity::{self, IamError, RoleChange, RoleSpec, Roles};
+use edict::model::ObjectKey;
 use serde_json::{Value, json};
 
 /// A tenant's identity with its own OIDC provider (and so its own issuer) and role-name prefix.
@@ -46,7 +46,7 @@ fn client() -> aws_sdk_iam::Client {
 fn roles(identity: &Identity) -> Roles {
     let mut config = aws::sdk_config(&aws::moto(), "testing", "testing").to_builder();
     config.set_endpoint_url(None);
-    Roles::new(edict::aws::iam_from(&config.build(), identity))
+    Roles::new(edict::registry::aws::iam_from(&config.build(), identity))
 }
 
 fn storage() -> Storage {
@@ -72,13 +72,13 @@ fn system(name: &str) -> BundleInput {
 async fn stored_trust(client: &aws_sdk_iam::Client, name: &str) -> Value {
     let out = client.get_role().role_name(name).send().await.expect("GetRole");
     let raw = out.role().and_then(|r| r.assume_role_policy_document()).expect("trust policy");
-    iam::parse_document(raw).expect("a JSON trust policy")
+    identity::parse_document(raw).expect("a JSON trust policy")
 }
 
 /// The inline policy IAM stores for a role, or `None` when there is none of that name.
 async fn stored_inline(client: &aws_sdk_iam::Client, name: &str) -> Option<Value> {
-    match client.get_role_policy().role_name(name).policy_name(iam::INLINE_POLICY).send().await {
-        Ok(out) => Some(iam::parse_document(out.policy_document()).expect("a JSON policy")),
+    match client.get_role_policy().role_name(name).policy_name(identity::INLINE_POLICY).send().await {
+        Ok(out) => Some(identity::parse_document(out.policy_document()).expect("a JSON policy")),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
         Err(e) => panic!("GetRolePolicy: {e:?}"),
     }
@@ -96,14 +96,14 @@ async fn exists(client: &aws_sdk_iam::Client, name: &str) -> bool {
 async fn ensure_creates_the_role_then_only_changes_what_differs() {
     let client = client();
     let identity = identity(&client).await;
-    let issuer = iam::issuer_of(&identity.oidc_provider_arn).expect("issuer").to_string();
+    let issuer = identity::issuer_of(&identity.oidc_provider_arn).expect("issuer").to_string();
     let roles = roles(&identity);
     let api = system("api");
     let spec = RoleSpec::for_system(&identity, &storage(), &api, "opa").expect("spec");
 
     let created = roles.ensure(&spec).await.expect("create");
     assert_eq!(created.change, RoleChange::Created);
-    assert_eq!(created.arn, iam::role_arn(&identity, &spec.name).expect("arn"));
+    assert_eq!(created.arn, identity::role_arn(&identity, &spec.name).expect("arn"));
     assert!(created.arn.ends_with(&format!(":role/edict/{}", spec.name)), "{}", created.arn);
 
     let role = client.get_role().role_name(&spec.name).send().await.expect("GetRole");
@@ -182,7 +182,7 @@ async fn ensure_creates_the_role_then_only_changes_what_differs() {
 async fn the_permissions_boundary_follows_the_tenant() {
     let client = client();
     let mut identity = identity(&client).await;
-    let account = iam::account_of(&identity.oidc_provider_arn).expect("account").to_string();
+    let account = identity::account_of(&identity.oidc_provider_arn).expect("account").to_string();
     let boundary = format!("arn:aws:iam::{account}:policy/edict-boundary");
     identity.permissions_boundary = Some(boundary.clone());
     let roles = roles(&identity);
@@ -263,8 +263,8 @@ async fn a_role_of_another_system_is_refused() {
         .create_role()
         .role_name(&spec.name)
         .assume_role_policy_document(spec.trust.to_string())
-        .tags(Tag::builder().key(iam::MANAGED_BY_TAG).value(iam::MANAGED_BY).build().expect("tag"))
-        .tags(Tag::builder().key(iam::SYSTEM_ID_TAG).value("other/team-b/api").build().expect("tag"))
+        .tags(Tag::builder().key(identity::MANAGED_BY_TAG).value(identity::MANAGED_BY).build().expect("tag"))
+        .tags(Tag::builder().key(identity::SYSTEM_ID_TAG).value("other/team-b/api").build().expect("tag"))
         .send()
         .await
         .expect("another system's role");
@@ -321,7 +321,7 @@ fn web_identity_token(issuer: &str, subject: &str) -> String {
 async fn the_role_is_assumable_with_the_service_accounts_web_identity() {
     let client = client();
     let identity = identity(&client).await;
-    let issuer = iam::issuer_of(&identity.oidc_provider_arn).expect("issuer").to_string();
+    let issuer = identity::issuer_of(&identity.oidc_provider_arn).expect("issuer").to_string();
     let roles = roles(&identity);
     let spec = RoleSpec::for_system(&identity, &storage(), &system("api"), "opa").expect("spec");
     let arn = roles.ensure(&spec).await.expect("create").arn;
@@ -356,7 +356,7 @@ async fn the_role_is_assumable_with_the_service_accounts_web_identity() {
     let (status, xml) = body;
     assert_eq!(status, 200, "{xml}");
     let user = between(&xml, "<AssumedRoleUser>", "</AssumedRoleUser>").expect("AssumedRoleUser");
-    let account = iam::account_of(&identity.oidc_provider_arn).expect("account");
+    let account = identity::account_of(&identity.oidc_provider_arn).expect("account");
     assert_eq!(
         between(user, "<Arn>", "</Arn>"),
         Some(format!("arn:aws:sts::{account}:assumed-role/{}/opa-test", spec.name).as_str()),

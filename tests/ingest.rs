@@ -11,8 +11,8 @@ use axum::http::{Request, Response, StatusCode};
 use edict::api::ConditionStatus;
 use edict::ingest::decisions::read_ndjson_gz;
 use edict::ingest::{Denied, Ingest, Limits, ServedSystems, SystemKey};
+use edict::registry::store::{DirStore, ObjectMeta, ObjectStore, Precondition, StoreError, StoredObject};
 use edict::server::{ServerState, router};
-use edict::store::{DirStore, ObjectMeta, ObjectStore, Precondition, StoreError, StoredObject};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

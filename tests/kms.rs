@@ -5,7 +5,7 @@
 mod common;
 
 use common::aws;
-use edict::keys::{KeyError, KeyRing, MasterKey};
+use edict::registry::keys::{KeyError, KeyRing, MasterKey};
 
 #[tokio::test]
 async fn wrapped_data_keys_round_trip_and_rotate() {

@@ -79,14 +79,14 @@ fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
     common::copy_examples(&manifests);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let opts = edict::local::Options {
+    let opts = edict::sources::local::Options {
         dir: manifests.clone(),
         store: work.path().join("store"),
         addr: format!("127.0.0.1:{port}").parse().expect("addr"),
         cluster: "local".into(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let server = rt.spawn(edict::local::run(opts));
+    let server = rt.spawn(edict::sources::local::run(opts));
 
     // First download, as OPA does: 200 with an ETag; the same tag again gives 304.
     let first =
@@ -188,7 +188,7 @@ fn unchanged_rebuild_writes_nothing() {
     let store_dir: PathBuf = work.path().join(".edict/store");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let registry = edict::registry::Registry::embedded(&store_dir);
-    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
     assert_eq!(rt.block_on(local.publish(&registry, &all)), (3, 0));
     // A fresh registry (a restart) must find the live bundles and write nothing.
@@ -209,11 +209,11 @@ fn a_file_caught_mid_save_deletes_nothing_until_it_settles() {
     let work = tempfile::tempdir().expect("tempdir");
     common::copy_examples(work.path());
     let store_dir: PathBuf = work.path().join(".edict/store");
-    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let stacks = work.path().join("stacks.yaml");
     let original = std::fs::read_to_string(&stacks).expect("stacks.yaml");
-    let stack = edict::index::ObjectKey::new("acme-platform", "kubernetes-baseline");
-    let revisions = |local: &edict::local::Local| -> Vec<Option<String>> {
+    let stack = edict::model::ObjectKey::new("acme-platform", "kubernetes-baseline");
+    let revisions = |local: &edict::sources::local::Local| -> Vec<Option<String>> {
         local.ws.builds.values().map(|b| b.bundle.as_ref().map(|x| x.revision().to_string())).collect()
     };
     let before = revisions(&local);
@@ -266,7 +266,7 @@ fn local_mode_has_history_and_rollback() {
     let store_dir: PathBuf = work.path().join(".edict/store");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let registry = edict::registry::Registry::embedded(&store_dir);
-    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
     assert_eq!(rt.block_on(local.publish(&registry, &all)), (3, 0));
     let live = || std::fs::read(store_dir.join(BUNDLE)).expect("live bundle");
@@ -316,7 +316,7 @@ fn a_deleted_system_leaves_the_store() {
     let store_dir: PathBuf = work.path().join(".edict/store");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let registry = edict::registry::Registry::embedded(&store_dir);
-    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
     rt.block_on(local.publish(&registry, &all));
     let bundle = store_dir.join(BUNDLE);
@@ -340,12 +340,12 @@ fn a_deleted_system_leaves_the_store() {
 
     // Deleted while stopped: the next start drops it.
     std::fs::write(&systems, &text).expect("restore");
-    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
     rt.block_on(local.publish(&registry, &all));
     assert!(bundle.exists());
     std::fs::write(&systems, rest).expect("write");
-    let mut local = edict::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     rt.block_on(local.prune(&registry));
     assert!(!bundle.exists(), "dropped at start");
 }
@@ -377,14 +377,14 @@ fn opas_report_to_run_local_and_their_state_shows_in_status() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let store = work.path().join("store");
-    let opts = edict::local::Options {
+    let opts = edict::sources::local::Options {
         dir: manifests.clone(),
         store: store.clone(),
         addr: format!("127.0.0.1:{port}").parse().expect("addr"),
         cluster: "local".into(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let server = rt.spawn(edict::local::run(opts));
+    let server = rt.spawn(edict::sources::local::run(opts));
     let status = || -> Option<serde_json::Value> {
         let r = get(&format!("{base}/v1/status"), None)?;
         let all: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
@@ -479,14 +479,14 @@ fn a_waiting_opa_gets_the_new_bundle_as_soon_as_it_is_published() {
     common::copy_examples(&manifests);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let opts = edict::local::Options {
+    let opts = edict::sources::local::Options {
         dir: manifests.clone(),
         store: work.path().join("store"),
         addr: format!("127.0.0.1:{port}").parse().expect("addr"),
         cluster: "local".into(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let server = rt.spawn(edict::local::run(opts));
+    let server = rt.spawn(edict::sources::local::run(opts));
     let url = format!("{base}/{BUNDLE}");
     wait_for("the first bundle", || get(&url, None).filter(|r| r.status == 200));
 

@@ -9,9 +9,9 @@ mod common;
 
 use common::aws;
 use common::kube::{api_server, echo};
-use edict::controller::Engine;
-use edict::controller::watch::Change;
-use edict::manifest;
+use edict::operator::Engine;
+use edict::operator::watch::Change;
+use edict::sources::manifest;
 use http::Method;
 
 fn manifests(bucket: &str, table: &str, key: &str, signing: &str, provider: &str, moto: &str) -> String {
@@ -100,13 +100,14 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
     let role_name = api.role_arn.as_deref().and_then(|a| a.rsplit('/').next()).expect("role ARN in status");
     let role = iam.get_role().role_name(role_name).send().await.expect("role").role.expect("role");
     assert_eq!(Some(role.arn()), api.role_arn.as_deref());
-    let trust = edict::iam::parse_document(role.assume_role_policy_document().expect("trust")).expect("json");
+    let trust =
+        edict::identity::parse_document(role.assume_role_policy_document().expect("trust")).expect("json");
     let condition = &trust["Statement"][0]["Condition"]["StringEquals"];
     assert_eq!(condition[format!("{issuer}:sub")], "system:serviceaccount:irsa-team:opa");
     assert_eq!(condition[format!("{issuer}:aud")], "sts.amazonaws.com");
     let inline =
         iam.get_role_policy().role_name(role_name).policy_name("edict-bundle").send().await.expect("inline");
-    let inline = edict::iam::parse_document(inline.policy_document()).expect("json");
+    let inline = edict::identity::parse_document(inline.policy_document()).expect("json");
     assert_eq!(
         inline["Statement"][0]["Resource"],
         format!("arn:aws:s3:::{bucket}/bundles/irsa/c1/irsa-team/api/*")

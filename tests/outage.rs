@@ -13,18 +13,18 @@ use std::time::{Duration, SystemTime};
 use common::aws;
 use common::proxy::Proxy;
 use edict::bundle::{self, BundleInput};
-use edict::index::ObjectKey;
-use edict::index_store::TenantIndex;
-use edict::index_store::dynamodb::DynamoIndex;
-use edict::keys::{KeyRing, MasterKey};
+use edict::model::ObjectKey;
+use edict::registry::index::TenantIndex;
+use edict::registry::index::dynamodb::DynamoIndex;
+use edict::registry::keys::{KeyRing, MasterKey};
+use edict::registry::store::{ObjectStore, S3Store, content_digest};
 use edict::registry::{PublishError, Registry};
 use edict::retry::Backoff;
-use edict::store::{ObjectStore, S3Store, content_digest};
 
 /// 40 Systems: the example payments cluster copied under other names.
 fn inputs() -> Vec<BundleInput> {
-    let ws =
-        edict::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1").expect("examples");
+    let ws = edict::engine::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
+        .expect("examples");
     let base = ws
         .builds
         .into_values()
@@ -126,7 +126,7 @@ async fn outages_mid_publish_converge() {
             backoff
                 .run(
                     || master.unwrap("dk-1", &wrapped),
-                    edict::keys::KeyError::is_transient,
+                    edict::registry::keys::KeyError::is_transient,
                     |e, _| log.lock().expect("lock").push(e.to_string()),
                 )
                 .await

@@ -8,7 +8,7 @@
 mod table;
 
 use edict::bundle::{Bundle, build};
-use edict::rego::{Compiled, compile};
+use edict::policy::rego::{Compiled, compile};
 use serde_json::{Value, json};
 use table::{BASE, CASES, Case, FIXTURES, SYSTEM};
 

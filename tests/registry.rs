@@ -12,16 +12,16 @@ use std::time::{Duration, SystemTime};
 
 use common::faults::FaultyStore;
 use edict::bundle::{self, Bundle, BundleInput};
-use edict::index_store::{MemoryIndex, TenantIndex};
 use edict::registry::Published;
+use edict::registry::index::{MemoryIndex, TenantIndex};
+use edict::registry::store::{DirStore, ObjectStore, Precondition, content_digest};
 use edict::registry::{PublishError, Registry};
 use edict::retry::Backoff;
-use edict::store::{DirStore, ObjectStore, Precondition, content_digest};
 
 /// The payments-cluster input from the examples, and variants of it (revision `n`).
 fn input() -> BundleInput {
-    let ws =
-        edict::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1").expect("examples");
+    let ws = edict::engine::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
+        .expect("examples");
     let build = ws.builds.into_values().find(|b| b.key.name == "payments-cluster").expect("payments");
     build.input.expect("input")
 }
@@ -218,8 +218,8 @@ async fn embedded_default() {
 mod aws_backends {
     use super::*;
     use common::aws;
-    use edict::index_store::dynamodb::DynamoIndex;
-    use edict::store::S3Store;
+    use edict::registry::index::dynamodb::DynamoIndex;
+    use edict::registry::store::S3Store;
 
     async fn dynamodb() -> Arc<dyn TenantIndex> {
         let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config(&aws::moto(), "testing", "testing"));

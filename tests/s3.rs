@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use common::aws;
-use edict::index_store::MemoryIndex;
+use edict::registry::index::MemoryIndex;
+use edict::registry::store::{ObjectStore, Precondition, S3Store, StoreError, content_digest};
 use edict::registry::{Published, Registry};
-use edict::store::{ObjectStore, Precondition, S3Store, StoreError, content_digest};
 
 async fn bucket(client: &aws_sdk_s3::Client) -> String {
     let name = aws::unique("edict");
@@ -86,7 +86,7 @@ async fn objects_live_under_the_prefix_and_use_the_tenant_key() {
 async fn publishing_twice_writes_once() {
     for (name, _, store) in stores().await {
         let store: Arc<dyn ObjectStore> = Arc::new(store);
-        let ws = edict::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
+        let ws = edict::engine::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
             .expect("examples");
         let registry = Registry::new("acme", store.clone(), Arc::new(MemoryIndex::new()));
         let mut written = 0;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use common::aws;
-use edict::signing::KmsSigner;
+use edict::registry::signing::KmsSigner;
 
 async fn signing_key() -> String {
     aws::create_key(Some(KeySpec::EccNistP256), Some(KeyUsageType::SignVerify)).await
@@ -42,8 +42,8 @@ fn tamper(archive: &[u8], name: &str, edit: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8
 #[tokio::test]
 async fn opa_accepts_signed_bundles_and_rejects_tampering() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ws =
-        edict::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1").expect("examples");
+    let ws = edict::engine::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
+        .expect("examples");
     let build = ws.builds.values().find(|b| b.key.name == "payments-cluster").expect("payments");
     let bundle = build.bundle.as_ref().expect("bundle");
     let key_id = signing_key().await;

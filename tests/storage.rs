@@ -11,13 +11,13 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use common::aws;
 use edict::api::{DynamoDbStorage, KmsStorage, S3Storage, Storage};
-use edict::connect::{StorageError, connect, rotate_data_key};
-use edict::keys::{KeyRing, MasterKey};
 use edict::registry::Published;
+use edict::registry::connect::{StorageError, connect, rotate_data_key};
+use edict::registry::keys::{KeyRing, MasterKey};
 
-fn clients() -> edict::aws::Clients {
+fn clients() -> edict::registry::aws::Clients {
     let config = aws::sdk_config(&aws::moto(), "testing", "testing");
-    edict::aws::Clients {
+    edict::registry::aws::Clients {
         s3: aws::s3(&aws::moto(), "testing", "testing"),
         dynamodb: aws_sdk_dynamodb::Client::new(&config),
         kms: aws_sdk_kms::Client::new(&config),
@@ -56,8 +56,8 @@ async fn publish_signs_seals_and_survives_reconnect_and_rotation() {
     let storage = storage().await;
     let clients = clients();
     let registry = connect("acme", &storage, &clients, "ci@acme", now()).await.expect("connect");
-    let ws =
-        edict::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1").expect("examples");
+    let ws = edict::engine::workspace::Workspace::load(&[common::root().join("examples/acme")], "c1")
+        .expect("examples");
     let build = ws.builds.values().find(|b| b.key.name == "payments-cluster").expect("payments");
     let (input, bundle) = (build.input.as_ref().expect("input"), build.bundle.as_ref().expect("bundle"));
     let gens = BTreeMap::new();
@@ -66,8 +66,10 @@ async fn publish_signs_seals_and_survives_reconnect_and_rotation() {
     // The live object is signed: OPA's verification accepts it with the tenant as scope.
     let live = registry.store().get(&input.live_key()).await.expect("get").expect("live");
     let kms = storage.kms.as_ref().expect("kms");
-    let signer =
-        edict::signing::KmsSigner::new(clients.kms.clone(), kms.signing_key_id.as_deref().expect("signing"));
+    let signer = edict::registry::signing::KmsSigner::new(
+        clients.kms.clone(),
+        kms.signing_key_id.as_deref().expect("signing"),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("b.tar.gz"), &live.bytes).expect("write");
     std::fs::write(dir.path().join("k.pem"), signer.public_key_pem().await.expect("pem")).expect("write");

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use super::{BundleInput, DECISION_RULES, PolicyModule};
 use crate::api::{Enforcement, SystemType};
-use crate::rego::rego_ref;
+use crate::policy::rego::rego_ref;
 
 /// A source of decisions: one Stack or the System itself.
 struct Source<'a> {

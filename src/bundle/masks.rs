@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::BundleInput;
 use crate::api::SystemType;
-use crate::rego::rego_ref;
+use crate::policy::rego::rego_ref;
 
 /// The pointers masked for Kubernetes Secrets unless a Stack sets `defaultMasks: false`.
 pub const DEFAULT_KUBERNETES_MASKS: [&str; 4] = [

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{DefaultDecision, Enforcement, SystemType};
-use crate::index::ObjectKey;
+use crate::model::ObjectKey;
 
 pub use archive::{read_archive, write_archive};
 
@@ -363,7 +363,7 @@ mod smoke {
         };
         let bundle = build(&input);
         let modules = bundle.modules();
-        let compiled = crate::rego::compile(&modules, &bundle.data(), "data.main.main")
+        let compiled = crate::policy::rego::compile(&modules, &bundle.data(), "data.main.main")
             .unwrap_or_else(|e| panic!("{e}\n{}", modules[1].1));
         let out = compiled
             .eval(

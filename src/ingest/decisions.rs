@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::SystemKey;
 use crate::bundle::masks::DEFAULT_KUBERNETES_MASKS;
-use crate::index_store::{format_timestamp, parse_timestamp};
+use crate::registry::index::{format_timestamp, parse_timestamp};
 
 /// Secret fields that are write-only in the API but may reach an admission webhook; the
 /// `kubernetes_baseline` example Stack masks them beside [`DEFAULT_KUBERNETES_MASKS`].

@@ -29,8 +29,8 @@ use std::time::{Duration, SystemTime};
 pub use fleet::{Fleet, OpaSummary};
 pub use reporters::{Denied, Reporters, ServedSystems};
 
-use crate::index::ObjectKey;
-use crate::store::{ObjectStore, Precondition, StoreError};
+use crate::model::ObjectKey;
+use crate::registry::store::{ObjectStore, Precondition, StoreError};
 use decisions::DecodeError;
 use status::{StatusError, StatusReport};
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::SystemKey;
 use super::decisions::{hour_partition, parse_rfc3339, read_ndjson_gz};
-use crate::store::{ObjectStore, StoreError};
+use crate::registry::store::{ObjectStore, StoreError};
 
 /// One recorded decision, as people read it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

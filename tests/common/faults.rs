@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use edict::store::{ObjectMeta, ObjectStore, Precondition, StoreError, StoredObject};
+use edict::registry::store::{ObjectMeta, ObjectStore, Precondition, StoreError, StoredObject};
 
 /// Wraps a store: counts writes, and fails every call while `down` is set (as an unreachable
 /// endpoint does), or fails the `fail_put`-th put from now (a crash mid-publish).

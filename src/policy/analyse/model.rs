@@ -26,7 +26,7 @@ pub struct Parsed {
 /// Parse one Rego v1 module.
 pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
     let fail = |e: anyhow::Error| {
-        let found = crate::rego::RegoError::from_engine(&e);
+        let found = crate::policy::rego::RegoError::from_engine(&e);
         // regorus refuses `input` and `data` as names while parsing; OPA's compiler refuses them
         // in its keyword stage, with its own words.
         let (code, message) = match found.message.strip_suffix(" cannot be shadowed") {
@@ -235,7 +235,7 @@ impl RuleDef<'_> {
 
 /// `data.a.b["c-d"]`
 pub fn dotted(path: &[String]) -> String {
-    format!("data.{}", crate::rego::rego_ref(path))
+    format!("data.{}", crate::policy::rego::rego_ref(path))
 }
 
 /// All modules compiled together: the modules checked, then the modules they read (their

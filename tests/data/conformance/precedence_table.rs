@@ -10,7 +10,7 @@
 
 use edict::api::{DefaultDecision, Enforcement, SystemType};
 use edict::bundle::{BundleInput, PolicyModule, StackInput};
-use edict::index::ObjectKey;
+use edict::model::ObjectKey;
 use serde_json::{Value, json};
 
 /// The bound Stacks and the System, as `decided_by` names them.
