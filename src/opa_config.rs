@@ -53,6 +53,22 @@ pub fn report_to_edict(config: &mut Value) {
     });
 }
 
+/// Where an OPA in the cluster finds its ServiceAccount token for edict (projected with
+/// audience `edict`; the edict-opa chart mounts it).
+pub const TOKEN_PATH: &str = "/var/run/secrets/edict/token";
+
+/// Send the OPA's status reports and decision logs to the operator at `url`, authenticated
+/// with the projected ServiceAccount token at [`TOKEN_PATH`] (service `edict-reports`).
+pub fn report_to_operator(config: &mut Value, url: &str) {
+    config["services"]["edict-reports"] =
+        json!({"url": url.trim_end_matches('/'), "credentials": {"bearer": {"token_path": TOKEN_PATH}}});
+    config["status"] = json!({"service": "edict-reports"});
+    config["decision_logs"] = json!({
+        "service": "edict-reports",
+        "reporting": {"min_delay_seconds": 5, "max_delay_seconds": 30},
+    });
+}
+
 /// OPA's configuration (as JSON, which is valid YAML) for the System `input` describes.
 pub fn render(input: &BundleInput, source: &Source<'_>, verification: Option<&Verification<'_>>) -> Value {
     let (service, resource) = match source {

@@ -136,11 +136,14 @@ async fn status_report(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(ingest) = &state.ingest else { return not_ingesting() };
+    if !ingest.accepting() {
+        return elsewhere();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return unread(ingest, rejection),
     };
-    match ingest.record_status(&body, content_encoding(&headers), bearer(&headers), SystemTime::now()) {
+    match ingest.record_status(&body, content_encoding(&headers), bearer(&headers), SystemTime::now()).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => refused(e),
     }
@@ -153,6 +156,9 @@ async fn decision_logs(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(ingest) = &state.ingest else { return not_ingesting() };
+    if !ingest.accepting() {
+        return elsewhere();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return unread(ingest, rejection),
@@ -161,6 +167,21 @@ async fn decision_logs(
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => refused(e),
     }
+}
+
+/// A standby: the leader takes reports. `503` with `Retry-After` makes OPA send again, and
+/// `Connection: close` makes it open a new connection, which the Service may route to the
+/// leader (a kept-alive one would reach this replica again).
+fn elsewhere() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (header::CONNECTION, HeaderValue::from_static("close")),
+        ],
+        "this replica is a standby: the leader takes OPA reports\n",
+    )
+        .into_response()
 }
 
 fn not_ingesting() -> Response {

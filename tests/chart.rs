@@ -318,6 +318,7 @@ fn operator_cluster_rules() -> Vec<String> {
         "|namespaces|list,watch|".into(),
         "|serviceaccounts|get,patch|".into(),
         "|configmaps|get,list,watch,create,patch,delete|".into(),
+        "authentication.k8s.io|tokenreviews|create|".into(),
         "events.k8s.io|events|create,patch|".into(),
     ]
 }

@@ -64,7 +64,10 @@ pub struct SystemStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled`.
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus: `Ready` means built, checked and published),
+    /// and `Live` when the System's OPAs report to edict: `True` when every reporting OPA runs
+    /// the live revision, `False` with `Progressing` or `Degraded`, `Unknown` with `NoOpas`.
+    /// `kubectl wait --for=condition=Live system/NAME` waits for a rollout.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The revision of the live bundle (sha256 of its content, 64 hex digits).

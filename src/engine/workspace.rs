@@ -38,6 +38,10 @@ pub struct Workspace {
     /// What each System's OPAs report, for the Systems whose OPAs report to this edict
     /// (`status.opas` and the `Live` condition).
     pub fleet: BTreeMap<ObjectKey, crate::ingest::OpaSummary>,
+    /// What the statuses said of their OPAs when this process started (`status.opas` and
+    /// `Live`), shown until the OPAs have had time to report again, so that a restart does not
+    /// flip every System to "no OPA reports".
+    pub fleet_observed: BTreeMap<ObjectKey, (crate::api::system::OpaFleetStatus, crate::api::Condition)>,
     /// The statuses last reported, whose transition times carry over.
     reported: status::Transitions,
 }
@@ -58,6 +62,7 @@ impl Workspace {
             wiring_problems: BTreeMap::new(),
             storage: BTreeMap::new(),
             fleet: BTreeMap::new(),
+            fleet_observed: BTreeMap::new(),
             reported: status::Transitions::default(),
         };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
@@ -78,6 +83,7 @@ impl Workspace {
             wiring_problems: BTreeMap::new(),
             storage: BTreeMap::new(),
             fleet: BTreeMap::new(),
+            fleet_observed: BTreeMap::new(),
             reported: status::Transitions::default(),
         }
     }
@@ -128,6 +134,39 @@ impl Workspace {
         self.publish_failed(key, Problem::new(me, reason, format!("publishing: {e}")));
     }
 
+    /// Take what the OPAs of `systems` (each with the System it reports as and its OPAs'
+    /// reporting interval) reported by `now` into their statuses (`status.opas`, the `Live`
+    /// condition); Systems not listed lose theirs. Returns whether any System's changed, so
+    /// that statuses are written only then. Logs each change of `Live`.
+    pub fn refresh_fleet(
+        &mut self,
+        ingest: &crate::ingest::Ingest,
+        systems: &[(ObjectKey, crate::ingest::SystemKey, std::time::Duration)],
+        now: std::time::SystemTime,
+    ) -> bool {
+        let mut changed = false;
+        for (key, system, interval) in systems {
+            let summary = ingest.summary(system, self.live.get(key).map(String::as_str), now, *interval);
+            let before = self.fleet.get(key);
+            if before == Some(&summary) {
+                continue;
+            }
+            let (was, is) = (before.map(|b| b.live_condition()), summary.live_condition());
+            if was.as_ref().is_none_or(|w| (w.status, &w.reason) != (is.status, &is.reason)) {
+                match is.reason.as_str() {
+                    "Degraded" => tracing::warn!(system = %key, reason = %is.reason, "{}", is.message),
+                    _ => tracing::info!(system = %key, reason = %is.reason, "{}", is.message),
+                }
+            }
+            self.fleet.insert(key.clone(), summary);
+            changed = true;
+        }
+        let listed: std::collections::BTreeSet<&ObjectKey> = systems.iter().map(|(k, _, _)| k).collect();
+        let before = self.fleet.len();
+        self.fleet.retain(|key, _| listed.contains(key));
+        changed || self.fleet.len() != before
+    }
+
     /// Take `statuses` as the last reported (their transition times carry over): what the
     /// objects showed when an operator started.
     pub fn reported_before(&mut self, statuses: &Statuses) {
@@ -158,6 +197,14 @@ impl Workspace {
             let mut live = summary.live_condition();
             live.observed_generation = status.observed_generation;
             status.conditions.push(live);
+        }
+        for (key, (opas, live)) in &self.fleet_observed {
+            let Some(status) = now.systems.get_mut(&key.to_string()) else { continue };
+            if self.fleet.contains_key(key) {
+                continue;
+            }
+            status.opas = Some(opas.clone());
+            status.conditions.push(live.clone());
         }
         let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         status::carry_all(&self.reported, &mut now, &stamp);

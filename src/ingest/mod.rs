@@ -156,10 +156,17 @@ pub struct Stored {
     pub remasked: usize,
 }
 
+/// The object store of each Tenant that has its own storage, kept current by the operator.
+pub type TenantStores = Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<dyn ObjectStore>>>>;
+
 /// What the ingestion handlers share.
 pub struct Ingest {
     fleet: Mutex<Fleet>,
     store: Arc<dyn ObjectStore>,
+    /// The store of each Tenant with its own storage (the rest use `store`).
+    tenant_stores: Option<TenantStores>,
+    /// Whether this replica takes reports now (a standby does not: the leader keeps the fleet).
+    accepting: std::sync::atomic::AtomicBool,
     reporters: Box<dyn Reporters>,
     limits: Limits,
     counters: Counters,
@@ -189,7 +196,34 @@ impl Ingest {
             reporters: Box::new(reporters),
             limits,
             counters: Counters::default(),
+            tenant_stores: None,
+            accepting: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Store the decisions of a Tenant with its own storage there (`stores` says which Tenants
+    /// have one); the others go to the store given to [`Ingest::new`].
+    pub fn with_tenant_stores(mut self, stores: TenantStores) -> Self {
+        self.tenant_stores = Some(stores);
+        self
+    }
+
+    /// Take reports (`true`) or answer that another replica does (`false`: a standby).
+    pub fn set_accepting(&self, accepting: bool) {
+        self.accepting.store(accepting, Ordering::Relaxed);
+    }
+
+    /// Whether this replica takes reports now.
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Relaxed)
+    }
+
+    fn store_of(&self, tenant: &str) -> Arc<dyn ObjectStore> {
+        let own = self
+            .tenant_stores
+            .as_ref()
+            .and_then(|s| s.read().unwrap_or_else(PoisonError::into_inner).get(tenant).cloned());
+        own.unwrap_or_else(|| self.store.clone())
     }
 
     /// The size limits.
@@ -199,14 +233,14 @@ impl Ingest {
 
     /// Record a `POST /status` body (JSON, or gzip when `encoding` says so) received at `now`;
     /// returns the System it was for.
-    pub fn record_status(
+    pub async fn record_status(
         &self,
         body: &[u8],
         encoding: Option<&str>,
         bearer: Option<&str>,
         now: SystemTime,
     ) -> Result<SystemKey, IngestError> {
-        let result = self.try_record_status(body, encoding, bearer, now);
+        let result = self.try_record_status(body, encoding, bearer, now).await;
         self.count(&result);
         if result.is_ok() {
             add(&self.counters.status_reports, 1);
@@ -214,7 +248,7 @@ impl Ingest {
         result
     }
 
-    fn try_record_status(
+    async fn try_record_status(
         &self,
         body: &[u8],
         encoding: Option<&str>,
@@ -231,7 +265,7 @@ impl Ingest {
             Some(other) => return Err(DecodeError::UnsupportedEncoding(other.to_string()).into()),
         };
         let summary = StatusReport::parse(body)?.summary()?;
-        let system = self.reporters.allows(&summary.system_id, bearer)?;
+        let system = self.reporters.allows(&summary.system_id, bearer).await?;
         if let Some(tenant) = summary.tenant.as_deref().filter(|t| *t != system.tenant) {
             let message = format!(
                 "labels.tenant is {tenant:?} but System {} belongs to {:?}",
@@ -266,7 +300,7 @@ impl Ingest {
         let Some(system_id) = decisions::system_id(&events)? else {
             return Ok(Stored { system: None, keys: vec![], events: 0, written: 0, remasked: 0 });
         };
-        let system = self.reporters.allows(system_id, bearer)?;
+        let system = self.reporters.allows(system_id, bearer).await?;
         add(&self.counters.accepted_events, events.len());
         let remasked = events
             .iter_mut()
@@ -276,8 +310,9 @@ impl Ingest {
         add(&self.counters.remasked_events, remasked);
         let mut stored =
             Stored { system: Some(system.clone()), keys: vec![], events: events.len(), written: 0, remasked };
+        let store = self.store_of(&system.tenant);
         for object in decisions::objects(&system, &events) {
-            match self.store.put(&object.key, &object.bytes, Precondition::IfAbsent).await {
+            match store.put(&object.key, &object.bytes, Precondition::IfAbsent).await {
                 Ok(_) => {
                     stored.written += object.events;
                     add(&self.counters.stored_events, object.events);

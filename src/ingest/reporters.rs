@@ -17,18 +17,21 @@ use std::collections::BTreeMap;
 
 use super::SystemKey;
 
-/// Decides whether a reporter may report for a System.
+/// Decides whether a reporter may report for a System (asynchronous: the operator asks the
+/// API server who holds a token).
+#[async_trait::async_trait]
 pub trait Reporters: Send + Sync {
     /// The System `system_id` names, when the reporter holding `bearer` (the token of an
     /// `Authorization: Bearer` header) may report for it.
-    fn allows(&self, system_id: &str, bearer: Option<&str>) -> Result<SystemKey, Denied>;
+    async fn allows(&self, system_id: &str, bearer: Option<&str>) -> Result<SystemKey, Denied>;
 }
 
+#[async_trait::async_trait]
 impl<F> Reporters for F
 where
     F: Fn(&str, Option<&str>) -> Result<SystemKey, Denied> + Send + Sync,
 {
-    fn allows(&self, system_id: &str, bearer: Option<&str>) -> Result<SystemKey, Denied> {
+    async fn allows(&self, system_id: &str, bearer: Option<&str>) -> Result<SystemKey, Denied> {
         self(system_id, bearer)
     }
 }
@@ -57,8 +60,9 @@ impl ServedSystems {
     }
 }
 
+#[async_trait::async_trait]
 impl Reporters for ServedSystems {
-    fn allows(&self, system_id: &str, _bearer: Option<&str>) -> Result<SystemKey, Denied> {
+    async fn allows(&self, system_id: &str, _bearer: Option<&str>) -> Result<SystemKey, Denied> {
         self.by_id
             .get(system_id)
             .cloned()
@@ -70,24 +74,27 @@ impl Reporters for ServedSystems {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_local_edict_accepts_reports_for_the_systems_it_serves_only() {
+    #[tokio::test]
+    async fn a_local_edict_accepts_reports_for_the_systems_it_serves_only() {
         let payments = SystemKey::new("acme", "local", "acme-payments", "payments-cluster");
         let served = ServedSystems::new([payments.clone()]);
-        assert_eq!(served.allows("local/acme-payments/payments-cluster", None), Ok(payments));
+        assert_eq!(served.allows("local/acme-payments/payments-cluster", None).await, Ok(payments));
         assert_eq!(
-            served.allows("local/acme-payments/nope", Some("token")),
+            served.allows("local/acme-payments/nope", Some("token")).await,
             Err(Denied::Forbidden("edict serves no System local/acme-payments/nope".into()))
         );
     }
 
-    #[test]
-    fn a_closure_is_a_reporters() {
+    #[tokio::test]
+    async fn a_closure_is_a_reporters() {
         let only_with_token = |id: &str, bearer: Option<&str>| match bearer {
             Some("t") => SystemKey::parse("acme", id).ok_or_else(|| Denied::Forbidden(id.into())),
             _ => Err(Denied::Unauthenticated("no token".into())),
         };
-        assert!(only_with_token.allows("c/ns/s", Some("t")).is_ok());
-        assert_eq!(only_with_token.allows("c/ns/s", None), Err(Denied::Unauthenticated("no token".into())));
+        assert!(only_with_token.allows("c/ns/s", Some("t")).await.is_ok());
+        assert_eq!(
+            only_with_token.allows("c/ns/s", None).await,
+            Err(Denied::Unauthenticated("no token".into()))
+        );
     }
 }

@@ -6,6 +6,7 @@
 mod embedded;
 pub mod leader;
 pub mod lifecycle;
+pub mod reports;
 pub mod rounds;
 mod run;
 pub mod status_writer;
@@ -107,6 +108,19 @@ pub struct Engine {
     dropped: BTreeSet<ObjectKey>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// What the OPAs report, who may report for which System, and each Tenant's store for
+    /// their decisions (when this engine takes reports).
+    reports: Option<Reports>,
+}
+
+/// The engine's side of OPA reports.
+struct Reports {
+    ingest: Arc<crate::ingest::Ingest>,
+    reporters: crate::operator::reports::ReporterMap,
+    stores: crate::ingest::TenantStores,
+    /// Until when statuses keep what they said of their OPAs at start, for Systems none of
+    /// whose OPAs has reported since.
+    grace_until: Option<SystemTime>,
 }
 
 impl Engine {
@@ -131,6 +145,7 @@ impl Engine {
             follower: false,
             dropped: BTreeSet::new(),
             metrics: Metrics::new(),
+            reports: None,
         }
     }
 
@@ -144,6 +159,70 @@ impl Engine {
     pub fn with_changes(mut self, changes: Arc<crate::registry::store::KeyChanges>) -> Self {
         self.embedded = self.embedded.with_changes(changes);
         self
+    }
+
+    /// Take OPA reports from `ingest`: keep `reporters` (who may report for which System) and
+    /// `stores` (each Tenant's store for decisions) current, and show what the OPAs run in
+    /// each System's status.
+    pub fn with_reports(
+        mut self,
+        ingest: Arc<crate::ingest::Ingest>,
+        reporters: crate::operator::reports::ReporterMap,
+        stores: crate::ingest::TenantStores,
+    ) -> Self {
+        self.reports = Some(Reports { ingest, reporters, stores, grace_until: None });
+        self
+    }
+
+    /// Take what the OPAs reported by `now` into the Systems' statuses; returns whether any
+    /// System's changed (then statuses are written). Also refreshes who may report for what.
+    pub fn refresh_fleet(&mut self, now: SystemTime) -> bool {
+        let Some(reports) = &mut self.reports else { return false };
+        let mut allowed = BTreeMap::new();
+        let mut systems = Vec::new();
+        for (key, build) in &self.ws.builds {
+            let Some(input) = &build.input else { continue };
+            let Some(entry) = self.ws.catalog.systems().get(key) else { continue };
+            let system =
+                crate::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
+            let service_account = entry
+                .system
+                .spec
+                .service_account_name
+                .clone()
+                .unwrap_or_else(|| crate::operator::reports::DEFAULT_SERVICE_ACCOUNT.to_string());
+            let own_storage =
+                self.ws.catalog.tenants().get(&input.tenant).is_some_and(|t| t.tenant.spec.storage.is_some());
+            // OPAs report after each bundle poll: at most the polling's longest delay apart.
+            let interval =
+                Duration::from_secs(if own_storage { 30 } else { crate::opa_config::HTTP_POLL_MAX_SECONDS });
+            allowed.insert(
+                input.system_id(),
+                crate::operator::reports::Reporter { key: system.clone(), service_account },
+            );
+            systems.push((key.clone(), system, interval));
+        }
+        if let Ok(mut r) = reports.reporters.write() {
+            *r = allowed;
+        }
+        let grace_until = *reports.grace_until.get_or_insert(now + Duration::from_secs(90));
+        if now < grace_until && !self.ws.fleet_observed.is_empty() {
+            // Until the OPAs have had time to report again, a System none of whose OPAs has
+            // reported since the start keeps what its status said.
+            let ingest = reports.ingest.clone();
+            systems.retain(|(key, system, interval)| {
+                !self.ws.fleet_observed.contains_key(key)
+                    || ingest.summary(system, None, now, *interval).reporting > 0
+            });
+        } else if !self.ws.fleet_observed.is_empty() {
+            self.ws.fleet_observed.clear();
+            let ingest = reports.ingest.clone();
+            // Every System now shows what its OPAs reported (the observed view is gone).
+            self.ws.refresh_fleet(&ingest, &systems, now);
+            return true;
+        }
+        let ingest = reports.ingest.clone();
+        self.ws.refresh_fleet(&ingest, &systems, now)
     }
 
     /// A standby's engine: it keeps the embedded store current (for its own bundle API) and
@@ -547,6 +626,11 @@ impl Engine {
         }
         match crate::registry::connect::registry(t, "edict-operator", SystemTime::now()).await {
             Ok(r) => {
+                if let Some(reports) = &self.reports
+                    && let Ok(mut stores) = reports.stores.write()
+                {
+                    stores.insert(tenant.clone(), r.store().clone());
+                }
                 self.ws.storage.insert(tenant.clone(), Ok(storage_summary(t, &r)));
                 self.registries.insert(tenant, r.clone());
                 Ok(r)
@@ -580,6 +664,18 @@ impl Engine {
     pub fn adopt_observed_statuses(&mut self) {
         let observed = crate::engine::status::observed(&self.ws.catalog);
         self.ws.reported_before(&observed);
+        if self.reports.is_some() {
+            // What the statuses said of the OPAs stays until they have had time to report.
+            self.ws.fleet_observed = observed
+                .systems
+                .iter()
+                .filter_map(|(key, s)| {
+                    let live = s.conditions.iter().find(|c| c.type_ == crate::api::conditions::LIVE)?;
+                    let (ns, name) = key.split_once('/')?;
+                    Some((ObjectKey::new(ns, name), (s.opas.clone()?, live.clone())))
+                })
+                .collect();
+        }
         self.written = Arc::new(observed);
     }
 

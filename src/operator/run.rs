@@ -24,9 +24,26 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let ready = Readiness::default();
     // Publishes to the embedded store wake the bundle requests that long-poll.
     let changes = Arc::new(crate::registry::store::KeyChanges::default());
+    // OPA reports (status, decision logs): only the leader takes them, each checked with a
+    // TokenReview against the System's ServiceAccount.
+    let embedded_store: Arc<dyn crate::registry::store::ObjectStore> =
+        Arc::new(DirStore::new(opts.store.clone()));
+    let reporters = crate::operator::reports::ReporterMap::default();
+    let stores = crate::ingest::TenantStores::default();
+    let ingest = Arc::new(
+        crate::ingest::Ingest::new(
+            embedded_store,
+            crate::operator::reports::TokenReviews::new(client.clone(), reporters.clone()),
+            crate::ingest::Limits::default(),
+            Duration::from_secs(600),
+        )
+        .with_tenant_stores(stores.clone()),
+    );
+    ingest.set_accepting(false);
     let mut engine = Engine::new(&opts.cluster, opts.store.clone())
         .with_bundle_url(&opts.bundle_url)
-        .with_changes(changes.clone());
+        .with_changes(changes.clone())
+        .with_reports(ingest.clone(), reporters, stores);
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", opts.metrics_addr))?;
@@ -42,7 +59,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let api = crate::server::router(crate::server::ServerState {
         store,
         statuses: statuses.clone(),
-        ingest: None,
+        ingest: Some(ingest.clone()),
         changes: changes.clone(),
     });
     tokio::spawn(async move { axum::serve(bundles, api).await });
@@ -91,6 +108,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // The leader starts from a fresh list of everything: nothing the standby saw is trusted,
     // and no round runs before every list is complete.
     tracing::info!(identity = %opts.identity, "leading");
+    ingest.set_accepting(true);
+    let mut fleet_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut fleet_due = false;
 
     let statuses_view = statuses;
     let reporter =
@@ -113,6 +133,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             (synced && engine.has_kube_work()).then(|| now + rounds::QUIET),
             engine.next_retry().filter(|_| synced),
             status_retry.map(|(at, _)| at).filter(|_| synced),
+            (fleet_due && synced && adopted).then_some(now),
         ]
         .into_iter()
         .flatten()
@@ -128,6 +149,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 pending.extend(engine.apply(change));
                 ready.follow(&rounds, "leading");
             }
+            _ = fleet_tick.tick() => {
+                // What the OPAs reported: statuses are written when a System's summary changed.
+                if adopted && engine.refresh_fleet(std::time::SystemTime::now()) {
+                    fleet_due = true;
+                }
+            }
             _ = tokio::time::sleep_until(wake.into()) => {
                 if !adopted {
                     engine.adopt_observed_statuses();
@@ -135,9 +162,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     adopted = true;
                 }
                 rounds.started();
+                fleet_due = false;
                 pending.extend(engine.due(Instant::now()));
                 let keys: Vec<ObjectKey> = std::mem::take(&mut pending).into_iter().collect();
                 engine.reconcile(&keys).await;
+                engine.refresh_fleet(std::time::SystemTime::now());
                 if *lost.borrow() {
                     // Another replica may lead by now: write nothing more.
                     break Err(anyhow::anyhow!("lost leadership of lease {}/{}", lease.namespace, lease.name));

@@ -130,7 +130,8 @@ pub fn desired(
     };
     let verification =
         verification.map(|v| Verification { key_id: &v.key_id, public_key: &v.public_key, scope: &v.scope });
-    let rendered = opa_config::render(input, &source, verification.as_ref());
+    let mut rendered = opa_config::render(input, &source, verification.as_ref());
+    opa_config::report_to_operator(&mut rendered, bundle_url);
     let config = serde_norway::to_string(&rendered).unwrap_or_else(|_| rendered.to_string());
     let tenant_name = tenant.metadata.name.clone().unwrap_or_default();
     let sa = system.spec.service_account_name.clone();

@@ -295,26 +295,14 @@ impl Local {
     /// the `Live` condition); returns whether any System's changed. Logs each change of `Live`.
     pub fn refresh_fleet(&mut self, ingest: &Ingest, now: SystemTime) -> bool {
         let interval = Duration::from_secs(crate::opa_config::HTTP_POLL_MAX_SECONDS);
-        let mut changed = false;
-        for (key, input) in &self.served {
-            let system = SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
-            let summary = ingest.summary(&system, self.ws.live.get(key).map(String::as_str), now, interval);
-            let before = self.ws.fleet.get(key);
-            if before == Some(&summary) {
-                continue;
-            }
-            let (was, is) = (before.map(|b| b.live_condition()), summary.live_condition());
-            if was.as_ref().is_none_or(|w| (w.status, &w.reason) != (is.status, &is.reason)) {
-                match is.reason.as_str() {
-                    "Degraded" => tracing::warn!(system = %key, reason = %is.reason, "{}", is.message),
-                    _ => tracing::info!(system = %key, reason = %is.reason, "{}", is.message),
-                }
-            }
-            self.ws.fleet.insert(key.clone(), summary);
-            changed = true;
-        }
-        self.ws.fleet.retain(|key, _| self.served.contains_key(key));
-        changed
+        let systems: Vec<(ObjectKey, SystemKey, Duration)> = self
+            .served
+            .iter()
+            .map(|(key, i)| {
+                (key.clone(), SystemKey::new(&i.tenant, &i.cluster, &key.namespace, &key.name), interval)
+            })
+            .collect();
+        self.ws.refresh_fleet(ingest, &systems, now)
     }
 
     /// Every object's status now.
