@@ -19,6 +19,8 @@ pub mod api;
 pub mod bundle;
 pub mod crds;
 pub mod engine;
+#[doc(hidden)]
+pub mod fixtures;
 #[cfg(feature = "aws")]
 pub mod identity;
 pub mod ingest;

@@ -7,11 +7,14 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::kube::{Call, api_server, body, echo, mock, not_found, respond};
+use edict::api::{DefaultDecision, Policy, Stack, System, SystemType, Tenant};
+use edict::fixtures::{TestSystem, TestTenant};
 use edict::model::ObjectKey;
 use edict::operator::watch::Change;
 use edict::operator::{Engine, leader, status_writer};
 use edict::sources::manifest::{self, Located};
 use http::Method;
+use serde_json::json;
 
 fn objects(file: &str) -> Vec<Located> {
     let text = std::fs::read_to_string(common::root().join("examples/acme").join(file)).expect("example");
@@ -145,7 +148,7 @@ async fn a_policy_opas_compiler_refuses_stalls_its_systems_and_publishes_nothing
 async fn statuses_are_applied_server_side_and_only_when_changed() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::new("c1", store.path().to_path_buf());
-    for located in all_examples() {
+    for located in [acme().located(), storefront_envoy().located()] {
         engine.apply(Change::Apply(Box::new(located)));
     }
     let keys = vec![ObjectKey::new("acme-shop", "storefront-envoy")];
@@ -252,13 +255,49 @@ async fn a_standby_follows_a_live_leader_and_loses_a_race_quietly() {
     verifier.await.expect("verifier");
 }
 
-fn engine_with_examples(store: &std::path::Path) -> Engine {
+/// The Acme Tenant as `examples/acme/tenant.yaml` defines it.
+fn acme() -> TestTenant {
+    Tenant::test("acme").namespaces(["acme-*", "acme-**"]).retention(20)
+}
+
+/// The Systems of `examples/acme/systems.yaml`, without their Policies.
+fn payments_cluster() -> TestSystem {
+    System::test("acme-payments", "payments-cluster")
+        .labels([("env", "production"), ("team", "payments")])
+        .default_decision(DefaultDecision::Allow)
+        .service_account("opa")
+        .features(json!({"proxies": {"allowed": ["envoyproxy/envoy"]}}))
+}
+
+fn storefront_envoy() -> TestSystem {
+    System::test("acme-shop", "storefront-envoy")
+        .system_type(SystemType::Envoy)
+        .labels([("env", "production"), ("tier", "public-web")])
+}
+
+fn batch_api() -> TestSystem {
+    System::test("acme-data", "batch-api")
+        .system_type(SystemType::Custom)
+        .labels([("env", "staging"), ("team", "data")])
+        .monitor()
+        .default_decision(DefaultDecision::Allow)
+}
+
+/// The Acme Tenant and its three Systems, each with the uid `uid-<name>` the API server gave it.
+fn acme_systems() -> Vec<Located> {
+    vec![
+        acme().located(),
+        payments_cluster().uid("uid-payments-cluster").located(),
+        storefront_envoy().uid("uid-storefront-envoy").located(),
+        batch_api().uid("uid-batch-api").located(),
+    ]
+}
+
+/// An engine holding `objects`, whose OPAs fetch bundles from edict's bundle API.
+fn engine_with(store: &std::path::Path, objects: impl IntoIterator<Item = Located>) -> Engine {
     let mut engine =
         Engine::new("c1", store.to_path_buf()).with_bundle_url("http://edict.edict-system.svc:8181");
-    for mut located in all_examples() {
-        if let manifest::Object::System(s) = &mut located.object {
-            s.metadata.uid = Some(format!("uid-{}", s.metadata.name.clone().unwrap_or_default()));
-        }
+    for located in objects {
         engine.apply(Change::Apply(Box::new(located)));
     }
     engine
@@ -267,7 +306,7 @@ fn engine_with_examples(store: &std::path::Path) -> Engine {
 #[tokio::test]
 async fn new_systems_get_the_finalizer_and_a_config_map_through_server_side_apply() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine = engine_with(store.path(), acme_systems());
     let keys: Vec<ObjectKey> = engine
         .statuses()
         .systems
@@ -400,7 +439,7 @@ async fn the_role_annotation_follows_the_service_account() {
 #[tokio::test]
 async fn deleting_a_system_removes_what_edict_wrote_then_the_finalizer() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine = engine_with(store.path(), acme_systems());
     let all = [
         ObjectKey::new("acme-payments", "payments-cluster"),
         ObjectKey::new("acme-shop", "storefront-envoy"),
@@ -413,13 +452,7 @@ async fn deleting_a_system_removes_what_edict_wrote_then_the_finalizer() {
     assert!(live("acme-data/batch-api").exists());
 
     // The user deletes batch-api: the API server sets deletionTimestamp (edict's finalizer holds it).
-    let mut deleting =
-        objects("systems.yaml").into_iter().find(|l| l.object.key().name == "batch-api").expect("system");
-    if let manifest::Object::System(s) = &mut deleting.object {
-        s.metadata.finalizers = Some(vec!["edict.dev/cleanup".into()]);
-        s.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-    }
+    let deleting = batch_api().deleting().located();
     let affected: Vec<ObjectKey> = engine.apply(Change::Apply(Box::new(deleting))).into_iter().collect();
     assert!(affected.iter().all(|k| k.name != "storefront-envoy"), "{affected:?}");
     engine.reconcile(&affected).await;
@@ -463,7 +496,8 @@ async fn deleting_a_system_removes_what_edict_wrote_then_the_finalizer() {
 #[tokio::test]
 async fn cleanup_leaves_a_config_map_edict_did_not_write() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine =
+        engine_with(store.path(), [acme().located(), batch_api().uid("uid-batch-api").located()]);
     engine.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
     let (client, server) = api_server(|c| {
         if c.method == Method::GET && c.path.contains("/configmaps/") {
@@ -490,7 +524,10 @@ async fn cleanup_leaves_a_config_map_edict_did_not_write() {
 #[tokio::test]
 async fn an_unavailable_api_server_is_retried_and_said_in_status() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine = engine_with(
+        store.path(),
+        [acme().located(), storefront_envoy().uid("uid-storefront-envoy").located()],
+    );
     let key = ObjectKey::new("acme-shop", "storefront-envoy");
     engine.reconcile(std::slice::from_ref(&key)).await;
     let (client, server) = api_server(|c| {
@@ -539,7 +576,10 @@ async fn an_unavailable_api_server_is_retried_and_said_in_status() {
 #[tokio::test]
 async fn a_forbidden_write_stalls_with_the_missing_permission() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine = engine_with(
+        store.path(),
+        [acme().located(), storefront_envoy().uid("uid-storefront-envoy").located()],
+    );
     let key = ObjectKey::new("acme-shop", "storefront-envoy");
     engine.reconcile(std::slice::from_ref(&key)).await;
     let refused = r#"configmaps "storefront-envoy-opa-config" is forbidden: User "system:serviceaccount:edict-system:edict" cannot patch resource "configmaps" in API group "" in the namespace "acme-shop""#;
@@ -575,20 +615,11 @@ async fn a_forbidden_write_stalls_with_the_missing_permission() {
 async fn namespace_labels_move_systems_into_a_tenant() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::new("c1", store.path().to_path_buf());
-    let text = r#"
-apiVersion: edict.dev/v1alpha1
-kind: Tenant
-metadata: {name: beta}
-spec:
-  adminNamespace: beta-admin
-  namespaceSelector: {edict.dev/tenant: [beta]}
----
-apiVersion: edict.dev/v1alpha1
-kind: System
-metadata: {name: web, namespace: shop}
-spec: {type: custom}
-"#;
-    for located in manifest::parse("", text).objects {
+    let beta = Tenant::test("beta")
+        .admin_namespace("beta-admin")
+        .namespaces([])
+        .namespaces_labelled("edict.dev/tenant", "beta");
+    for located in [beta.located(), System::test("shop", "web").system_type(SystemType::Custom).located()] {
         engine.apply(Change::Apply(Box::new(located)));
     }
     let key = ObjectKey::new("shop", "web");
@@ -622,28 +653,26 @@ spec: {type: custom}
 #[tokio::test]
 async fn a_status_only_update_rebuilds_nothing() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
-    let mut system =
-        objects("systems.yaml").into_iter().find(|l| l.object.kind() == "System").expect("system");
-    if let manifest::Object::System(s) = &mut system.object {
-        s.metadata.uid = Some(format!("uid-{}", s.metadata.name.clone().unwrap_or_default()));
-        s.status = Some(edict::api::SystemStatus { revision: Some("abc".into()), ..Default::default() });
-        s.metadata.finalizers = Some(vec!["edict.dev/cleanup".into()]);
-    }
+    let mut engine = engine_with(
+        store.path(),
+        [acme().located(), payments_cluster().uid("uid-payments-cluster").located()],
+    );
+    let written = payments_cluster()
+        .uid("uid-payments-cluster")
+        .status(edict::api::SystemStatus { revision: Some("abc".into()), ..Default::default() })
+        .finalized();
     assert!(
-        engine.apply(Change::Apply(Box::new(system.clone()))).is_empty(),
+        engine.apply(Change::Apply(Box::new(written.clone().located()))).is_empty(),
         "edict's own writes come back as events"
     );
-    if let manifest::Object::System(s) = &mut system.object {
-        s.metadata.labels.get_or_insert_default().insert("tier".into(), "gold".into());
-    }
-    assert_eq!(engine.apply(Change::Apply(Box::new(system))).len(), 1, "a label change is a real change");
+    let relabelled = written.labels([("tier", "gold")]).located();
+    assert_eq!(engine.apply(Change::Apply(Box::new(relabelled))).len(), 1, "a label change is a real change");
 }
 
 #[tokio::test]
 async fn a_refused_finalizer_is_retried_with_back_off_not_in_a_loop() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine = engine_with(store.path(), acme_systems());
     let forbidden = |c: &Call| {
         if c.path.contains("/systems/") {
             (
@@ -673,20 +702,19 @@ async fn a_restarted_operator_replaces_bundles_its_embedded_store_kept() {
     let store = tempfile::tempdir().expect("tempdir");
     let key = ObjectKey::new("acme-shop", "storefront-envoy");
     let live = store.path().join("bundles/acme/c1/acme-shop/storefront-envoy/bundle.tar.gz");
-    let mut first = engine_with_examples(store.path());
+    let mut first = engine_with(
+        store.path(),
+        [acme().located(), storefront_envoy().uid("uid-storefront-envoy").located()],
+    );
     first.reconcile(std::slice::from_ref(&key)).await;
     let before = std::fs::read(&live).expect("published");
     drop(first);
 
     // While it was down, the System changed.
     let mut restarted = Engine::new("c1", store.path().to_path_buf());
-    for mut located in all_examples() {
-        if let manifest::Object::System(s) = &mut located.object
-            && s.metadata.name.as_deref() == Some("storefront-envoy")
-        {
-            s.spec.options.insert("changed".into(), serde_json::json!(true));
-            s.metadata.generation = Some(2);
-        }
+    for located in
+        [acme().located(), storefront_envoy().options(json!({"changed": true})).generation(2).located()]
+    {
         restarted.apply(Change::Apply(Box::new(located)));
     }
     restarted.reconcile(std::slice::from_ref(&key)).await;
@@ -700,7 +728,7 @@ async fn a_standby_keeps_its_embedded_store_current_and_plans_no_writes() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut follower = Engine::new("c1", store.path().to_path_buf()).following();
     let mut affected = BTreeSet::new();
-    for located in all_examples() {
+    for located in [acme().located(), storefront_envoy().located(), batch_api().located()] {
         affected.extend(follower.apply(Change::Apply(Box::new(located))));
     }
     let keys: Vec<ObjectKey> = affected.into_iter().collect();
@@ -728,7 +756,7 @@ async fn a_standby_keeps_its_embedded_store_current_and_plans_no_writes() {
 #[tokio::test]
 async fn a_replica_drops_from_its_store_what_no_longer_exists() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut before = engine_with_examples(store.path());
+    let mut before = engine_with(store.path(), acme_systems());
     let all: Vec<ObjectKey> = before
         .statuses()
         .systems
@@ -745,10 +773,8 @@ async fn a_replica_drops_from_its_store_what_no_longer_exists() {
 
     // Restarted as a standby; batch-api was deleted meanwhile.
     let mut restarted = Engine::new("c1", store.path().to_path_buf()).following();
-    for located in all_examples() {
-        if located.object.key().name != "batch-api" {
-            restarted.apply(Change::Apply(Box::new(located)));
-        }
+    for located in [acme().located(), payments_cluster().located(), storefront_envoy().located()] {
+        restarted.apply(Change::Apply(Box::new(located)));
     }
     restarted.prune_embedded().await;
     assert!(!live("batch-api", "acme-data").exists(), "a deleted System's bundle is dropped");
@@ -934,10 +960,7 @@ async fn no_round_runs_before_the_last_page_of_every_list() {
 async fn events_carry_the_uid_of_their_object() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::new("c1", store.path().to_path_buf());
-    for mut located in all_examples() {
-        if let edict::sources::manifest::Object::System(s) = &mut located.object {
-            s.metadata.uid = Some(format!("uid-of-{}", s.metadata.name.clone().unwrap_or_default()));
-        }
+    for located in [acme().located(), storefront_envoy().uid("uid-of-storefront-envoy").located()] {
         engine.apply(Change::Apply(Box::new(located)));
     }
     let mut notices = vec![status_writer::Notice {
@@ -978,20 +1001,45 @@ async fn events_carry_the_uid_of_their_object() {
 async fn objects_no_system_touches_get_status_and_counts_follow_deletes() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::new("c1", store.path().to_path_buf());
+    // A Rego parse error: the operand after `+` is missing.
+    let broken = r#"package stacks.kubernetes_baseline.proxies
+
+proxy_images := {"envoyproxy/envoy", "nginx", "haproxy", "traefik"}
+
+deny contains msg if {
+	some container in input.request.object.spec.containers
+	image := split(container.image, ":")[0]
+	image in proxy_images +
+	msg := sprintf("container %q runs proxy %q", [container.name, image])
+}
+"#;
+    let objects = [
+        acme().located(),
+        Stack::test("acme-platform", "kubernetes-baseline")
+            .selects("env", "prod*")
+            .selects("env", "staging")
+            .excludes("baseline", "opt-out")
+            .located(),
+        Policy::test("acme-platform", "restrict-proxies")
+            .for_stack("kubernetes-baseline")
+            .rego(broken)
+            .located(),
+        Stack::test("acme-platform", "edge-network-guard")
+            .system_type(SystemType::Envoy)
+            .selects("tier", "edge")
+            .selects("tier", "public-*")
+            .located(),
+        Policy::test("acme-platform", "untrusted-networks").for_stack("edge-network-guard").located(),
+    ];
     let mut stacks = 0;
-    for mut located in ["tenant.yaml", "stacks.yaml"].iter().flat_map(|f| objects(f)) {
-        if let edict::sources::manifest::Object::Policy(p) = &mut located.object
-            && p.metadata.name.as_deref() == Some("restrict-proxies")
-        {
-            p.spec.rego = p.spec.rego.replace("image in proxy_images\n", "image in proxy_images +\n");
-        }
+    for located in objects {
         if matches!(located.object, edict::sources::manifest::Object::Stack(_)) {
             stacks += 1;
         }
         let affected = engine.apply(Change::Apply(Box::new(located)));
         assert!(affected.is_empty(), "no System exists: {affected:?}");
     }
-    assert!(stacks >= 2, "{stacks} stacks in the examples");
+    assert!(stacks >= 2, "{stacks} stacks");
     engine.reconcile(&[]).await;
     let statuses = engine.statuses();
     assert!(statuses.systems.is_empty());
@@ -1096,7 +1144,7 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
 #[tokio::test]
 async fn a_config_map_deleted_by_hand_is_written_again() {
     let store = tempfile::tempdir().expect("tempdir");
-    let mut engine = engine_with_examples(store.path());
+    let mut engine = engine_with(store.path(), acme_systems());
     let keys: Vec<ObjectKey> =
         ["acme-payments/payments-cluster", "acme-shop/storefront-envoy", "acme-data/batch-api"]
             .iter()
