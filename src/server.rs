@@ -130,18 +130,10 @@ async fn status(State(state): State<ServerState>) -> Response {
 }
 
 /// `POST /status`: record an OPA's status report in the fleet.
-async fn status_report(
-    State(state): State<ServerState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let Some(ingest) = &state.ingest else { return not_ingesting() };
-    if !ingest.accepting() {
-        return elsewhere();
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return unread(ingest, rejection),
+async fn status_report(State(state): State<ServerState>, headers: HeaderMap, body: BodyResult) -> Response {
+    let (ingest, body) = match received(&state, body) {
+        Ok(taken) => taken,
+        Err(answer) => return *answer,
     };
     match ingest.record_status(&body, content_encoding(&headers), bearer(&headers), SystemTime::now()).await {
         Ok(_) => StatusCode::OK.into_response(),
@@ -150,22 +142,29 @@ async fn status_report(
 }
 
 /// `POST /logs`: store a decision batch; `200 OK` only once the store has it.
-async fn decision_logs(
-    State(state): State<ServerState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let Some(ingest) = &state.ingest else { return not_ingesting() };
-    if !ingest.accepting() {
-        return elsewhere();
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return unread(ingest, rejection),
+async fn decision_logs(State(state): State<ServerState>, headers: HeaderMap, body: BodyResult) -> Response {
+    let (ingest, body) = match received(&state, body) {
+        Ok(taken) => taken,
+        Err(answer) => return *answer,
     };
     match ingest.store_decisions(&body, content_encoding(&headers), bearer(&headers)).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => refused(e),
+    }
+}
+
+type BodyResult = Result<Bytes, BytesRejection>;
+
+/// The ingestion and the body of a report this replica takes, or the answer when it does not
+/// (no ingestion here, a standby, a body over the limit or cut off).
+fn received(state: &ServerState, body: BodyResult) -> Result<(&Arc<Ingest>, Bytes), Box<Response>> {
+    let Some(ingest) = &state.ingest else { return Err(Box::new(not_ingesting())) };
+    if !ingest.accepting() {
+        return Err(Box::new(elsewhere()));
+    }
+    match body {
+        Ok(body) => Ok((ingest, body)),
+        Err(rejection) => Err(Box::new(unread(ingest, rejection))),
     }
 }
 

@@ -71,22 +71,38 @@ fn opa_outcome(bundle: &[u8], dir: &Path, input: &Path) -> serde_json::Value {
     report["results"][0]["result"].clone()
 }
 
+/// `edict run --local` on a copy of the examples (`manifests/`, store in `store/`), serving on
+/// a free loopback port.
+struct Running {
+    work: tempfile::TempDir,
+    manifests: PathBuf,
+    base: String,
+    rt: tokio::runtime::Runtime,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start() -> Running {
+        let work = tempfile::tempdir().expect("tempdir");
+        let manifests = work.path().join("manifests");
+        std::fs::create_dir(&manifests).expect("mkdir");
+        common::copy_examples(&manifests);
+        let port = free_port();
+        let opts = edict::sources::local::Options {
+            dir: manifests.clone(),
+            store: work.path().join("store"),
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            cluster: "local".into(),
+        };
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let server = rt.spawn(edict::sources::local::run(opts));
+        Running { work, manifests, base: format!("http://127.0.0.1:{port}"), rt, server }
+    }
+}
+
 #[test]
 fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let manifests = work.path().join("manifests");
-    std::fs::create_dir(&manifests).expect("mkdir");
-    common::copy_examples(&manifests);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let opts = edict::sources::local::Options {
-        dir: manifests.clone(),
-        store: work.path().join("store"),
-        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
-        cluster: "local".into(),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let server = rt.spawn(edict::sources::local::run(opts));
+    let Running { work, manifests, base, rt: _rt, server } = Running::start();
 
     // First download, as OPA does: 200 with an ETag; the same tag again gives 304.
     let first =
@@ -370,21 +386,8 @@ fn post(url: &str, body: &[u8], gzip: bool) -> u16 {
 /// in the embedded store, and a report for a System it does not serve is refused.
 #[test]
 fn opas_report_to_run_local_and_their_state_shows_in_status() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let manifests = work.path().join("manifests");
-    std::fs::create_dir(&manifests).expect("mkdir");
-    common::copy_examples(&manifests);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let Running { work, manifests, base, rt: _rt, server } = Running::start();
     let store = work.path().join("store");
-    let opts = edict::sources::local::Options {
-        dir: manifests.clone(),
-        store: store.clone(),
-        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
-        cluster: "local".into(),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let server = rt.spawn(edict::sources::local::run(opts));
     let status = || -> Option<serde_json::Value> {
         let r = get(&format!("{base}/v1/status"), None)?;
         let all: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
@@ -473,20 +476,7 @@ fn stranger_check(base: &str, active: &str) {
 /// ends. Without `Prefer`, a current tag gets a 304 at once, as before.
 #[test]
 fn a_waiting_opa_gets_the_new_bundle_as_soon_as_it_is_published() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let manifests = work.path().join("manifests");
-    std::fs::create_dir(&manifests).expect("mkdir");
-    common::copy_examples(&manifests);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let opts = edict::sources::local::Options {
-        dir: manifests.clone(),
-        store: work.path().join("store"),
-        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
-        cluster: "local".into(),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let server = rt.spawn(edict::sources::local::run(opts));
+    let Running { work: _work, manifests, base, rt: _rt, server } = Running::start();
     let url = format!("{base}/{BUNDLE}");
     wait_for("the first bundle", || get(&url, None).filter(|r| r.status == 200));
 

@@ -51,20 +51,7 @@ impl Workspace {
     pub fn load(paths: &[PathBuf], cluster: &str) -> std::io::Result<Self> {
         let loaded = crate::sources::manifest::load(paths)?;
         let (catalog, load_problems) = Catalog::from_loaded(loaded);
-        let mut ws = Workspace {
-            catalog,
-            load_problems,
-            builds: BTreeMap::new(),
-            cluster: cluster.to_string(),
-            checks: Checks::new(),
-            live: BTreeMap::new(),
-            publish_problems: BTreeMap::new(),
-            wiring_problems: BTreeMap::new(),
-            storage: BTreeMap::new(),
-            fleet: BTreeMap::new(),
-            fleet_observed: BTreeMap::new(),
-            reported: status::Transitions::default(),
-        };
+        let mut ws = Workspace { catalog, load_problems, ..Workspace::empty(cluster) };
         let all: Vec<ObjectKey> = ws.catalog.systems().keys().cloned().collect();
         ws.rebuild(&all);
         Ok(ws)
