@@ -145,6 +145,35 @@ pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
     each("Stack", &old.stacks, &new.stacks, |s| &s.conditions, &mut out);
     each("System", &old.systems, &new.systems, |s| &s.conditions, &mut out);
     each("Policy", &old.policies, &new.policies, |s| &s.conditions, &mut out);
+    out.extend(activation_failures(old, new));
+    out
+}
+
+/// A Warning when a System's OPAs start refusing its live revision (`Live` becomes
+/// `Degraded`), with OPA's error: once per episode, not at every report.
+fn activation_failures(old: &Statuses, new: &Statuses) -> Vec<Notice> {
+    let live = |s: &crate::api::SystemStatus| {
+        s.conditions.iter().find(|c| c.type_ == crate::api::conditions::LIVE).cloned()
+    };
+    let mut out = Vec::new();
+    for (key, status) in &new.systems {
+        let Some(now) = live(status).filter(|c| c.reason == crate::ingest::fleet::reason::DEGRADED) else {
+            continue;
+        };
+        if old.systems.get(key).and_then(live).is_some_and(|b| b.reason == now.reason) {
+            continue;
+        }
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        out.push(Notice {
+            kind: "System",
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            warning: true,
+            reason: "ActivationFailed".into(),
+            message: now.message.chars().take(1000).collect(),
+            uid: None,
+        });
+    }
     out
 }
 
@@ -246,5 +275,32 @@ mod tests {
         let found = notices(&failing, &first);
         assert_eq!(found[0].message, "Ready again: serving revision 1234");
         assert!(!found[0].warning);
+    }
+
+    #[test]
+    fn an_opa_refusing_the_live_revision_is_a_warning_once() {
+        let live = |reason: &str, message: &str| crate::api::Condition {
+            type_: crate::api::conditions::LIVE.into(),
+            status: crate::api::ConditionStatus::False,
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: None,
+            last_transition_time: None,
+        };
+        let with = |c: crate::api::Condition| {
+            let mut s = Statuses::default();
+            let mut conditions = ready("serving revision 1234");
+            conditions.push(c);
+            s.systems.insert("ns/a".into(), SystemStatus { conditions, ..Default::default() });
+            s
+        };
+        let progressing = with(live("Progressing", "0/1 OPAs run the live revision 1234"));
+        let degraded = with(live("Degraded", "0/1 OPAs run the live revision 1234; 1 failed: rego_type_error: x"));
+        assert!(notices(&progressing, &progressing).is_empty());
+        let found = notices(&progressing, &degraded);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].warning, found[0].reason.as_str()), (true, "ActivationFailed"));
+        assert!(found[0].message.contains("rego_type_error"), "{}", found[0].message);
+        assert!(notices(&degraded, &degraded).is_empty(), "once, not at every report");
     }
 }
