@@ -46,6 +46,17 @@ pub struct Metrics {
     publish: Histogram,
     bundle_bytes: Histogram,
     objects: Family<Kind, Gauge>,
+    reports: Family<Report, Counter>,
+    acknowledge: Histogram,
+}
+
+/// Labels of `edict_opa_reports_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Report {
+    /// `status` or `decisions`.
+    pub kind: String,
+    /// `accepted`, `rejected`, `busy` (429), `stored`, `duplicate` or `remasked`.
+    pub result: String,
 }
 
 impl Default for Metrics {
@@ -74,7 +85,29 @@ impl Metrics {
         registry.register("publish_duration_seconds", "Time to publish one System's bundle", publish.clone());
         registry.register("bundle_bytes", "Uncompressed size of each bundle built", bundle_bytes.clone());
         registry.register("objects", "Objects known, by kind", objects.clone());
-        Metrics { registry: Arc::new(registry), reconciles, errors, round, publish, bundle_bytes, objects }
+        let reports = Family::<Report, Counter>::default();
+        let acknowledge = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "opa_reports",
+            "OPA status reports and decisions: accepted, rejected, busy (429), stored, duplicate, re-masked",
+            reports.clone(),
+        );
+        registry.register(
+            "decision_batch_ack_seconds",
+            "From a decision batch received to its acknowledgement (stored)",
+            acknowledge.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            reconciles,
+            errors,
+            round,
+            publish,
+            bundle_bytes,
+            objects,
+            reports,
+            acknowledge,
+        }
     }
 
     /// Count a reconcile.
@@ -101,6 +134,18 @@ impl Metrics {
     /// Set how many objects of a kind are known.
     pub fn objects(&self, kind: &str, count: usize) {
         self.objects.get_or_create(&Kind { kind: kind.into() }).set(count as i64);
+    }
+
+    /// Count OPA reports (`kind` `status` or `decisions`) by result.
+    pub fn reports(&self, kind: &str, result: &str, n: u64) {
+        if n > 0 {
+            self.reports.get_or_create(&Report { kind: kind.into(), result: result.into() }).inc_by(n);
+        }
+    }
+
+    /// Time a decision batch's acknowledgement.
+    pub fn acknowledged(&self, took: Duration) {
+        self.acknowledge.observe(took.as_secs_f64());
     }
 
     /// The text exposition format.
@@ -143,7 +188,13 @@ mod tests {
         m.error("SomethingNew");
         m.published(Duration::from_millis(30), 4096);
         m.objects("System", 3);
+        m.reports("decisions", "stored", 100);
+        m.reports("decisions", "busy", 0);
+        m.acknowledged(Duration::from_millis(3));
         let text = m.render();
+        assert!(text.contains(r#"edict_opa_reports_total{kind="decisions",result="stored"} 100"#), "{text}");
+        assert!(!text.contains(r#"result="busy""#), "nothing counted, nothing shown: {text}");
+        assert!(text.contains("edict_decision_batch_ack_seconds_count 1"), "{text}");
         assert!(text.contains(r#"edict_reconciles_total{kind="System",result="published"} 2"#), "{text}");
         assert!(text.contains(r#"edict_errors_total{category="rego"} 1"#), "{text}");
         assert!(text.contains(r#"edict_errors_total{category="other"} 1"#), "{text}");

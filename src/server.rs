@@ -214,6 +214,10 @@ fn refused(error: IngestError) -> Response {
             return (StatusCode::UNAUTHORIZED, challenge, format!("{error}\n")).into_response();
         }
         IngestError::Denied(Denied::Forbidden(_)) => StatusCode::FORBIDDEN,
+        IngestError::Busy(_) => {
+            let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
+            return (StatusCode::TOO_MANY_REQUESTS, retry, format!("{error}\n")).into_response();
+        }
         IngestError::Store(e) => {
             tracing::warn!(error = %e, "decision batch not stored; OPA will send it again");
             let retry = [(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS))];

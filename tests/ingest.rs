@@ -317,8 +317,10 @@ async fn a_body_over_the_limit_is_refused_with_413() {
     let answer = server.logs(huge, &[("Content-Encoding", "")]).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", answer.text);
 
-    let small =
-        Server::with(ServedSystems::new([payments()]), Limits { max_body: 16 << 10, max_decoded: 64 << 10 });
+    let small = Server::with(
+        ServedSystems::new([payments()]),
+        Limits { max_body: 16 << 10, max_decoded: 64 << 10, ..Limits::default() },
+    );
     assert_eq!(
         small.status("status-active.json").await.status,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -357,4 +359,18 @@ async fn opa_partition_paths_are_accepted_and_a_server_without_ingestion_answers
         Request::post("/logs").header("Content-Encoding", "gzip").body(Body::from(batch)).expect("request");
     let answer = router(state).oneshot(request).await.expect("infallible");
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+}
+
+/// Backpressure: when as many batches are being stored as the limit allows, one more is
+/// answered 429 with `Retry-After` (OPA keeps it and backs off), counted, and nothing is stored.
+#[tokio::test]
+async fn a_batch_beyond_the_batches_in_flight_gets_429_and_is_kept_by_opa() {
+    let server =
+        Server::with(ServedSystems::new([payments()]), Limits { max_in_flight: 0, ..Limits::default() });
+    let batch = gzip(&fixture("decision-logs-batch.json"));
+    let answer = server.post("/logs", "decision-logs-request-headers.json", batch, &[]).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{}", answer.text);
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    let counters = server.ingest.counters();
+    assert_eq!((counters.busy_requests, counters.stored_events), (1, 0));
 }

@@ -83,12 +83,15 @@ pub struct Limits {
     pub max_body: usize,
     /// The largest decision batch accepted once decompressed (HTTP 413 above it).
     pub max_decoded: usize,
+    /// Decision batches being decoded and stored at once; one more is answered `429` with
+    /// `Retry-After` (OPA keeps it and backs off), so memory stays bounded when the store is slow.
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
     /// 10 MiB as sent, 64 MiB decompressed (OPA's default upload limit is 32 KiB compressed).
     fn default() -> Self {
-        Limits { max_body: 10 << 20, max_decoded: 64 << 20 }
+        Limits { max_body: 10 << 20, max_decoded: 64 << 20, max_in_flight: 64 }
     }
 }
 
@@ -104,6 +107,9 @@ pub enum IngestError {
     /// The reporter may not report for the System (401 or 403).
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// Too many batches are being stored already (429: OPA keeps the batch and backs off).
+    #[error("busy: {0} decision batches are being stored; send again later")]
+    Busy(usize),
     /// The store did not take the batch (503: OPA keeps the batch and sends it again).
     #[error("decisions not stored, send again later: {0}")]
     Store(#[from] StoreError),
@@ -118,6 +124,7 @@ pub struct Counters {
     stored_events: AtomicU64,
     duplicate_events: AtomicU64,
     remasked_events: AtomicU64,
+    busy_requests: AtomicU64,
 }
 
 /// A copy of the [`Counters`] at one moment.
@@ -135,6 +142,8 @@ pub struct CounterSnapshot {
     pub duplicate_events: u64,
     /// Secret admission events edict had to erase data from (OPA's masks were not applied).
     pub remasked_events: u64,
+    /// Decision batches answered `429` because too many were being stored.
+    pub busy_requests: u64,
 }
 
 fn add(counter: &AtomicU64, n: usize) {
@@ -165,6 +174,10 @@ pub struct Ingest {
     store: Arc<dyn ObjectStore>,
     /// The store of each Tenant with its own storage (the rest use `store`).
     tenant_stores: Option<TenantStores>,
+    /// Batches being stored now (bounded by `limits.max_in_flight`).
+    in_flight: tokio::sync::Semaphore,
+    /// Where the counters are exported, if anywhere.
+    metrics: Option<crate::metrics::Metrics>,
     /// Whether this replica takes reports now (a standby does not: the leader keeps the fleet).
     accepting: std::sync::atomic::AtomicBool,
     reporters: Box<dyn Reporters>,
@@ -197,6 +210,8 @@ impl Ingest {
             limits,
             counters: Counters::default(),
             tenant_stores: None,
+            in_flight: tokio::sync::Semaphore::new(limits.max_in_flight),
+            metrics: None,
             accepting: std::sync::atomic::AtomicBool::new(true),
         }
     }
@@ -205,6 +220,12 @@ impl Ingest {
     /// have one); the others go to the store given to [`Ingest::new`].
     pub fn with_tenant_stores(mut self, stores: TenantStores) -> Self {
         self.tenant_stores = Some(stores);
+        self
+    }
+
+    /// Export the counters and the acknowledgement time as Prometheus metrics.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -244,6 +265,9 @@ impl Ingest {
         self.count(&result);
         if result.is_ok() {
             add(&self.counters.status_reports, 1);
+        }
+        if let Some(m) = &self.metrics {
+            m.reports("status", if result.is_ok() { "accepted" } else { "rejected" }, 1);
         }
         result
     }
@@ -285,8 +309,28 @@ impl Ingest {
         encoding: Option<&str>,
         bearer: Option<&str>,
     ) -> Result<Stored, IngestError> {
+        let started = std::time::Instant::now();
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            add(&self.counters.busy_requests, 1);
+            if let Some(m) = &self.metrics {
+                m.reports("decisions", "busy", 1);
+            }
+            return Err(IngestError::Busy(self.limits.max_in_flight));
+        };
         let result = self.try_store_decisions(body, encoding, bearer).await;
         self.count(&result);
+        if let Some(m) = &self.metrics {
+            match &result {
+                Ok(stored) => {
+                    m.reports("decisions", "accepted", stored.events as u64);
+                    m.reports("decisions", "stored", stored.written as u64);
+                    m.reports("decisions", "duplicate", (stored.events - stored.written) as u64);
+                    m.reports("decisions", "remasked", stored.remasked as u64);
+                    m.acknowledged(started.elapsed());
+                }
+                Err(_) => m.reports("decisions", "rejected", 1),
+            }
+        }
         result
     }
 
@@ -370,6 +414,7 @@ impl Ingest {
             stored_events: get(&c.stored_events),
             duplicate_events: get(&c.duplicate_events),
             remasked_events: get(&c.remasked_events),
+            busy_requests: get(&c.busy_requests),
         }
     }
 }

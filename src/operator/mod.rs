@@ -232,6 +232,12 @@ impl Engine {
         self
     }
 
+    /// Export into `metrics` (shared with what else the process exports, e.g. OPA reports).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Publish up to `n` bundles at once (default 8; at least 1).
     pub fn with_parallelism(mut self, n: usize) -> Self {
         self.parallelism = n.max(1);

@@ -29,6 +29,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let embedded_store: Arc<dyn crate::registry::store::ObjectStore> =
         Arc::new(DirStore::new(opts.store.clone()));
     let reporters = crate::operator::reports::ReporterMap::default();
+    let metrics = crate::metrics::Metrics::new();
     let stores = crate::ingest::TenantStores::default();
     let ingest = Arc::new(
         crate::ingest::Ingest::new(
@@ -37,13 +38,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             crate::ingest::Limits::default(),
             Duration::from_secs(600),
         )
-        .with_tenant_stores(stores.clone()),
+        .with_tenant_stores(stores.clone())
+        .with_metrics(metrics.clone()),
     );
     ingest.set_accepting(false);
     let mut engine = Engine::new(&opts.cluster, opts.store.clone())
         .with_bundle_url(&opts.bundle_url)
         .with_changes(changes.clone())
-        .with_reports(ingest.clone(), reporters, stores);
+        .with_reports(ingest.clone(), reporters, stores)
+        .with_metrics(metrics);
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", opts.metrics_addr))?;

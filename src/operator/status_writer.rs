@@ -295,7 +295,8 @@ mod tests {
             s
         };
         let progressing = with(live("Progressing", "0/1 OPAs run the live revision 1234"));
-        let degraded = with(live("Degraded", "0/1 OPAs run the live revision 1234; 1 failed: rego_type_error: x"));
+        let degraded =
+            with(live("Degraded", "0/1 OPAs run the live revision 1234; 1 failed: rego_type_error: x"));
         assert!(notices(&progressing, &progressing).is_empty());
         let found = notices(&progressing, &degraded);
         assert_eq!(found.len(), 1, "{found:?}");
