@@ -32,6 +32,28 @@ enum Output {
     Json,
 }
 
+/// How `edict replay` prints its report.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReplayOutput {
+    /// For people.
+    Text,
+    /// For scripts.
+    Json,
+    /// For a pull-request comment.
+    Markdown,
+}
+
+/// When `edict replay` exits 1.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum FailOn {
+    /// Never (report only).
+    None,
+    /// When any recorded request would now be denied.
+    NewlyDenied,
+    /// When any decision would change or cannot be replayed.
+    Any,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator, or with --local the embedded default fed from a directory of manifests.
@@ -174,6 +196,34 @@ enum Command {
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
     },
+    /// Replay the decisions a System's OPAs recorded against the bundle the manifests in PATH
+    /// build now: which real requests would be decided differently, and what decides them.
+    Replay {
+        /// The proposed manifests (files or directories).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The Systems to replay, as NAMESPACE/NAME (repeat the flag for several).
+        #[arg(long, required = true)]
+        system: Vec<String>,
+        /// Decisions this recent (`30m`, `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Replay at most this many of the newest decisions per System.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ReplayOutput,
+        /// Exit 1 when the replay finds this.
+        #[arg(long, value_enum, default_value = "none")]
+        fail_on: FailOn,
+        /// The embedded store (as for `history`).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Cluster name used in system ids.
+        #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
+        cluster: String,
+    },
     /// Run the Rego tests (test_ rules) of every Policy, like `opa test`.
     Test {
         /// Manifest files or directories.
@@ -274,6 +324,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats { files, system, since, output, store, cluster } => {
             let store = embedded_store(&files, store);
             stats(&recorded(&files, &system, &since, &cluster, &store)?, output)
+        }
+        Command::Replay { files, system, since, limit, output, fail_on, store, cluster } => {
+            let store = embedded_store(&files, store);
+            replay(&files, &system, &since, limit, output, fail_on, &cluster, &store)
         }
         Command::Test { files } => test(&files),
         Command::Eval { files, system, input, output, cluster } => {
@@ -536,6 +590,75 @@ fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str, store: &Pa
     Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn replay(
+    files: &[PathBuf],
+    systems: &[String],
+    since: &str,
+    limit: Option<usize>,
+    output: ReplayOutput,
+    fail_on: FailOn,
+    cluster: &str,
+    store: &Path,
+) -> Result<ExitCode> {
+    use edict::engine::replay;
+    let ws = Workspace::load(files, cluster)?;
+    let mut reports = Vec::new();
+    for system in systems {
+        let key = system_key(system)?;
+        let build = ws.builds.get(&key).with_context(|| format!("no System {key} in the manifests"))?;
+        let Some(bundle) = &build.bundle else {
+            for p in &build.problems {
+                eprintln!("{} [{}]: {}", p.object, p.reason, p.message);
+            }
+            bail!("System {key} does not build with the proposed manifests");
+        };
+        let proposed = edict::policy::rego::compile(
+            &bundle.modules(),
+            &bundle.data(),
+            edict::engine::pipeline::ENTRYPOINT,
+        )?;
+        let mut events = recorded_events(&ws, &key, since, store)?;
+        if let Some(n) = limit {
+            let skip = events.len().saturating_sub(n);
+            events.drain(..skip);
+        }
+        reports.push(replay::replay(&key.to_string(), &proposed, &events));
+    }
+    match output {
+        ReplayOutput::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        ReplayOutput::Markdown => print!("{}", replay::markdown(&reports)),
+        ReplayOutput::Text => print!("{}", replay::text(&reports)),
+    }
+    let gate = match fail_on {
+        FailOn::None => replay::FailOn::Nothing,
+        FailOn::NewlyDenied => replay::FailOn::NewlyDenied,
+        FailOn::Any => replay::FailOn::Any,
+    };
+    Ok(if gate.fails(&reports) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The decision events `key` recorded within `since`, oldest first, as stored.
+fn recorded_events(
+    ws: &Workspace,
+    key: &ObjectKey,
+    since: &str,
+    store: &Path,
+) -> Result<Vec<serde_json::Value>> {
+    use edict::ingest::query;
+    let age =
+        query::parse_age(since).with_context(|| format!("--since {since}: expected 30s, 15m, 24h or 7d"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (registry, input) = edict::registry::publishing::system(ws, key, &actor(), store)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
+        let from = std::time::SystemTime::now().checked_sub(age);
+        query::events(registry.store().as_ref(), &system, from).await.map_err(anyhow::Error::from)
+    })
+}
+
 /// The decisions `system` recorded within `since`, oldest first.
 fn recorded(
     files: &[PathBuf],
@@ -544,21 +667,10 @@ fn recorded(
     cluster: &str,
     store: &Path,
 ) -> Result<Vec<edict::ingest::query::Recorded>> {
-    use edict::ingest::query;
     let key = system_key(system)?;
-    let age =
-        query::parse_age(since).with_context(|| format!("--since {since}: expected 30s, 15m, 24h or 7d"))?;
     let ws = Workspace::load(files, cluster)?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let events = rt.block_on(async {
-        let (registry, input) = edict::registry::publishing::system(&ws, &key, &actor(), store)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
-        let from = std::time::SystemTime::now().checked_sub(age);
-        query::events(registry.store().as_ref(), &system, from).await.map_err(anyhow::Error::from)
-    })?;
-    Ok(events.iter().map(query::Recorded::of).collect())
+    let events = recorded_events(&ws, &key, since, store)?;
+    Ok(events.iter().map(edict::ingest::query::Recorded::of).collect())
 }
 
 fn decisions(recorded: Vec<edict::ingest::query::Recorded>, output: Output) -> Result<ExitCode> {

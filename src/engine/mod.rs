@@ -5,5 +5,6 @@
 pub mod catalog;
 pub mod pipeline;
 pub mod problem;
+pub mod replay;
 pub mod status;
 pub mod workspace;

@@ -1,0 +1,143 @@
+//! `edict replay`: the decisions a System's OPAs recorded (here as `run --local` stores them,
+//! from OPA 1.9's captured batch plus a few more), replayed against proposed manifests: what
+//! would be decided differently, grouped by what decides, with a gate for pipelines.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edict::ingest::{Ingest, Limits, ServedSystems, SystemKey};
+use serde_json::{Value, json};
+
+const SYSTEM: &str = "acme-payments/payments-cluster";
+
+fn fixture(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(common::root().join("tests/fixtures/opa-wire").join(name)).expect("fixture");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn input(name: &str) -> Value {
+    let text = std::fs::read_to_string(common::root().join("examples/inputs").join(name)).expect("input");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Record, as OPA would have sent them: the captured batch (a denied nginx Pod; an allowed
+/// Secret whose data OPA erased), the same superuser Pod twice (allowed), and a Pod running the
+/// allowed Envoy proxy (allowed).
+async fn record(store: &Path) {
+    let mut events = fixture("decision-logs-batch.json").as_array().expect("batch").clone();
+    let labels = events[0]["labels"].clone();
+    let allowed = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"allowed": true}});
+    let envoy_pod = serde_json::to_string(&input("pod-with-nginx.json"))
+        .expect("json")
+        .replace("nginx:1.27", "envoyproxy/envoy");
+    for (id, input) in [
+        ("superuser-1", input("pod-by-superuser.json")),
+        ("superuser-2", input("pod-by-superuser.json")),
+        ("envoy-pod", serde_json::from_str(&envoy_pod).expect("json")),
+    ] {
+        events.push(json!({"labels": labels, "decision_id": id, "path": "main/main", "input": input,
+            "result": allowed, "timestamp": "2026-11-30T17:05:00Z"}));
+    }
+    let ingest = Ingest::new(
+        Arc::new(edict::registry::store::DirStore::new(store)),
+        ServedSystems::new([SystemKey::new("acme", "local", "acme-payments", "payments-cluster")]),
+        Limits::default(),
+        Duration::from_secs(600),
+    );
+    let body = serde_json::to_vec(&events).expect("json");
+    let stored = ingest.store_decisions(&body, None, None).await.expect("stored");
+    assert_eq!(stored.events, 5);
+}
+
+fn replay(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["replay", "-f"])
+        .arg(dir)
+        .args(["--system", SYSTEM, "--since", "3650d"])
+        .args(extra)
+        .output()
+        .expect("run edict replay");
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn json_report(dir: &Path) -> Value {
+    let (_, text) = replay(dir, &["-o", "json"]);
+    serde_json::from_str::<Value>(&text).expect("json")[0].clone()
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
+}
+
+#[tokio::test]
+async fn a_proposed_change_is_replayed_against_what_the_opas_decided() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    record(&work.path().join(".edict/store")).await;
+    let systems = work.path().join("systems.yaml");
+
+    // Unchanged manifests: every decision is decided again as it was; identical inputs once.
+    let same = json_report(work.path());
+    assert_eq!(same["replayed"], 5, "{same}");
+    assert_eq!(same["distinct_inputs"], 4, "the superuser Pod twice is evaluated once: {same}");
+    assert_eq!((same["unchanged"].as_u64(), same["errors"].as_u64()), (Some(5), Some(0)), "{same}");
+    assert_eq!(replay(work.path(), &["--fail-on", "any"]).0, 0);
+
+    // The System now allows the nginx proxy: the denied Pod would be allowed.
+    edit(&systems, r#"allowed: ["envoyproxy/envoy"]"#, r#"allowed: ["envoyproxy/envoy", "nginx"]"#);
+    let allowing = json_report(work.path());
+    assert_eq!(
+        (allowing["newly_allowed"].as_u64(), allowing["newly_denied"].as_u64()),
+        (Some(1), Some(0)),
+        "{allowing}"
+    );
+    assert_eq!(allowing["groups"][0]["change"], "newly allowed");
+    assert!(
+        allowing["groups"][0]["examples"][0].as_str().is_some_and(|e| e.contains("a906e53c")),
+        "{allowing}"
+    );
+    assert_eq!(replay(work.path(), &["--fail-on", "newly-denied"]).0, 0, "nothing newly denied");
+    assert_eq!(replay(work.path(), &["--fail-on", "any"]).0, 1, "but something changed");
+
+    // No proxy allowed at all: the Envoy Pod would be denied, and the Stack says why.
+    edit(&systems, r#"allowed: ["envoyproxy/envoy", "nginx"]"#, "allowed: []");
+    let denying = json_report(work.path());
+    assert_eq!(denying["newly_denied"], 1, "{denying}");
+    let group = denying["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["change"] == "newly denied")
+        .expect("group")
+        .clone();
+    assert_eq!(group["decided_by"], json!(["stack/acme-platform/kubernetes-baseline"]), "{group}");
+    assert!(group["messages"][0].as_str().is_some_and(|m| m.contains("envoyproxy/envoy")), "{group}");
+    let (code, markdown) = replay(work.path(), &["--fail-on", "newly-denied", "-o", "markdown"]);
+    assert_eq!(code, 1, "the gate fails the pipeline");
+    assert!(markdown.contains(&format!("| `{SYSTEM}` | 5 |")), "{markdown}");
+
+    // A rule that reads what the masks erased: the Secret decision is not replayable, not guessed.
+    edit(&systems, "allowed: []", r#"allowed: ["envoyproxy/envoy"]"#);
+    edit(
+        &systems,
+        "    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {",
+        "    deny contains \"no Secrets with data\" if {\n    \tinput.request.kind.kind == \"Secret\"\n    }\n\n    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {",
+    );
+    let masked = json_report(work.path());
+    assert_eq!((masked["masked"].as_u64(), masked["newly_denied"].as_u64()), (Some(1), Some(0)), "{masked}");
+    let group = &masked["groups"][0];
+    assert!(
+        group["change"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cannot replay: input masked at /input/request/object/data")),
+        "{group}"
+    );
+}
