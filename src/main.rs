@@ -43,6 +43,15 @@ enum ReplayOutput {
     Markdown,
 }
 
+/// What `edict replay` compares the proposed bundle with.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Baseline {
+    /// What OPA decided then.
+    Recorded,
+    /// What the live bundle decides for the same inputs now.
+    Live,
+}
+
 /// When `edict replay` exits 1.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum FailOn {
@@ -217,6 +226,10 @@ enum Command {
         /// Exit 1 when the replay finds this.
         #[arg(long, value_enum, default_value = "none")]
         fail_on: FailOn,
+        /// Compare with what was recorded, or with what the live bundle decides for the same
+        /// inputs now (flips caused by data or time are then counted apart as drift).
+        #[arg(long, value_enum, default_value = "recorded")]
+        baseline: Baseline,
         /// The embedded store (as for `history`).
         #[arg(long)]
         store: Option<PathBuf>,
@@ -325,9 +338,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = embedded_store(&files, store);
             stats(&recorded(&files, &system, &since, &cluster, &store)?, output)
         }
-        Command::Replay { files, system, since, limit, output, fail_on, store, cluster } => {
+        Command::Replay { files, system, since, limit, output, fail_on, baseline, store, cluster } => {
             let store = embedded_store(&files, store);
-            replay(&files, &system, &since, limit, output, fail_on, &cluster, &store)
+            let how = ReplayHow { since, limit, output, fail_on, baseline };
+            replay(&files, &system, &how, &cluster, &store)
         }
         Command::Test { files } => test(&files),
         Command::Eval { files, system, input, output, cluster } => {
@@ -590,17 +604,24 @@ fn rollback(files: &[PathBuf], system: &str, to: &str, cluster: &str, store: &Pa
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn replay(
-    files: &[PathBuf],
-    systems: &[String],
-    since: &str,
+/// How `edict replay` runs.
+struct ReplayHow {
+    since: String,
     limit: Option<usize>,
     output: ReplayOutput,
     fail_on: FailOn,
+    baseline: Baseline,
+}
+
+fn replay(
+    files: &[PathBuf],
+    systems: &[String],
+    how: &ReplayHow,
     cluster: &str,
     store: &Path,
 ) -> Result<ExitCode> {
+    let ReplayHow { since, limit, output, fail_on, baseline } = how;
+    let (limit, output, fail_on) = (*limit, *output, *fail_on);
     use edict::engine::replay;
     let ws = Workspace::load(files, cluster)?;
     let mut reports = Vec::new();
@@ -623,7 +644,12 @@ fn replay(
             let skip = events.len().saturating_sub(n);
             events.drain(..skip);
         }
-        reports.push(replay::replay(&key.to_string(), &proposed, &events));
+        let live = match baseline {
+            Baseline::Recorded => None,
+            Baseline::Live => Some(live_bundle(&ws, &key, store)?),
+        };
+        let base = live.as_ref().map(|(name, compiled)| replay::Baseline { name: name.clone(), compiled });
+        reports.push(replay::replay(&key.to_string(), &proposed, base.as_ref(), &events));
     }
     match output {
         ReplayOutput::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
@@ -636,6 +662,33 @@ fn replay(
         FailOn::Any => replay::FailOn::Any,
     };
     Ok(if gate.fails(&reports) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The live bundle of `key` (its name in reports, and compiled), from its Tenant's storage or
+/// the embedded store.
+fn live_bundle(
+    ws: &Workspace,
+    key: &ObjectKey,
+    store: &Path,
+) -> Result<(String, edict::policy::rego::Compiled)> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let (revision, bytes) = rt.block_on(async {
+        let (registry, input) = edict::registry::publishing::system(ws, key, &actor(), store)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let live = registry
+            .live(&input.system_id())
+            .await?
+            .with_context(|| format!("System {key} has no live bundle"))?;
+        let object = registry
+            .store()
+            .get(&live.key)
+            .await?
+            .with_context(|| format!("the live bundle {} is gone", live.key))?;
+        anyhow::Ok((live.revision, object.bytes))
+    })?;
+    let compiled = edict::engine::replay::compile_archive(&bytes).map_err(anyhow::Error::msg)?;
+    Ok((format!("live {}", &revision[..12.min(revision.len())]), compiled))
 }
 
 /// The decision events `key` recorded within `since`, oldest first, as stored.

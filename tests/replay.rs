@@ -141,3 +141,48 @@ async fn a_proposed_change_is_replayed_against_what_the_opas_decided() {
         "{group}"
     );
 }
+
+/// `--baseline live`: the proposed bundle is compared with what the live bundle decides for the
+/// same inputs, so a decision recorded before data or time changed (here an Envoy Pod recorded
+/// as denied, which the live bundle allows) counts as drift, not as a flip of the change.
+#[tokio::test]
+async fn the_live_baseline_tells_drift_from_the_change() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store = work.path().join(".edict/store");
+    record(&store).await;
+    // What the OPAs of an older revision decided: the Envoy Pod denied.
+    let denied = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"allowed": false}});
+    let envoy_pod = serde_json::to_string(&input("pod-with-nginx.json"))
+        .expect("json")
+        .replace("nginx:1.27", "envoyproxy/envoy");
+    let labels = fixture("decision-logs-batch.json")[0]["labels"].clone();
+    let older = json!([{"labels": labels, "decision_id": "envoy-pod-then", "path": "main/main",
+        "input": serde_json::from_str::<Value>(&envoy_pod).expect("json"), "result": denied, "timestamp": "2026-11-30T16:00:00Z"}]);
+    let ingest = Ingest::new(
+        Arc::new(edict::registry::store::DirStore::new(&store)),
+        ServedSystems::new([SystemKey::new("acme", "local", "acme-payments", "payments-cluster")]),
+        Limits::default(),
+        Duration::from_secs(600),
+    );
+    ingest.store_decisions(&serde_json::to_vec(&older).expect("json"), None, None).await.expect("stored");
+    // The examples are live, as `run --local` publishes them.
+    let registry = edict::registry::Registry::embedded(&store);
+    let mut local = edict::sources::local::Local::load(work.path(), &store, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    local.publish(&registry, &all).await;
+
+    let (_, text) = replay(work.path(), &["-o", "json"]);
+    let recorded: Value = serde_json::from_str::<Value>(&text).expect("json")[0].clone();
+    assert_eq!(recorded["baseline"], "recorded");
+    assert_eq!(
+        recorded["newly_allowed"], 1,
+        "against the record, the old denial looks like a flip: {recorded}"
+    );
+
+    let (_, text) = replay(work.path(), &["-o", "json", "--baseline", "live"]);
+    let live: Value = serde_json::from_str::<Value>(&text).expect("json")[0].clone();
+    assert!(live["baseline"].as_str().is_some_and(|b| b.starts_with("live ")), "{live}");
+    assert_eq!((live["drift"].as_u64(), live["newly_allowed"].as_u64()), (Some(1), Some(0)), "{live}");
+    assert_eq!(live["unchanged"], 6, "{live}");
+}

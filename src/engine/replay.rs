@@ -6,6 +6,11 @@
 //! each group with a few example decisions. A decision whose input had fields erased by the
 //! masks, and whose outcome would change, is reported as not replayable (the erased fields may
 //! be what decides), not guessed.
+//!
+//! With a baseline bundle (the live one), each input is decided by it too and the proposed
+//! bundle is compared with that: a flip then comes from the change itself, and decisions whose
+//! recorded outcome the live bundle no longer reproduces (data or time changed since) are
+//! counted apart as drift.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +29,9 @@ const EXAMPLES: usize = 3;
 pub struct Report {
     /// The System (`namespace/name`).
     pub system: String,
+    /// What the proposed bundle is compared with: `recorded` (what OPA decided then) or
+    /// `live <revision>` (what the live bundle decides for the same input now).
+    pub baseline: String,
     /// Decisions replayed.
     pub replayed: usize,
     /// Distinct inputs among them (each evaluated once).
@@ -38,6 +46,9 @@ pub struct Report {
     pub errors: usize,
     /// Would change, but the input had fields erased by the masks: not replayable.
     pub masked: usize,
+    /// With the live baseline: decisions the live bundle decides differently from the record
+    /// (data or time changed since, not the proposed change).
+    pub drift: usize,
     /// The flips, grouped by what decides now.
     pub groups: Vec<Group>,
 }
@@ -57,10 +68,47 @@ pub struct Group {
     pub examples: Vec<String>,
 }
 
-/// Replay `events` (as stored) against `proposed`, for `system`.
-pub fn replay(system: &str, proposed: &Compiled, events: &[Value]) -> Report {
-    let mut report = Report { system: system.to_string(), replayed: events.len(), ..Report::default() };
+/// The bundle a replay compares with, when not the recorded outcomes.
+pub struct Baseline<'a> {
+    /// Its name in the report (`live 95220d66ab12`).
+    pub name: String,
+    /// The compiled bundle.
+    pub compiled: &'a Compiled,
+}
+
+/// A bundle archive (`bundle.tar.gz`, as published) compiled for evaluation.
+pub fn compile_archive(bytes: &[u8]) -> Result<Compiled, String> {
+    let entries = crate::bundle::read_archive(bytes).map_err(|e| format!("reading the bundle: {e}"))?;
+    let mut modules = Vec::new();
+    let mut data = serde_json::json!({});
+    for (path, body) in entries {
+        let path = path.trim_start_matches('/').to_string();
+        if path.ends_with(".rego") {
+            modules.push((path, String::from_utf8_lossy(&body).into_owned()));
+        } else if path == "data.json" {
+            data = serde_json::from_slice(&body).map_err(|e| format!("the bundle's data.json: {e}"))?;
+        }
+    }
+    crate::policy::rego::compile(&modules, &data, crate::engine::pipeline::ENTRYPOINT)
+        .map_err(|e| e.to_string())
+}
+
+/// Replay `events` (as stored) against `proposed`, for `system`, compared with what was
+/// recorded or, with a `baseline`, with what that bundle decides.
+pub fn replay(
+    system: &str,
+    proposed: &Compiled,
+    baseline: Option<&Baseline<'_>>,
+    events: &[Value],
+) -> Report {
+    let mut report = Report {
+        system: system.to_string(),
+        replayed: events.len(),
+        baseline: baseline.map_or_else(|| "recorded".to_string(), |b| b.name.clone()),
+        ..Report::default()
+    };
     let mut outcomes: BTreeMap<[u8; 32], Option<Value>> = BTreeMap::new();
+    let mut baselines: BTreeMap<[u8; 32], Option<bool>> = BTreeMap::new();
     let mut groups: BTreeMap<(String, Vec<String>, Vec<String>), Group> = BTreeMap::new();
     for event in events {
         let recorded = Recorded::of(event);
@@ -70,9 +118,23 @@ pub fn replay(system: &str, proposed: &Compiled, events: &[Value]) -> Report {
             .entry(digest)
             .or_insert_with(|| proposed.eval("data.main.outcome", input).ok().flatten())
             .clone();
-        let (Some(then), Some(now)) =
-            (recorded.allowed, outcome.as_ref().and_then(|o| o["allowed"].as_bool()))
-        else {
+        let then = match baseline {
+            None => recorded.allowed,
+            Some(b) => {
+                let live = *baselines.entry(digest).or_insert_with(|| {
+                    b.compiled
+                        .eval("data.main.outcome", input)
+                        .ok()
+                        .flatten()
+                        .and_then(|o| o["allowed"].as_bool())
+                });
+                if live.is_some() && recorded.allowed.is_some() && live != recorded.allowed {
+                    report.drift += 1;
+                }
+                live
+            }
+        };
+        let (Some(then), Some(now)) = (then, outcome.as_ref().and_then(|o| o["allowed"].as_bool())) else {
             report.errors += 1;
             continue;
         };
@@ -178,9 +240,15 @@ pub fn text(reports: &[Report]) -> String {
     let mut out = String::new();
     for r in reports {
         out.push_str(&format!(
-            "{}: {} decisions replayed ({} distinct inputs): {} unchanged, {} newly denied, {} newly allowed, {} not replayable (masked input), {} errors\n",
-            r.system, r.replayed, r.distinct_inputs, r.unchanged, r.newly_denied, r.newly_allowed, r.masked, r.errors
+            "{}: {} decisions replayed ({} distinct inputs) against {}: {} unchanged, {} newly denied, {} newly allowed, {} not replayable (masked input), {} errors\n",
+            r.system, r.replayed, r.distinct_inputs, r.baseline, r.unchanged, r.newly_denied, r.newly_allowed, r.masked, r.errors
         ));
+        if r.baseline != "recorded" {
+            out.push_str(&format!(
+                "  {} decided differently by the live bundle than recorded (data or time changed, not this change)\n",
+                r.drift
+            ));
+        }
         for g in &r.groups {
             out.push_str(&format!("  {} × {} — decided by {}\n", g.count, g.change, g.decided_by.join(", ")));
             for m in &g.messages {
