@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use edict::engine::catalog::Catalog;
 use edict::engine::pipeline::{self, Checks, SystemBuild};
 use edict::engine::status::Statuses;
-use edict::model::ObjectKey;
+use edict::model::{Kind, ObjectKey};
 use edict::operator::Engine;
 use edict::operator::watch::Change;
 use edict::sources::manifest::{self, Located, Object};
@@ -397,7 +397,7 @@ fn latency_phase(w: Workload, stack_edits: usize, system_edits: usize) -> Latenc
     let policy_of = |stack: &str| {
         let name =
             if stack == "baseline" { "host-access".to_string() } else { format!("{stack}-registries") };
-        platform.iter().find(|l| l.object.kind() == "Policy" && l.object.key().name == name).cloned()
+        platform.iter().find(|l| l.object.kind() == Kind::Policy && l.object.key().name == name).cloned()
     };
     let mut stack_results = Vec::new();
     let targets = [(w.stack_name(1), stack_edits), ("baseline".to_string(), stack_edits.min(3))];

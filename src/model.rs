@@ -23,3 +23,37 @@ impl fmt::Display for ObjectKey {
         write!(f, "{}/{}", self.namespace, self.name)
     }
 }
+
+/// The kinds of object edict reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A Tenant (cluster-scoped).
+    Tenant,
+    /// A Stack.
+    Stack,
+    /// A System.
+    System,
+    /// A Policy.
+    Policy,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [Kind::Tenant, Kind::Stack, Kind::System, Kind::Policy];
+
+    /// The kind's name (`System`), as in manifests, messages and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tenant => "Tenant",
+            Kind::Stack => "Stack",
+            Kind::System => "System",
+            Kind::Policy => "Policy",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use common::kube::{Call, api_server, body, echo, mock, not_found, respond};
 use edict::api::{DefaultDecision, Policy, Stack, System, SystemType, Tenant};
 use edict::fixtures::{TestSystem, TestTenant};
-use edict::model::ObjectKey;
+use edict::model::{Kind, ObjectKey};
 use edict::operator::watch::Change;
 use edict::operator::{Engine, leader, status_writer};
 use edict::sources::manifest::{self, Located};
@@ -90,7 +90,7 @@ async fn changes_rebuild_only_what_they_affect_and_statuses_follow() {
         ObjectKey::new("acme-shop", "storefront-envoy"),
     ]
     .into();
-    let gone: Vec<ObjectKey> = engine.apply(Change::Resync("System", present)).into_iter().collect();
+    let gone: Vec<ObjectKey> = engine.apply(Change::Resync(Kind::System, present)).into_iter().collect();
     assert_eq!(gone, vec![ObjectKey::new("acme-data", "batch-api")]);
 }
 
@@ -487,7 +487,7 @@ async fn deleting_a_system_removes_what_edict_wrote_then_the_finalizer() {
     assert!(!engine.statuses().systems.contains_key("acme-data/batch-api"));
 
     // The deletion that follows is not a second cleanup.
-    let after = engine.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
+    let after = engine.apply(Change::Delete(Kind::System, ObjectKey::new("acme-data", "batch-api")));
     assert!(after.is_empty() && engine.retiring().is_empty());
     drop(client);
     server.await.expect("server");
@@ -498,7 +498,7 @@ async fn cleanup_leaves_a_config_map_edict_did_not_write() {
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine =
         engine_with(store.path(), [acme().located(), batch_api().uid("uid-batch-api").located()]);
-    engine.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
+    engine.apply(Change::Delete(Kind::System, ObjectKey::new("acme-data", "batch-api")));
     let (client, server) = api_server(|c| {
         if c.method == Method::GET && c.path.contains("/configmaps/") {
             // Same name, but the user's.
@@ -740,7 +740,7 @@ async fn a_standby_keeps_its_embedded_store_current_and_plans_no_writes() {
     assert!(!follower.has_kube_work(), "no finalizer, ConfigMap or annotation from a standby");
     let batch = store.path().join("bundles/acme/c1/acme-data/batch-api");
     assert!(batch.join("bundle.tar.gz").exists());
-    follower.apply(Change::Delete("System", ObjectKey::new("acme-data", "batch-api")));
+    follower.apply(Change::Delete(Kind::System, ObjectKey::new("acme-data", "batch-api")));
     assert!(follower.retiring().is_empty(), "the leader cleans up, not a standby");
     follower.reconcile(&[]).await;
     assert!(!batch.join("bundle.tar.gz").exists(), "a standby serves no bundle of a deleted System");
@@ -879,7 +879,7 @@ async fn no_round_runs_before_the_last_page_of_every_list() {
     // What the watches send, as kube's watcher gives it: Init, a page, …, InitDone.
     async fn sent<K: kube::Resource + Clone + Send + 'static>(
         events: Vec<Event<K>>,
-        kind: &'static str,
+        kind: Kind,
         wrap: fn(K) -> Object,
     ) -> Vec<Change> {
         let stream = futures::stream::iter(events.into_iter().map(Ok));
@@ -896,16 +896,16 @@ async fn no_round_runs_before_the_last_page_of_every_list() {
     let (first_page, last_page) = policies.split_at(policies.len() / 2);
     let mut policy_events = page(first_page);
     policy_events.extend(page(last_page));
-    let mut policy_changes = sent(whole(policy_events), "Policy", Object::Policy).await;
+    let mut policy_changes = sent(whole(policy_events), Kind::Policy, Object::Policy).await;
     // The API server pauses between the two pages of Policies.
     let after_pause = policy_changes.split_off(1 + first_page.len());
     let mut before_pause: Vec<Change> =
         vec![Change::Listing("Namespace"), Change::NamespaceResync(BTreeSet::new())];
-    before_pause.extend(sent(whole(page(&tenants)), "Tenant", Object::Tenant).await);
-    before_pause.extend(sent(whole(page(&stacks)), "Stack", Object::Stack).await);
-    before_pause.extend(sent(whole(page(&systems)), "System", Object::System).await);
+    before_pause.extend(sent(whole(page(&tenants)), Kind::Tenant, Object::Tenant).await);
+    before_pause.extend(sent(whole(page(&stacks)), Kind::Stack, Object::Stack).await);
+    before_pause.extend(sent(whole(page(&systems)), Kind::System, Object::System).await);
     before_pause.extend(policy_changes);
-    assert!(matches!(after_pause.last(), Some(Change::Resync("Policy", _))), "{after_pause:?}");
+    assert!(matches!(after_pause.last(), Some(Change::Resync(Kind::Policy, _))), "{after_pause:?}");
 
     let store = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::new("c1", store.path().to_path_buf());
@@ -1052,7 +1052,7 @@ deny contains msg if {
     assert_eq!(ready.status, edict::api::ConditionStatus::False, "{stack:?}");
     assert!(ready.message.contains("restrict-proxies"), "{}", ready.message);
 
-    engine.apply(Change::Delete("Stack", ObjectKey::new("acme-platform", "kubernetes-baseline")));
+    engine.apply(Change::Delete(Kind::Stack, ObjectKey::new("acme-platform", "kubernetes-baseline")));
     let after = engine.statuses();
     assert_eq!(after.tenants["acme"].stacks, stacks as u32 - 1);
     assert!(!after.stacks.contains_key("acme-platform/kubernetes-baseline"));
@@ -1171,7 +1171,7 @@ async fn a_config_map_deleted_by_hand_is_written_again() {
 
     // The watch shows edict's own writes: nothing to do.
     let mut rounds = edict::operator::rounds::Rounds::new();
-    for kind in ["Tenant", "Stack", "System", "Policy"] {
+    for kind in Kind::ALL {
         rounds.observe(&Change::Resync(kind, BTreeSet::new()), std::time::Instant::now());
     }
     rounds.observe(&Change::NamespaceResync(BTreeSet::new()), std::time::Instant::now());

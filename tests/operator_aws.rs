@@ -7,6 +7,8 @@
 
 mod common;
 
+use edict::model::Kind;
+
 use common::aws;
 use common::kube::{api_server, echo};
 use edict::operator::Engine;
@@ -285,7 +287,7 @@ spec: {{type: custom}}
         let mut l = manifest::parse("", &text)
             .objects
             .into_iter()
-            .find(|l| l.object.kind() == "System")
+            .find(|l| l.object.kind() == Kind::System)
             .expect("system");
         if let manifest::Object::System(s) = &mut l.object {
             s.spec.options.insert("generation".into(), serde_json::json!(generation));
@@ -319,7 +321,11 @@ spec: {{type: custom}}
 
     // edict's own status write comes back through the watch: the connection is kept...
     let tenant_object = || {
-        manifest::parse("", &text).objects.into_iter().find(|l| l.object.kind() == "Tenant").expect("tenant")
+        manifest::parse("", &text)
+            .objects
+            .into_iter()
+            .find(|l| l.object.kind() == Kind::Tenant)
+            .expect("tenant")
     };
     let mut echoed = tenant_object();
     if let manifest::Object::Tenant(t) = &mut echoed.object {

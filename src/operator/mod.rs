@@ -28,7 +28,7 @@ use crate::engine::problem::{ObjectRef, Problem, Reason};
 use crate::engine::status::Statuses;
 use crate::engine::workspace::Workspace;
 use crate::metrics::Metrics;
-use crate::model::ObjectKey;
+use crate::model::{Kind, ObjectKey};
 use crate::registry::Published;
 use crate::registry::Registry;
 use crate::sources::manifest::Object;
@@ -289,20 +289,20 @@ impl Engine {
                 }
                 self.ws.catalog.apply(*located)
             }
-            Change::Delete("System", key) => self.forget_system(&key, false),
-            Change::Delete("Tenant", key) => {
+            Change::Delete(Kind::System, key) => self.forget_system(&key, false),
+            Change::Delete(Kind::Tenant, key) => {
                 self.disconnect(&key.name);
-                self.ws.catalog.delete("Tenant", &key)
+                self.ws.catalog.delete(Kind::Tenant, &key)
             }
             Change::Delete(kind, key) => self.ws.catalog.delete(kind, &key),
             Change::Resync(kind, present) => {
                 let known: Vec<ObjectKey> = match kind {
-                    "Tenant" => {
+                    Kind::Tenant => {
                         self.ws.catalog.tenants().keys().map(|n| ObjectKey::new("", n.clone())).collect()
                     }
-                    "Stack" => self.ws.catalog.stacks().keys().cloned().collect(),
-                    "System" => self.ws.catalog.systems().keys().cloned().collect(),
-                    _ => self.ws.catalog.policies().keys().cloned().collect(),
+                    Kind::Stack => self.ws.catalog.stacks().keys().cloned().collect(),
+                    Kind::System => self.ws.catalog.systems().keys().cloned().collect(),
+                    Kind::Policy => self.ws.catalog.policies().keys().cloned().collect(),
                 };
                 let mut affected = Affected::new();
                 for key in known.into_iter().filter(|k| !present.contains(k)) {
@@ -371,7 +371,7 @@ impl Engine {
     fn forget_system(&mut self, key: &ObjectKey, finalizer: bool) -> Affected {
         if self.follower {
             self.dropped.insert(key.clone());
-            return self.ws.catalog.delete("System", key);
+            return self.ws.catalog.delete(Kind::System, key);
         }
         if !self.ws.catalog.systems().contains_key(key) && !finalizer {
             // Already forgotten (this is the deletion that follows edict's own cleanup).
@@ -412,7 +412,7 @@ impl Engine {
         self.unfinalized.remove(key);
         self.wiring_due.remove(key);
         self.homes.remove(key);
-        self.ws.catalog.delete("System", key)
+        self.ws.catalog.delete(Kind::System, key)
     }
 
     /// Rebuild and publish these Systems (up to [`Engine::with_parallelism`] publishes at once),

@@ -50,7 +50,7 @@ impl Rounds {
                 self.listing.insert(kind);
             }
             Change::Resync(kind, _) => {
-                self.listing.remove(kind);
+                self.listing.remove(kind.as_str());
             }
             Change::NamespaceResync(_) => {
                 self.listing.remove("Namespace");
@@ -101,7 +101,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::model::ObjectKey;
+    use crate::model::{Kind, ObjectKey};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -110,7 +110,7 @@ mod tests {
     /// Rounds after every first list completed and the first round ran.
     fn synced(t0: Instant) -> Rounds {
         let mut r = Rounds::new();
-        for kind in ["Tenant", "Stack", "System", "Policy"] {
+        for kind in Kind::ALL {
             r.observe(&Change::Resync(kind, BTreeSet::new()), t0);
         }
         r.observe(&Change::NamespaceResync(BTreeSet::new()), t0);
@@ -124,19 +124,20 @@ mod tests {
         let mut r = Rounds::new();
         assert!(!r.synced());
         assert_eq!(r.waiting_for(), vec!["Namespace", "Policy", "Stack", "System", "Tenant"]);
-        for (i, kind) in ["Tenant", "Namespace", "Stack", "System"].into_iter().enumerate() {
+        for (i, kind) in
+            [Some(Kind::Tenant), None, Some(Kind::Stack), Some(Kind::System)].into_iter().enumerate()
+        {
             let now = t0 + ms(10 * i as u64);
-            if kind == "Namespace" {
-                r.observe(&Change::NamespaceResync(BTreeSet::new()), now);
-            } else {
-                r.observe(&Change::Resync(kind, BTreeSet::new()), now);
+            match kind {
+                None => r.observe(&Change::NamespaceResync(BTreeSet::new()), now),
+                Some(kind) => r.observe(&Change::Resync(kind, BTreeSet::new()), now),
             }
-            assert_eq!(r.due(), None, "Policies are still listing after {kind}");
+            assert_eq!(r.due(), None, "Policies are still listing after {kind:?}");
         }
         assert_eq!(r.waiting_for(), vec!["Policy"]);
-        r.observe(&Change::Delete("Policy", ObjectKey::new("a", "b")), t0 + ms(500));
+        r.observe(&Change::Delete(Kind::Policy, ObjectKey::new("a", "b")), t0 + ms(500));
         assert_eq!(r.due(), None);
-        r.observe(&Change::Resync("Policy", BTreeSet::new()), t0 + ms(600));
+        r.observe(&Change::Resync(Kind::Policy, BTreeSet::new()), t0 + ms(600));
         assert!(r.synced());
         // The changes seen while listing wait no longer than the bound from the first of them.
         assert_eq!(r.due(), Some(t0 + MAX_DELAY));
@@ -149,9 +150,9 @@ mod tests {
         let t0 = Instant::now();
         let mut r = synced(t0);
         r.observe(&Change::Listing("Stack"), t0 + ms(1000));
-        r.observe(&Change::Delete("Stack", ObjectKey::new("p", "s")), t0 + ms(1001));
+        r.observe(&Change::Delete(Kind::Stack, ObjectKey::new("p", "s")), t0 + ms(1001));
         assert_eq!(r.due(), None, "the Stacks are being listed again");
-        r.observe(&Change::Resync("Stack", BTreeSet::new()), t0 + ms(1100));
+        r.observe(&Change::Resync(Kind::Stack, BTreeSet::new()), t0 + ms(1100));
         assert_eq!(r.due(), Some(t0 + ms(1100) + QUIET));
     }
 
@@ -168,7 +169,7 @@ mod tests {
                 ran.push(now);
                 r.started();
             }
-            r.observe(&Change::Delete("Policy", ObjectKey::new("a", format!("p{i}"))), now);
+            r.observe(&Change::Delete(Kind::Policy, ObjectKey::new("a", format!("p{i}"))), now);
         }
         assert!(ran.len() >= 4, "rounds ran at {ran:?}");
         let mut last = start;

@@ -296,6 +296,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::model::Kind;
     use crate::operator::watch::Change;
 
     #[test]
@@ -305,12 +306,12 @@ mod tests {
         assert_eq!(why, "waiting for the first lists of: Namespace, Policy, Stack, System, Tenant");
         let mut rounds = Rounds::new();
         let now = Instant::now();
-        for kind in ["Tenant", "Stack", "System"] {
+        for kind in [Kind::Tenant, Kind::Stack, Kind::System] {
             rounds.observe(&Change::Resync(kind, BTreeSet::new()), now);
             ready.follow(&rounds, "standby");
         }
         assert_eq!(ready.get(), Err("waiting for the first lists of: Namespace, Policy".to_string()));
-        rounds.observe(&Change::Resync("Policy", BTreeSet::new()), now);
+        rounds.observe(&Change::Resync(Kind::Policy, BTreeSet::new()), now);
         rounds.observe(&Change::NamespaceResync(BTreeSet::new()), now);
         ready.follow(&rounds, "standby");
         assert_eq!(ready.get(), Ok("standby"));
@@ -319,7 +320,7 @@ mod tests {
         leading.observe(&Change::Listing("Stack"), now);
         ready.follow(&leading, "leading");
         assert_eq!(ready.get(), Ok("standby"));
-        for kind in ["Tenant", "Stack", "System", "Policy"] {
+        for kind in Kind::ALL {
             leading.observe(&Change::Resync(kind, BTreeSet::new()), now);
         }
         leading.observe(&Change::NamespaceResync(BTreeSet::new()), now);

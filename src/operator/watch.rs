@@ -8,7 +8,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use crate::api::{Policy, Stack, System, Tenant};
-use crate::model::ObjectKey;
+use crate::model::{Kind, ObjectKey};
 use crate::sources::manifest::{Located, Object, Origin};
 
 /// One change for the catalog.
@@ -17,12 +17,12 @@ pub enum Change {
     /// An object was added or modified.
     Apply(Box<Located>),
     /// An object is gone.
-    Delete(&'static str, ObjectKey),
+    Delete(Kind, ObjectKey),
     /// A list of `kind` started (the watch started or re-started): the catalog's view of that
     /// kind is partial until its `Resync`.
     Listing(&'static str),
     /// A re-list of `kind` finished: objects of that kind not in the set are gone.
-    Resync(&'static str, BTreeSet<ObjectKey>),
+    Resync(Kind, BTreeSet<ObjectKey>),
     /// A namespace's labels (`None`: the namespace is gone), for tenant membership.
     Namespace(String, Option<crate::select::selector::Labels>),
     /// A re-list of namespaces finished: namespaces not in the set are gone.
@@ -42,7 +42,7 @@ fn located(object: Object) -> Located {
 /// Turn one kind's watcher events into changes, buffering keys during a re-list.
 pub fn changes<K, F>(
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    kind: &'static str,
+    kind: Kind,
     wrap: F,
 ) -> impl Stream<Item = Change> + Send
 where
@@ -66,7 +66,7 @@ where
                 Ok(watcher::Event::Delete(k)) => vec![Change::Delete(kind, key(&k))],
                 Ok(watcher::Event::Init) => {
                     seen.clear();
-                    vec![Change::Listing(kind)]
+                    vec![Change::Listing(kind.as_str())]
                 }
                 Ok(watcher::Event::InitApply(k)) => {
                     seen.insert(key(&k));
@@ -149,22 +149,22 @@ pub fn all(client: Client) -> impl Stream<Item = Change> + Send {
     let config = watcher::Config::default;
     let tenants = changes(
         watcher(Api::<Tenant>::all(client.clone()), config()).default_backoff(),
-        "Tenant",
+        Kind::Tenant,
         Object::Tenant,
     );
     let stacks = changes(
         watcher(Api::<Stack>::all(client.clone()), config()).default_backoff(),
-        "Stack",
+        Kind::Stack,
         Object::Stack,
     );
     let systems = changes(
         watcher(Api::<System>::all(client.clone()), config()).default_backoff(),
-        "System",
+        Kind::System,
         Object::System,
     );
     let policies = changes(
         watcher(Api::<Policy>::all(client.clone()), config()).default_backoff(),
-        "Policy",
+        Kind::Policy,
         Object::Policy,
     );
     futures::stream::select_all([

@@ -39,7 +39,7 @@ pub struct Options {
     pub cluster: String,
 }
 
-type Identity = (&'static str, ObjectKey);
+type Identity = (crate::model::Kind, ObjectKey);
 
 #[derive(Debug, Default)]
 struct FileState {
@@ -321,7 +321,11 @@ async fn retire(registry: &Registry, system_id: &str, prefix: &str, now: SystemT
 }
 
 fn object_ref(id: &Identity) -> ObjectRef {
-    if id.0 == "Tenant" { ObjectRef::tenant(&id.1.name) } else { ObjectRef::namespaced(id.0, &id.1) }
+    if id.0 == crate::model::Kind::Tenant {
+        ObjectRef::tenant(&id.1.name)
+    } else {
+        ObjectRef::namespaced(id.0.as_str(), &id.1)
+    }
 }
 
 /// What identifies an object's content and the place its messages point to.

@@ -75,12 +75,13 @@ pub enum Object {
 
 impl Object {
     /// The object's kind.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> crate::model::Kind {
+        use crate::model::Kind;
         match self {
-            Object::Tenant(_) => "Tenant",
-            Object::Stack(_) => "Stack",
-            Object::System(_) => "System",
-            Object::Policy(_) => "Policy",
+            Object::Tenant(_) => Kind::Tenant,
+            Object::Stack(_) => Kind::Stack,
+            Object::System(_) => Kind::System,
+            Object::Policy(_) => Kind::Policy,
         }
     }
 
@@ -258,7 +259,7 @@ fn parse_document(doc: &str, mut origin: Origin) -> Result<Option<Located>, Prob
     };
     if name_missing {
         return Err(Problem::new(
-            unparsed(object.kind()),
+            unparsed(object.kind().as_str()),
             Reason::InvalidManifest,
             format!("{}metadata.name is required", origin.prefix()),
         ));

@@ -16,6 +16,7 @@ pub use self::policy_module::{RESERVED_ROOTS, analyse_policy, module_label};
 pub use self::problems::tenancy_problem;
 use crate::api::{Policy, Stack, System, TargetKind, Tenant};
 use crate::engine::problem::{ObjectRef, Problem, Reason};
+use crate::model::Kind;
 use crate::policy::Capabilities;
 use crate::select::bindings::{BindingIndex, ObjectKey};
 use crate::select::glob::Glob;
@@ -54,15 +55,15 @@ impl Catalog {
     pub fn from_loaded(loaded: crate::sources::manifest::Loaded) -> (Catalog, Vec<Problem>) {
         let mut catalog = Catalog::new();
         let mut problems = loaded.problems;
-        let mut seen: BTreeMap<(&'static str, ObjectKey), String> = BTreeMap::new();
+        let mut seen: BTreeMap<(Kind, ObjectKey), String> = BTreeMap::new();
         for located in loaded.objects {
             let kind = located.object.kind();
             let key = located.object.key();
             if let Some(first) = seen.get(&(kind, key.clone())) {
-                let me = if kind == "Tenant" {
+                let me = if kind == Kind::Tenant {
                     ObjectRef::tenant(&key.name)
                 } else {
-                    ObjectRef::namespaced(kind, &key)
+                    ObjectRef::namespaced(kind.as_str(), &key)
                 };
                 problems.push(Problem::new(
                     me,
@@ -158,28 +159,27 @@ impl Catalog {
     }
 
     /// Remove an object by kind and key (Tenants: empty namespace). Returns the affected Systems.
-    pub fn delete(&mut self, kind: &str, key: &ObjectKey) -> Affected {
+    pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> Affected {
         match kind {
-            "Tenant" => {
+            Kind::Tenant => {
                 let Some(old) = self.tenants.remove(&key.name) else { return Affected::new() };
                 self.rebind_tenant(Some(&old))
             }
-            "Stack" => {
+            Kind::Stack => {
                 self.stacks.remove(key);
                 self.index.remove_stack(key).systems
             }
-            "System" => {
+            Kind::System => {
                 self.systems.remove(key);
                 self.index.remove_system(key).systems
             }
-            "Policy" => match self.policies.remove(key) {
+            Kind::Policy => match self.policies.remove(key) {
                 Some(old) => {
                     self.unlink_policy(key, &old.policy);
                     self.target_systems(&old.policy)
                 }
                 None => Affected::new(),
             },
-            _ => Affected::new(),
         }
     }
 
