@@ -209,11 +209,18 @@ enum Command {
     /// build now: which real requests would be decided differently, and what decides them.
     Replay {
         /// The proposed manifests (files or directories).
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename", required_unless_present = "merge")]
         files: Vec<PathBuf>,
         /// The Systems to replay, as NAMESPACE/NAME (repeat the flag for several).
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "merge")]
         system: Vec<String>,
+        /// Replay one slice of the stored decisions, `i/n` (0 ≤ i < n): n processes together
+        /// replay each stored object once; combine their `-o json` reports with `--merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Combine the JSON reports of shards (files) instead of replaying.
+        #[arg(long, value_name = "REPORT.json", num_args = 1..)]
+        merge: Vec<PathBuf>,
         /// Decisions this recent (`30m`, `24h`, `7d`).
         #[arg(long, default_value = "24h")]
         since: String,
@@ -338,9 +345,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = embedded_store(&files, store);
             stats(&recorded(&files, &system, &since, &cluster, &store)?, output)
         }
-        Command::Replay { files, system, since, limit, output, fail_on, baseline, store, cluster } => {
+        Command::Replay {
+            files,
+            system,
+            shard,
+            merge,
+            since,
+            limit,
+            output,
+            fail_on,
+            baseline,
+            store,
+            cluster,
+        } => {
+            let shard = shard.as_deref().map(parse_shard).transpose()?;
+            let how = ReplayHow { since, limit, output, fail_on, baseline, shard };
+            if !merge.is_empty() {
+                let mut all = Vec::new();
+                for path in &merge {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let reports: Vec<edict::engine::replay::Report> = serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not a replay report", path.display()))?;
+                    all.extend(reports);
+                }
+                return print_replay(edict::engine::replay::merge(all), &how);
+            }
             let store = embedded_store(&files, store);
-            let how = ReplayHow { since, limit, output, fail_on, baseline };
             replay(&files, &system, &how, &cluster, &store)
         }
         Command::Test { files } => test(&files),
@@ -611,6 +642,17 @@ struct ReplayHow {
     output: ReplayOutput,
     fail_on: FailOn,
     baseline: Baseline,
+    shard: Option<(usize, usize)>,
+}
+
+/// `i/n` with 0 ≤ i < n.
+fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let parsed =
+        text.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((i, n)) if i < n => Ok((i, n)),
+        _ => bail!("--shard {text}: expected I/N with 0 <= I < N, e.g. 0/4"),
+    }
 }
 
 fn replay(
@@ -620,8 +662,7 @@ fn replay(
     cluster: &str,
     store: &Path,
 ) -> Result<ExitCode> {
-    let ReplayHow { since, limit, output, fail_on, baseline } = how;
-    let (limit, output, fail_on) = (*limit, *output, *fail_on);
+    let ReplayHow { since, limit, baseline, shard, .. } = how;
     use edict::engine::replay;
     let ws = Workspace::load(files, cluster)?;
     let mut reports = Vec::new();
@@ -639,8 +680,8 @@ fn replay(
             &bundle.data(),
             edict::engine::pipeline::ENTRYPOINT,
         )?;
-        let mut events = recorded_events(&ws, &key, since, store)?;
-        if let Some(n) = limit {
+        let mut events = recorded_events(&ws, &key, since, *shard, store)?;
+        if let Some(n) = *limit {
             let skip = events.len().saturating_sub(n);
             events.drain(..skip);
         }
@@ -651,12 +692,18 @@ fn replay(
         let base = live.as_ref().map(|(name, compiled)| replay::Baseline { name: name.clone(), compiled });
         reports.push(replay::replay(&key.to_string(), &proposed, base.as_ref(), &events));
     }
-    match output {
+    print_replay(reports, how)
+}
+
+/// Print replay reports as asked, and exit 1 when they fail the gate.
+fn print_replay(reports: Vec<edict::engine::replay::Report>, how: &ReplayHow) -> Result<ExitCode> {
+    use edict::engine::replay;
+    match how.output {
         ReplayOutput::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         ReplayOutput::Markdown => print!("{}", replay::markdown(&reports)),
         ReplayOutput::Text => print!("{}", replay::text(&reports)),
     }
-    let gate = match fail_on {
+    let gate = match how.fail_on {
         FailOn::None => replay::FailOn::Nothing,
         FailOn::NewlyDenied => replay::FailOn::NewlyDenied,
         FailOn::Any => replay::FailOn::Any,
@@ -696,6 +743,7 @@ fn recorded_events(
     ws: &Workspace,
     key: &ObjectKey,
     since: &str,
+    shard: Option<(usize, usize)>,
     store: &Path,
 ) -> Result<Vec<serde_json::Value>> {
     use edict::ingest::query;
@@ -708,7 +756,9 @@ fn recorded_events(
             .map_err(anyhow::Error::msg)?;
         let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
         let from = std::time::SystemTime::now().checked_sub(age);
-        query::events(registry.store().as_ref(), &system, from).await.map_err(anyhow::Error::from)
+        query::events_of_shard(registry.store().as_ref(), &system, from, shard)
+            .await
+            .map_err(anyhow::Error::from)
     })
 }
 
@@ -722,7 +772,7 @@ fn recorded(
 ) -> Result<Vec<edict::ingest::query::Recorded>> {
     let key = system_key(system)?;
     let ws = Workspace::load(files, cluster)?;
-    let events = recorded_events(&ws, &key, since, store)?;
+    let events = recorded_events(&ws, &key, since, None, store)?;
     Ok(events.iter().map(edict::ingest::query::Recorded::of).collect())
 }
 

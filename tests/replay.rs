@@ -186,3 +186,57 @@ async fn the_live_baseline_tells_drift_from_the_change() {
     assert_eq!((live["drift"].as_u64(), live["newly_allowed"].as_u64()), (Some(1), Some(0)), "{live}");
     assert_eq!(live["unchanged"], 6, "{live}");
 }
+
+/// A replay split over machines: `--shard i/n` replays every n-th stored object, each once, and
+/// `--merge` adds the shards' JSON reports up to what one replay says.
+#[tokio::test]
+async fn shards_replay_each_stored_object_once_and_merge_to_the_whole() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store = work.path().join(".edict/store");
+    record(&store).await;
+    // An hour earlier: a second stored object.
+    let labels = fixture("decision-logs-batch.json")[0]["labels"].clone();
+    let earlier = json!([{"labels": labels, "decision_id": "earlier", "path": "main/main",
+        "input": input("pod-by-superuser.json"), "timestamp": "2026-11-30T16:00:00Z",
+        "result": {"response": {"allowed": true}}}]);
+    let ingest = Ingest::new(
+        Arc::new(edict::registry::store::DirStore::new(&store)),
+        ServedSystems::new([SystemKey::new("acme", "local", "acme-payments", "payments-cluster")]),
+        Limits::default(),
+        Duration::from_secs(600),
+    );
+    ingest.store_decisions(&serde_json::to_vec(&earlier).expect("json"), None, None).await.expect("stored");
+
+    let whole = json_report(work.path());
+    assert_eq!(whole["replayed"], 6, "{whole}");
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let (_, text) = replay(work.path(), &["-o", "json", "--shard", &format!("{i}/2")]);
+        let shard: Value = serde_json::from_str::<Value>(&text).expect("json")[0].clone();
+        assert!(
+            shard["replayed"].as_u64().is_some_and(|n| (1..6).contains(&n)),
+            "each shard has part: {shard}"
+        );
+        let path = work.path().join(format!("shard-{i}.json"));
+        std::fs::write(&path, text).expect("write");
+        files.push(path);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["replay", "-o", "json", "--merge"])
+        .args(&files)
+        .output()
+        .expect("merge");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let merged: Value = serde_json::from_slice::<Value>(&out.stdout).expect("json")[0].clone();
+    for field in ["replayed", "unchanged", "newly_denied", "newly_allowed", "masked", "errors"] {
+        assert_eq!(merged[field], whole[field], "{field}: {merged} vs {whole}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_edict"))
+        .args(["replay", "-f"])
+        .arg(work.path())
+        .args(["--system", SYSTEM, "--shard", "2/2"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected I/N with 0 <= I < N"), "{bad:?}");
+}

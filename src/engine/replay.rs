@@ -25,7 +25,7 @@ use crate::policy::rego::Compiled;
 const EXAMPLES: usize = 3;
 
 /// What replaying one System's recorded decisions found.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Report {
     /// The System (`namespace/name`).
     pub system: String,
@@ -54,7 +54,7 @@ pub struct Report {
 }
 
 /// Flips that the same sources and messages decide now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Group {
     /// `newly denied`, `newly allowed` or `cannot replay: input masked at …`.
     pub change: String,
@@ -182,6 +182,47 @@ pub fn replay(
     report.groups = groups.into_values().collect();
     report.groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.change.cmp(&b.change)));
     report
+}
+
+/// Combine the reports of shards (`--shard i/n`) into one per System: counts add up, groups
+/// with the same change, sources and messages merge (examples kept up to the usual few).
+/// `distinct_inputs` adds up too, so it is an upper bound when shards share inputs.
+pub fn merge(reports: Vec<Report>) -> Vec<Report> {
+    let mut by_system: BTreeMap<(String, String), Report> = BTreeMap::new();
+    for r in reports {
+        let into = by_system.entry((r.system.clone(), r.baseline.clone())).or_insert_with(|| Report {
+            system: r.system.clone(),
+            baseline: r.baseline.clone(),
+            ..Report::default()
+        });
+        into.replayed += r.replayed;
+        into.distinct_inputs += r.distinct_inputs;
+        into.unchanged += r.unchanged;
+        into.newly_denied += r.newly_denied;
+        into.newly_allowed += r.newly_allowed;
+        into.errors += r.errors;
+        into.masked += r.masked;
+        into.drift += r.drift;
+        for g in r.groups {
+            match into
+                .groups
+                .iter_mut()
+                .find(|h| (&h.change, &h.decided_by, &h.messages) == (&g.change, &g.decided_by, &g.messages))
+            {
+                Some(h) => {
+                    h.count += g.count;
+                    let room = EXAMPLES.saturating_sub(h.examples.len());
+                    h.examples.extend(g.examples.into_iter().take(room));
+                }
+                None => into.groups.push(g),
+            }
+        }
+    }
+    let mut out: Vec<Report> = by_system.into_values().collect();
+    for r in &mut out {
+        r.groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.change.cmp(&b.change)));
+    }
+    out
 }
 
 /// When a replay should fail a pipeline.

@@ -117,6 +117,18 @@ pub async fn events(
     system: &SystemKey,
     since: Option<SystemTime>,
 ) -> Result<Vec<Value>, QueryError> {
+    events_of_shard(store, system, since, None).await
+}
+
+/// [`events`] of one shard: with `Some((i, n))`, only the stored objects at positions `i`,
+/// `i + n`, `i + 2n`, … of the System's sorted object keys, so that `n` processes together read
+/// every object once (a replay split over machines).
+pub async fn events_of_shard(
+    store: &dyn ObjectStore,
+    system: &SystemKey,
+    since: Option<SystemTime>,
+    shard: Option<(usize, usize)>,
+) -> Result<Vec<Value>, QueryError> {
     let prefix = prefix(system);
     let first_hour = since.map(hour_partition);
     let mut keys = store.list(&prefix).await?;
@@ -126,6 +138,9 @@ pub async fn events(
         first_hour.as_deref().is_none_or(|first| partition >= first)
     });
     keys.sort();
+    if let Some((index, count)) = shard.filter(|(_, n)| *n > 0) {
+        keys = keys.into_iter().enumerate().filter(|(i, _)| i % count == index).map(|(_, k)| k).collect();
+    }
     let mut out = Vec::new();
     for key in keys {
         let Some(object) = store.get(&key).await? else { continue };
