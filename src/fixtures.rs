@@ -75,8 +75,14 @@ fn terms<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 
 /// Methods every fixture builder shares: the object, and the object as the engine consumes it.
 macro_rules! fixture {
-    ($builder:ident, $kind:ident) => {
+    ($builder:ident, $kind:ident, $status:ident) => {
         impl $builder {
+            /// The status the object shows (as edict wrote it before).
+            pub fn status(mut self, status: $status) -> Self {
+                self.0.status = Some(status);
+                self
+            }
+
             /// The object.
             pub fn build(self) -> $kind {
                 self.0
@@ -130,7 +136,7 @@ macro_rules! fixture {
 /// A Tenant under construction: see [`Tenant::test`].
 #[derive(Clone, Debug)]
 pub struct TestTenant(Tenant);
-fixture!(TestTenant, Tenant);
+fixture!(TestTenant, Tenant, TenantStatus);
 
 impl Tenant {
     /// A Tenant `name` that governs the namespaces `<name>-*` and keeps its Stacks in
@@ -187,18 +193,12 @@ impl TestTenant {
         self.0.spec.opa_version = Some(version.to_string());
         self
     }
-
-    /// The status the object shows (as edict wrote it before).
-    pub fn status(mut self, status: TenantStatus) -> Self {
-        self.0.status = Some(status);
-        self
-    }
 }
 
 /// A Stack under construction: see [`Stack::test`].
 #[derive(Clone, Debug)]
 pub struct TestStack(Stack);
-fixture!(TestStack, Stack);
+fixture!(TestStack, Stack, StackStatus);
 
 impl Stack {
     /// A `kubernetes` Stack `name` in `namespace` (its Tenant's admin namespace) with an empty
@@ -257,18 +257,12 @@ impl TestStack {
         self.0.spec.default_masks = false;
         self
     }
-
-    /// The status the object shows (as edict wrote it before).
-    pub fn status(mut self, status: StackStatus) -> Self {
-        self.0.status = Some(status);
-        self
-    }
 }
 
 /// A System under construction: see [`System::test`].
 #[derive(Clone, Debug)]
 pub struct TestSystem(System);
-fixture!(TestSystem, System);
+fixture!(TestSystem, System, SystemStatus);
 
 impl System {
     /// A `kubernetes` System `name` in `namespace`, enforcing, failing closed, without labels.
@@ -341,12 +335,6 @@ impl TestSystem {
         let mut this = self.finalized();
         this.0.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         this
-    }
-
-    /// The status the object shows (as edict wrote it before).
-    pub fn status(mut self, status: SystemStatus) -> Self {
-        self.0.status = Some(status);
-        self
     }
 }
 
