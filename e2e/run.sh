@@ -2,8 +2,9 @@
 # End-to-end test against the cluster KUBECONFIG points at (any conformant cluster: kind, k3d,
 # EKS...). It installs the CRDs, runs the operator out of cluster against the embedded
 # directory store, applies the examples, waits for every System to be Ready, breaks a Policy
-# and checks that the System stalls while its last good bundle keeps serving, fixes it, checks
-# the chart's roles and admission policy for Systems with impersonated users, and deletes
+# and checks that the System stalls while its last good bundle keeps serving, fixes it, deletes
+# a ConfigMap edict wrote (it comes back), gives a lonely Stack a broken Policy (it stalls),
+# checks the chart's roles and admission policy for Systems with impersonated users, and deletes
 # everything it created.
 #
 #   e2e/run.sh            # uses $KUBECONFIG (or ~/.kube/config) and `kubectl` on PATH
@@ -140,6 +141,26 @@ wait_for 60 -n acme-payments --for=condition=Stalled system/payments-cluster ||
 say "fixing it: recovery without restart"
 "$KUBECTL" apply -f examples/acme/stacks.yaml >/dev/null
 wait_for 60 -n acme-payments --for=condition=Ready system/payments-cluster || fail "no recovery"
+
+say "a ConfigMap deleted by hand is written again"
+"$KUBECTL" -n acme-payments delete configmap payments-cluster-opa-config >/dev/null
+eventually 30 "$KUBECTL" -n acme-payments get configmap payments-cluster-opa-config ||
+    fail "the ConfigMap did not come back"
+"$KUBECTL" -n acme-payments get configmap payments-cluster-opa-config -o jsonpath='{.data.config\.yaml}' |
+    grep -q '/var/run/secrets/edict/token' || fail "the OPA configuration does not send reports with the projected token"
+
+say "a Stack that selects no System, with a broken Policy, still gets a status"
+printf '%s\n' 'apiVersion: edict.dev/v1alpha1' 'kind: Stack' \
+    'metadata: {name: e2e-lonely, namespace: acme-platform}' \
+    'spec: {type: kubernetes, selector: {e2e-nothing: ["*"]}}' '---' \
+    'apiVersion: edict.dev/v1alpha1' 'kind: Policy' \
+    'metadata: {name: e2e-lonely-broken, namespace: acme-platform}' \
+    'spec: {target: {kind: Stack, name: e2e-lonely}, rego: "package stacks.e2e_lonely.x\n\ndeny contains msg if {\n  msg :=\n}\n"}' \
+    >"$work/lonely.yaml"
+"$KUBECTL" apply -f "$work/lonely.yaml" >/dev/null
+wait_for 60 -n acme-platform --for=condition=Stalled policy/e2e-lonely-broken ||
+    fail "the lonely Stack's broken Policy got no Stalled status"
+"$KUBECTL" delete -f "$work/lonely.yaml" --ignore-not-found >/dev/null
 
 # Access control, as the chart installs it (config/ holds the chart's manifests): owners edit
 # Systems but neither create, delete nor relabel them; tenant admins do. Checked with
