@@ -146,3 +146,54 @@ async fn an_unreachable_store_is_transient() {
     assert!(err.is_transient(), "{err}");
     assert!(err.to_string().contains("Unreachable"), "{err}");
 }
+
+/// OPA's decision batch, as a real OPA sent it (gzip), through edict's `POST /logs` into S3 on
+/// moto (SSE-KMS) and SeaweedFS, under its Hive partition, read back as `edict decisions` reads
+/// it; the same batch sent again is stored once.
+#[tokio::test]
+async fn decision_batches_land_in_s3_once_and_read_back() {
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    let batch = std::fs::read(common::root().join("tests/fixtures/opa-wire/decision-logs-batch.json"))
+        .expect("fixture");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &batch).expect("gzip");
+    let body = gz.finish().expect("gzip");
+    let system = edict::ingest::SystemKey::new("acme", "local", "acme-payments", "payments-cluster");
+    for (name, _, store) in stores().await {
+        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let ingest = Arc::new(edict::ingest::Ingest::new(
+            store.clone(),
+            edict::ingest::ServedSystems::new([system.clone()]),
+            edict::ingest::Limits::default(),
+            std::time::Duration::from_secs(600),
+        ));
+        let app = edict::server::router(edict::server::ServerState {
+            store: store.clone(),
+            statuses: Default::default(),
+            ingest: Some(ingest.clone()),
+            changes: Default::default(),
+        });
+        for _ in 0..2 {
+            let request = Request::post("/logs")
+                .header("Content-Encoding", "gzip")
+                .header("Content-Type", "application/json")
+                .body(Body::from(body.clone()))
+                .expect("request");
+            let answer = app.clone().oneshot(request).await.expect("answer");
+            assert_eq!(answer.status(), http::StatusCode::OK, "{name}");
+        }
+        let keys = store.list("decisions/acme/local/acme-payments/payments-cluster/").await.expect("list");
+        assert_eq!(keys.len(), 1, "{name}: one object for one batch sent twice: {keys:?}");
+        assert!(keys[0].contains("/dt=2026-11-30/hour=17/"), "{name}: {}", keys[0]);
+        let events = edict::ingest::query::events(store.as_ref(), &system, None).await.expect("read back");
+        assert_eq!(events.len(), 2, "{name}");
+        let decided: Vec<Option<bool>> =
+            events.iter().map(|e| edict::ingest::query::Recorded::of(e).allowed).collect();
+        assert_eq!(decided, [Some(false), Some(true)], "{name}");
+        let counters = ingest.counters();
+        assert_eq!((counters.stored_events, counters.duplicate_events), (2, 2), "{name}");
+    }
+}
