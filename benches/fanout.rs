@@ -189,8 +189,8 @@ fn main() {
     );
     change.print("2. stack policy edited → rebuild + publish");
     println!(
-        "   target ≤ 30 s: [{}]   ({:.0} systems/s end to end)",
-        if change.total.as_secs_f64() <= 30.0 && change.written == n { "ok" } else { "MISSED" },
+        "   target ≤ 5 s (issue 13, at 10,000 Systems): [{}]   ({:.0} systems/s end to end)",
+        if change.total.as_secs_f64() <= 5.0 && change.written == n { "ok" } else { "MISSED" },
         n as f64 / change.total.as_secs_f64()
     );
     again.print("   same change again (warm publisher)");

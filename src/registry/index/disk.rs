@@ -163,6 +163,13 @@ impl Disk {
     pub(super) fn refresh(&self, tenant: &str, data: &mut TenantData) -> Result<(), IndexError> {
         let path = self.path(tenant);
         let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        // The common case, nothing appended since: one stat, no open.
+        if let (Ok(meta), Some(c)) = (std::fs::metadata(&path), read.get(tenant))
+            && c.inode == inode(&meta)
+            && c.offset == meta.len()
+        {
+            return Ok(());
+        }
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -219,18 +226,21 @@ impl Disk {
     ) -> Result<(), IndexError> {
         let lines: Vec<Line> = touched.iter().map(|t| Line::of(t, data)).collect();
         let path = self.path(tenant);
-        std::fs::create_dir_all(&self.dir).map_err(|e| Self::error(&self.dir, e))?;
         let bytes = encode(&lines).map_err(|e| Self::error(&path, e))?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Self::error(&path, e))?;
+        let open = || std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        let mut file = match open() {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir).map_err(|e| Self::error(&self.dir, e))?;
+                open().map_err(|e| Self::error(&path, e))?
+            }
+            Err(e) => return Err(Self::error(&path, e)),
+        };
         // One write: another process never sees half of this change's lines.
         file.write_all(&bytes).map_err(|e| Self::error(&path, e))?;
-        let end = file.metadata().map_err(|e| Self::error(&path, e))?.len();
+        let meta = file.metadata().map_err(|e| Self::error(&path, e))?;
+        let (end, inode) = (meta.len(), inode(&meta));
         let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
-        let inode = inode(&file.metadata().map_err(|e| Self::error(&path, e))?);
         match read.get_mut(tenant) {
             // Nobody else appended since this process last read: these lines are read.
             Some(c) if c.inode == inode && c.offset + bytes.len() as u64 == end => {
