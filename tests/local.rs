@@ -516,3 +516,28 @@ fn a_waiting_opa_gets_the_new_bundle_as_soon_as_it_is_published() {
     assert_eq!(plain.status, 304, "no Prefer: no wait");
     server.abort();
 }
+
+/// The embedded store's commit log stays bounded: its objects, like its index entries, keep
+/// only the newest (here 3, for the test), so a long-running `run --local` does not grow forever.
+#[test]
+fn the_embedded_commit_log_keeps_only_the_newest_objects() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store_dir: PathBuf = work.path().join(".edict/store");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let registry = edict::registry::Registry::embedded(&store_dir).keeping_commit_objects(3);
+    let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    assert_eq!(rt.block_on(local.publish(&registry, &all)), (3, 0));
+    let systems = work.path().join("systems.yaml");
+    for (from, to) in [
+        ("must not be privileged", "must never be privileged"),
+        ("must never be privileged", "may not be privileged"),
+    ] {
+        edit(&systems, from, to);
+        let rebuilt = local.reload(std::slice::from_ref(&systems)).expect("reload");
+        assert_eq!(rt.block_on(local.publish(&registry, &rebuilt)), (1, 0));
+    }
+    let objects = std::fs::read_dir(store_dir.join("commits/embedded")).expect("commit objects").count();
+    assert_eq!(objects, 3, "5 commits, the newest 3 kept");
+}

@@ -137,6 +137,9 @@ pub struct Registry {
     verification: Option<VerificationKey>,
     adopt_unindexed: bool,
     changes: Option<Arc<crate::registry::store::KeyChanges>>,
+    /// Commit-log objects kept in the store (the embedded store's log is bounded like its
+    /// index); `None`: all (a Tenant's bucket keeps its audit trail by its own lifecycle rules).
+    commit_objects_kept: Option<usize>,
 }
 
 /// The public half of the key that signs a tenant's bundles, for OPA's configuration.
@@ -180,6 +183,7 @@ impl Registry {
             verification: None,
             adopt_unindexed: false,
             changes: None,
+            commit_objects_kept: None,
         }
     }
 
@@ -191,9 +195,16 @@ impl Registry {
         let index = crate::registry::index::memory::MemoryIndex::on_disk(&dir.join(".index"))
             .with_commit_limit(EMBEDDED_COMMITS);
         Registry::new("embedded", Arc::new(crate::registry::store::DirStore::new(dir)), Arc::new(index))
+            .keeping_commit_objects(EMBEDDED_COMMITS)
             // A store written before its index existed (or whose index was removed): what it
             // serves is from an earlier run.
             .adopting_unindexed()
+    }
+
+    /// Keep only the newest `n` commit-log objects in the store (checked every `n/10` commits).
+    pub fn keeping_commit_objects(mut self, n: usize) -> Self {
+        self.commit_objects_kept = Some(n.max(1));
+        self
     }
 
     /// Encrypt the commit log with this sealer.
@@ -499,7 +510,18 @@ impl Registry {
             payload,
             payload_key_id: key_id,
         };
-        Ok(self.index.append_commit(&self.tenant, &record).await?)
+        let sequence = self.index.append_commit(&self.tenant, &record).await?;
+        if let Some(keep) = self.commit_objects_kept
+            && sequence.is_multiple_of(keep.div_ceil(10) as u64)
+        {
+            // Object keys start with the time (fixed width): key order is time order.
+            let mut keys = self.store.list(&format!("commits/{}/", self.tenant)).await?;
+            keys.sort();
+            for old in &keys[..keys.len().saturating_sub(keep)] {
+                self.store.delete(old).await?;
+            }
+        }
+        Ok(sequence)
     }
 
     /// Delete revisions beyond the retention, oldest first; never the live one.
