@@ -121,6 +121,9 @@ struct Reports {
     /// Until when statuses keep what they said of their OPAs at start, for Systems none of
     /// whose OPAs has reported since.
     grace_until: Option<SystemTime>,
+    /// The Systems OPAs may report for (each with what it reports as and its reporting
+    /// interval), worked out again only after a round rebuilt something.
+    systems: Option<Vec<(ObjectKey, crate::ingest::SystemKey, Duration)>>,
 }
 
 impl Engine {
@@ -170,7 +173,7 @@ impl Engine {
         reporters: crate::operator::reports::ReporterMap,
         stores: crate::ingest::TenantStores,
     ) -> Self {
-        self.reports = Some(Reports { ingest, reporters, stores, grace_until: None });
+        self.reports = Some(Reports { ingest, reporters, stores, grace_until: None, systems: None });
         self
     }
 
@@ -178,51 +181,32 @@ impl Engine {
     /// System's changed (then statuses are written). Also refreshes who may report for what.
     pub fn refresh_fleet(&mut self, now: SystemTime) -> bool {
         let Some(reports) = &mut self.reports else { return false };
-        let mut allowed = BTreeMap::new();
-        let mut systems = Vec::new();
-        for (key, build) in &self.ws.builds {
-            let Some(input) = &build.input else { continue };
-            let Some(entry) = self.ws.catalog.systems().get(key) else { continue };
-            let system =
-                crate::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
-            let service_account = entry
-                .system
-                .spec
-                .service_account_name
-                .clone()
-                .unwrap_or_else(|| crate::operator::reports::DEFAULT_SERVICE_ACCOUNT.to_string());
-            let own_storage =
-                self.ws.catalog.tenants().get(&input.tenant).is_some_and(|t| t.tenant.spec.storage.is_some());
-            // OPAs report after each bundle poll: at most the polling's longest delay apart.
-            let interval =
-                Duration::from_secs(if own_storage { 30 } else { crate::opa_config::HTTP_POLL_MAX_SECONDS });
-            allowed.insert(
-                input.system_id(),
-                crate::operator::reports::Reporter { key: system.clone(), service_account },
-            );
-            systems.push((key.clone(), system, interval));
+        if reports.systems.is_none() {
+            reports.systems = Some(reporting_systems(&self.ws, &reports.reporters));
         }
-        if let Ok(mut r) = reports.reporters.write() {
-            *r = allowed;
-        }
+        let systems = reports.systems.as_deref().unwrap_or_default();
+        let ingest = reports.ingest.clone();
         let grace_until = *reports.grace_until.get_or_insert(now + Duration::from_secs(90));
         if now < grace_until && !self.ws.fleet_observed.is_empty() {
             // Until the OPAs have had time to report again, a System none of whose OPAs has
             // reported since the start keeps what its status said.
-            let ingest = reports.ingest.clone();
-            systems.retain(|(key, system, interval)| {
-                !self.ws.fleet_observed.contains_key(key)
-                    || ingest.summary(system, None, now, *interval).reporting > 0
-            });
-        } else if !self.ws.fleet_observed.is_empty() {
+            let reported: Vec<_> = systems
+                .iter()
+                .filter(|(key, system, interval)| {
+                    !self.ws.fleet_observed.contains_key(key)
+                        || ingest.summary(system, None, now, *interval).reporting > 0
+                })
+                .cloned()
+                .collect();
+            return self.ws.refresh_fleet(&ingest, &reported, now);
+        }
+        if !self.ws.fleet_observed.is_empty() {
             self.ws.fleet_observed.clear();
-            let ingest = reports.ingest.clone();
             // Every System now shows what its OPAs reported (the observed view is gone).
-            self.ws.refresh_fleet(&ingest, &systems, now);
+            self.ws.refresh_fleet(&ingest, systems, now);
             return true;
         }
-        let ingest = reports.ingest.clone();
-        self.ws.refresh_fleet(&ingest, &systems, now)
+        self.ws.refresh_fleet(&ingest, systems, now)
     }
 
     /// A standby's engine: it keeps the embedded store current (for its own bundle API) and
@@ -231,7 +215,44 @@ impl Engine {
         self.follower = true;
         self
     }
+}
 
+/// The Systems OPAs may report for, with what each reports as and its OPAs' reporting
+/// interval; `reporters` (who may report for which `system_id`) is replaced to match.
+fn reporting_systems(
+    ws: &crate::engine::workspace::Workspace,
+    reporters: &crate::operator::reports::ReporterMap,
+) -> Vec<(ObjectKey, crate::ingest::SystemKey, Duration)> {
+    let mut allowed = BTreeMap::new();
+    let mut systems = Vec::new();
+    for (key, build) in &ws.builds {
+        let Some(input) = &build.input else { continue };
+        let Some(entry) = ws.catalog.systems().get(key) else { continue };
+        let system = crate::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
+        let service_account = entry
+            .system
+            .spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| crate::operator::reports::DEFAULT_SERVICE_ACCOUNT.to_string());
+        let own_storage =
+            ws.catalog.tenants().get(&input.tenant).is_some_and(|t| t.tenant.spec.storage.is_some());
+        // OPAs report after each bundle poll: at most the polling's longest delay apart.
+        let interval =
+            Duration::from_secs(if own_storage { 30 } else { crate::opa_config::HTTP_POLL_MAX_SECONDS });
+        allowed.insert(
+            input.system_id(),
+            crate::operator::reports::Reporter { key: system.clone(), service_account },
+        );
+        systems.push((key.clone(), system, interval));
+    }
+    if let Ok(mut r) = reporters.write() {
+        *r = allowed;
+    }
+    systems
+}
+
+impl Engine {
     /// Export into `metrics` (shared with what else the process exports, e.g. OPA reports).
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
@@ -419,6 +440,12 @@ impl Engine {
     /// and work out what each should have beside its bundle. Statuses are then [`Engine::statuses`].
     pub async fn reconcile(&mut self, keys: &[ObjectKey]) {
         let started = Instant::now();
+        if let Some(reports) = &mut self.reports
+            && !keys.is_empty()
+        {
+            // Builds change: who may report for what is worked out again.
+            reports.systems = None;
+        }
         if !self.dropped.is_empty() {
             let dropped = std::mem::take(&mut self.dropped);
             self.drop_from_embedded(|key| dropped.contains(key)).await;
