@@ -16,17 +16,13 @@ impl Engine {
     /// Remove every object of the Systems `gone` names from the embedded store
     /// (`bundles/<tenant>/<cluster>/<namespace>/<name>/…`, this cluster's only).
     pub(super) async fn drop_from_embedded(&self, gone: impl Fn(&ObjectKey) -> bool) {
-        let store = self.embedded.store();
-        let keys = store.list("bundles/").await.unwrap_or_default();
-        for k in keys {
-            let parts: Vec<&str> = k.split('/').collect();
-            if parts.len() >= 6 && parts[2] == self.ws.cluster && gone(&ObjectKey::new(parts[3], parts[4])) {
-                if let Err(e) = store.delete(&k).await {
-                    tracing::warn!(key = %k, "dropping a deleted System's bundle from the embedded store: {e}");
-                } else if parts[5] == "bundle.tar.gz" {
-                    tracing::info!(system = %format!("{}/{}", parts[3], parts[4]), "deleted: its bundle is no longer served here");
+        match self.embedded.retire_where(&self.ws.cluster, gone, std::time::SystemTime::now()).await {
+            Ok(retired) => {
+                for id in retired {
+                    tracing::info!(system = %id, "deleted: its bundle is no longer served here");
                 }
             }
+            Err(e) => tracing::warn!("dropping deleted Systems' bundles from the embedded store: {e}"),
         }
     }
 }

@@ -574,6 +574,34 @@ impl Registry {
         Ok(removed)
     }
 
+    /// [`Registry::retire`] every System of `cluster` whose bundles the store holds
+    /// (`bundles/<tenant>/<cluster>/<namespace>/<name>/…`) and that `gone` names: what a replica
+    /// or `run --local` drops of Systems deleted while it did not watch. Returns the ids retired.
+    pub async fn retire_where(
+        &self,
+        cluster: &str,
+        gone: impl Fn(&crate::model::ObjectKey) -> bool,
+        now: SystemTime,
+    ) -> Result<Vec<String>, PublishError> {
+        let mut systems = std::collections::BTreeSet::new();
+        for key in self.store.list("bundles/").await? {
+            let parts: Vec<&str> = key.split('/').collect();
+            if parts.len() >= 6
+                && parts[2] == cluster
+                && gone(&crate::model::ObjectKey::new(parts[3], parts[4]))
+            {
+                systems.insert((format!("{}/{}/{}", parts[2], parts[3], parts[4]), parts[..5].join("/")));
+            }
+        }
+        let mut retired = Vec::new();
+        for (id, prefix) in systems {
+            if self.retire(&id, &prefix, now).await? {
+                retired.push(id);
+            }
+        }
+        Ok(retired)
+    }
+
     /// Make an earlier revision live again, and record that in the commit log.
     pub async fn rollback(
         &self,

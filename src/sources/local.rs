@@ -265,19 +265,17 @@ impl Local {
             tracing::warn!(object = %p.object, "not dropping undeclared Systems from the store while a manifest has problems");
             return;
         }
-        let keys = registry.store().list("bundles/").await.unwrap_or_default();
-        let mut gone = std::collections::BTreeSet::new();
-        for k in keys {
-            let parts: Vec<&str> = k.split('/').collect();
-            if parts.len() >= 6
-                && parts[2] == self.ws.cluster
-                && !self.ws.catalog.systems().contains_key(&ObjectKey::new(parts[3], parts[4]))
-            {
-                gone.insert((format!("{}/{}/{}", parts[2], parts[3], parts[4]), parts[..5].join("/")));
+        let declared = self.ws.catalog.systems();
+        match registry
+            .retire_where(&self.ws.cluster, |key| !declared.contains_key(key), SystemTime::now())
+            .await
+        {
+            Ok(retired) => {
+                for id in retired {
+                    tracing::info!(system = %id, "deleted: its bundle is no longer served");
+                }
             }
-        }
-        for (id, prefix) in gone {
-            retire(registry, &id, &prefix, SystemTime::now()).await;
+            Err(e) => tracing::warn!("removing the bundles of Systems no longer declared: {e}"),
         }
     }
 
