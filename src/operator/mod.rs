@@ -4,6 +4,7 @@
 //! Only the holder of the leader Lease writes.
 
 mod embedded;
+mod fleet;
 pub mod leader;
 pub mod lifecycle;
 pub mod reports;
@@ -110,20 +111,7 @@ pub struct Engine {
     pub metrics: Metrics,
     /// What the OPAs report, who may report for which System, and each Tenant's store for
     /// their decisions (when this engine takes reports).
-    reports: Option<Reports>,
-}
-
-/// The engine's side of OPA reports.
-struct Reports {
-    ingest: Arc<crate::ingest::Ingest>,
-    reporters: crate::operator::reports::ReporterMap,
-    stores: crate::ingest::TenantStores,
-    /// Until when statuses keep what they said of their OPAs at start, for Systems none of
-    /// whose OPAs has reported since.
-    grace_until: Option<SystemTime>,
-    /// The Systems OPAs may report for (each with what it reports as and its reporting
-    /// interval), worked out again only after a round rebuilt something.
-    systems: Option<Vec<(ObjectKey, crate::ingest::SystemKey, Duration)>>,
+    reports: Option<fleet::Reports>,
 }
 
 impl Engine {
@@ -164,95 +152,13 @@ impl Engine {
         self
     }
 
-    /// Take OPA reports from `ingest`: keep `reporters` (who may report for which System) and
-    /// `stores` (each Tenant's store for decisions) current, and show what the OPAs run in
-    /// each System's status.
-    pub fn with_reports(
-        mut self,
-        ingest: Arc<crate::ingest::Ingest>,
-        reporters: crate::operator::reports::ReporterMap,
-        stores: crate::ingest::TenantStores,
-    ) -> Self {
-        self.reports = Some(Reports { ingest, reporters, stores, grace_until: None, systems: None });
-        self
-    }
-
-    /// Take what the OPAs reported by `now` into the Systems' statuses; returns whether any
-    /// System's changed (then statuses are written). Also refreshes who may report for what.
-    pub fn refresh_fleet(&mut self, now: SystemTime) -> bool {
-        let Some(reports) = &mut self.reports else { return false };
-        if reports.systems.is_none() {
-            reports.systems = Some(reporting_systems(&self.ws, &reports.reporters));
-        }
-        let systems = reports.systems.as_deref().unwrap_or_default();
-        let ingest = reports.ingest.clone();
-        let grace_until = *reports.grace_until.get_or_insert(now + Duration::from_secs(90));
-        if now < grace_until && !self.ws.fleet_observed.is_empty() {
-            // Until the OPAs have had time to report again, a System none of whose OPAs has
-            // reported since the start keeps what its status said.
-            let reported: Vec<_> = systems
-                .iter()
-                .filter(|(key, system, interval)| {
-                    !self.ws.fleet_observed.contains_key(key)
-                        || ingest.summary(system, None, now, *interval).reporting > 0
-                })
-                .cloned()
-                .collect();
-            return self.ws.refresh_fleet(&ingest, &reported, now);
-        }
-        if !self.ws.fleet_observed.is_empty() {
-            self.ws.fleet_observed.clear();
-            // Every System now shows what its OPAs reported (the observed view is gone).
-            self.ws.refresh_fleet(&ingest, systems, now);
-            return true;
-        }
-        self.ws.refresh_fleet(&ingest, systems, now)
-    }
-
     /// A standby's engine: it keeps the embedded store current (for its own bundle API) and
     /// nothing else: no Tenant storage, no finalizers, wiring or cleanup.
     pub fn following(mut self) -> Self {
         self.follower = true;
         self
     }
-}
 
-/// The Systems OPAs may report for, with what each reports as and its OPAs' reporting
-/// interval; `reporters` (who may report for which `system_id`) is replaced to match.
-fn reporting_systems(
-    ws: &crate::engine::workspace::Workspace,
-    reporters: &crate::operator::reports::ReporterMap,
-) -> Vec<(ObjectKey, crate::ingest::SystemKey, Duration)> {
-    let mut allowed = BTreeMap::new();
-    let mut systems = Vec::new();
-    for (key, build) in &ws.builds {
-        let Some(input) = &build.input else { continue };
-        let Some(entry) = ws.catalog.systems().get(key) else { continue };
-        let system = crate::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
-        let service_account = entry
-            .system
-            .spec
-            .service_account_name
-            .clone()
-            .unwrap_or_else(|| crate::operator::reports::DEFAULT_SERVICE_ACCOUNT.to_string());
-        let own_storage =
-            ws.catalog.tenants().get(&input.tenant).is_some_and(|t| t.tenant.spec.storage.is_some());
-        // OPAs report after each bundle poll: at most the polling's longest delay apart.
-        let interval =
-            Duration::from_secs(if own_storage { 30 } else { crate::opa_config::HTTP_POLL_MAX_SECONDS });
-        allowed.insert(
-            input.system_id(),
-            crate::operator::reports::Reporter { key: system.clone(), service_account },
-        );
-        systems.push((key.clone(), system, interval));
-    }
-    if let Ok(mut r) = reporters.write() {
-        *r = allowed;
-    }
-    systems
-}
-
-impl Engine {
     /// Export into `metrics` (shared with what else the process exports, e.g. OPA reports).
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
