@@ -197,12 +197,26 @@ fn serves_bundles_like_an_opa_bundle_service_and_follows_changes() {
     server.abort();
 }
 
+/// The examples copied into a temporary directory, with the embedded store `run --local`
+/// would use (`.edict/store`) and a runtime to publish through.
+struct Loaded {
+    work: tempfile::TempDir,
+    store_dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Loaded {
+    fn new() -> Loaded {
+        let work = tempfile::tempdir().expect("tempdir");
+        common::copy_examples(work.path());
+        let store_dir = work.path().join(".edict/store");
+        Loaded { work, store_dir, rt: tokio::runtime::Runtime::new().expect("runtime") }
+    }
+}
+
 #[test]
 fn unchanged_rebuild_writes_nothing() {
-    let work = tempfile::tempdir().expect("tempdir");
-    common::copy_examples(work.path());
-    let store_dir: PathBuf = work.path().join(".edict/store");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Loaded { work, store_dir, rt } = Loaded::new();
     let registry = edict::registry::Registry::embedded(&store_dir);
     let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
@@ -222,9 +236,7 @@ fn unchanged_rebuild_writes_nothing() {
 /// objects are deleted.
 #[test]
 fn a_file_caught_mid_save_deletes_nothing_until_it_settles() {
-    let work = tempfile::tempdir().expect("tempdir");
-    common::copy_examples(work.path());
-    let store_dir: PathBuf = work.path().join(".edict/store");
+    let Loaded { work, store_dir, .. } = Loaded::new();
     let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let stacks = work.path().join("stacks.yaml");
     let original = std::fs::read_to_string(&stacks).expect("stacks.yaml");
@@ -276,11 +288,8 @@ fn edict(args: &[&str]) -> std::process::Output {
 /// again, and all of it survives a restart (the index is on disk beside the bundles).
 #[test]
 fn local_mode_has_history_and_rollback() {
-    let work = tempfile::tempdir().expect("tempdir");
-    common::copy_examples(work.path());
+    let Loaded { work, store_dir, rt } = Loaded::new();
     let dir = work.path().to_str().expect("utf-8 path");
-    let store_dir: PathBuf = work.path().join(".edict/store");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let registry = edict::registry::Registry::embedded(&store_dir);
     let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
@@ -327,10 +336,7 @@ fn local_mode_has_history_and_rollback() {
 /// index) once its file settles, and one deleted while edict was stopped is dropped at start.
 #[test]
 fn a_deleted_system_leaves_the_store() {
-    let work = tempfile::tempdir().expect("tempdir");
-    common::copy_examples(work.path());
-    let store_dir: PathBuf = work.path().join(".edict/store");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Loaded { work, store_dir, rt } = Loaded::new();
     let registry = edict::registry::Registry::embedded(&store_dir);
     let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
@@ -521,10 +527,7 @@ fn a_waiting_opa_gets_the_new_bundle_as_soon_as_it_is_published() {
 /// only the newest (here 3, for the test), so a long-running `run --local` does not grow forever.
 #[test]
 fn the_embedded_commit_log_keeps_only_the_newest_objects() {
-    let work = tempfile::tempdir().expect("tempdir");
-    common::copy_examples(work.path());
-    let store_dir: PathBuf = work.path().join(".edict/store");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Loaded { work, store_dir, rt } = Loaded::new();
     let registry = edict::registry::Registry::embedded(&store_dir).keeping_commit_objects(3);
     let mut local = edict::sources::local::Local::load(work.path(), &store_dir, "local").expect("load");
     let all: Vec<_> = local.ws.builds.keys().cloned().collect();
