@@ -520,6 +520,16 @@ fn eval_case(case: &Case, quick: bool, opa: bool, dir: &Path) {
     let data = case.bundle.data();
     let compiled =
         edict::policy::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var("EDICT_PROFILE_GATE").as_deref() == Ok("cold") {
+        // For a profiler: only cold gates, for a few seconds.
+        let caps = edict::policy::Capabilities::latest();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            let gate = edict::policy::Gate::new();
+            black_box(gate.check(&modules, caps).is_empty());
+        }
+        std::process::exit(0);
+    }
     let outcome = compiled.eval("data.main.outcome", &case.request).expect("evaluates").expect("defined");
     let mut prepared = prepared_engine(&case.bundle);
     let value = to_regorus(&case.request);
@@ -644,6 +654,16 @@ fn main() {
     );
     let compiled =
         edict::policy::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var("EDICT_PROFILE_GATE").as_deref() == Ok("cold") {
+        // For a profiler: only cold gates, for a few seconds.
+        let caps = edict::policy::Capabilities::latest();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            let gate = edict::policy::Gate::new();
+            black_box(gate.check(&modules, caps).is_empty());
+        }
+        std::process::exit(0);
+    }
 
     // --- criterion ---------------------------------------------------------------------
     let (warm, measure) = if quick {

@@ -7,6 +7,9 @@ cd "$root"
 
 scripts/setup.sh
 export EDICT_PYTHON="$root/.cache/venv/bin/python"
+# As the edict binary does for itself (see main.rs): with RUST_BACKTRACE set, every parse of
+# Rego in the test binaries would capture stack traces for regorus's internal errors.
+export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 
 # The AWS wire-protocol servers the storage tests talk to (moto: S3, DynamoDB, KMS, STS, IAM;
 # SeaweedFS: a real S3-compatible store), on loopback, stopped whatever happens.

@@ -119,6 +119,9 @@ pub(super) fn pre_imports(label: &str, text: &str) -> Result<(String, Vec<Compil
 /// `default p` with no value is `default p := true` to OPA; regorus's parser wants the value,
 /// so edict writes it in (at the end of the line, so no position moves).
 pub(super) fn default_values(text: &str) -> String {
+    if !text.contains("default") {
+        return text.to_string();
+    }
     text.split_inclusive('\n')
         .map(|l| {
             let body = l.trim_end_matches(['\n', '\r']);
