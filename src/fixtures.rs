@@ -524,7 +524,7 @@ spec:
             Policy::test("acme-payments", "no-privileged").for_system("payments").located(),
             System::test("acme-shop", "storefront").labels([("tier", "dev")]).located(),
         ] {
-            ws.catalog.apply(located);
+            ws.apply(located);
         }
         let keys = [ObjectKey::new("acme-payments", "payments"), ObjectKey::new("acme-shop", "storefront")];
         ws.rebuild(&keys);

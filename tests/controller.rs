@@ -156,7 +156,8 @@ async fn statuses_are_applied_server_side_and_only_when_changed() {
     let new = engine.statuses();
     let mut old = new.clone();
     // Only one System differs from what was written before.
-    old.systems.get_mut("acme-shop/storefront-envoy").expect("system").stack_count = 99;
+    std::sync::Arc::make_mut(old.systems.get_mut("acme-shop/storefront-envoy").expect("system"))
+        .stack_count = 99;
 
     let (client, mut handle) = mock();
     let verifier = tokio::spawn(async move {
@@ -1105,14 +1106,21 @@ async fn a_restart_with_nothing_changed_writes_no_status() {
         let key = located.object.key().to_string();
         match &mut located.object {
             edict::sources::manifest::Object::Tenant(o) => {
-                o.status = before.tenants.get(&o.metadata.name.clone().unwrap_or_default()).cloned()
+                o.status = before
+                    .tenants
+                    .get(o.metadata.name.clone().unwrap_or_default().as_str())
+                    .map(|s| (**s).clone())
             }
-            edict::sources::manifest::Object::Stack(o) => o.status = before.stacks.get(&key).cloned(),
+            edict::sources::manifest::Object::Stack(o) => {
+                o.status = before.stacks.get(key.as_str()).map(|s| (**s).clone())
+            }
             edict::sources::manifest::Object::System(o) => {
-                o.status = before.systems.get(&key).cloned();
+                o.status = before.systems.get(key.as_str()).map(|s| (**s).clone());
                 o.metadata.finalizers = Some(vec![edict::operator::wiring::FINALIZER.to_string()]);
             }
-            edict::sources::manifest::Object::Policy(o) => o.status = before.policies.get(&key).cloned(),
+            edict::sources::manifest::Object::Policy(o) => {
+                o.status = before.policies.get(key.as_str()).map(|s| (**s).clone())
+            }
         }
         restarted.apply(Change::Apply(Box::new(located)));
     }

@@ -148,7 +148,7 @@ async fn a_restart_keeps_what_statuses_said_of_their_opas_until_they_report_agai
             for mut located in manifest::parse("", &text).objects {
                 located.origin = Default::default();
                 if let (Some(s), manifest::Object::System(o)) = (statuses, &mut located.object) {
-                    o.status = s.systems.get(&located_key(o)).cloned();
+                    o.status = s.systems.get(located_key(o).as_str()).map(|s| (**s).clone());
                 }
                 keys.extend(engine.apply(Change::Apply(Box::new(located))));
             }

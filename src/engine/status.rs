@@ -15,17 +15,42 @@ use crate::engine::pipeline::SystemBuild;
 use crate::engine::problem::{ObjectRef, Problem, Reason};
 use crate::model::ObjectKey;
 
-/// The status of every object, keyed like the catalog.
+/// The status of every object, keyed like the catalog. Each status is shared: a copy of the
+/// whole costs a pointer per object, and a status that did not change between two rounds is the
+/// same allocation in both (see [`changed`]).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Statuses {
     /// Tenants by name.
-    pub tenants: BTreeMap<String, TenantStatus>,
+    pub tenants: BTreeMap<Arc<str>, Arc<TenantStatus>>,
     /// Stacks by `namespace/name`.
-    pub stacks: BTreeMap<String, StackStatus>,
+    pub stacks: BTreeMap<Arc<str>, Arc<StackStatus>>,
     /// Systems by `namespace/name`.
-    pub systems: BTreeMap<String, SystemStatus>,
+    pub systems: BTreeMap<Arc<str>, Arc<SystemStatus>>,
     /// Policies by `namespace/name`.
-    pub policies: BTreeMap<String, PolicyStatus>,
+    pub policies: BTreeMap<Arc<str>, Arc<PolicyStatus>>,
+}
+
+/// The entries of `new` that are not in `old` as they are, in key order, each with what `old`
+/// held: one pass over both maps. An entry kept from one round to the next (the same key and
+/// status allocations) is skipped without comparing either.
+pub fn changed<'a, T: PartialEq>(
+    old: &'a BTreeMap<Arc<str>, Arc<T>>,
+    new: &'a BTreeMap<Arc<str>, Arc<T>>,
+) -> impl Iterator<Item = (&'a Arc<str>, Option<&'a Arc<T>>, &'a Arc<T>)> + 'a {
+    let mut old = old.iter().peekable();
+    new.iter().filter_map(move |(key, status)| {
+        let before = match old.next_if(|(k, _)| Arc::ptr_eq(k, key)) {
+            Some((_, s)) => Some(s),
+            None => {
+                while old.next_if(|(k, _)| *k < key).is_some() {}
+                old.next_if(|(k, _)| *k == key).map(|(_, s)| s)
+            }
+        };
+        match before {
+            Some(b) if Arc::ptr_eq(b, status) || b == status => None,
+            _ => Some((key, before, status)),
+        }
+    })
 }
 
 /// The statuses the objects carry as the catalog last saw them (what the API server holds):
@@ -35,22 +60,22 @@ pub fn observed(catalog: &Catalog) -> Statuses {
         tenants: catalog
             .tenants()
             .iter()
-            .filter_map(|(k, e)| e.tenant.status.clone().map(|s| (k.clone(), s)))
+            .filter_map(|(k, e)| e.tenant.status.clone().map(|s| (Arc::from(k.as_str()), Arc::new(s))))
             .collect(),
         stacks: catalog
             .stacks()
             .iter()
-            .filter_map(|(k, e)| e.stack.status.clone().map(|s| (k.to_string(), s)))
+            .filter_map(|(k, e)| e.stack.status.clone().map(|s| (Arc::from(k.to_string()), Arc::new(s))))
             .collect(),
         systems: catalog
             .systems()
             .iter()
-            .filter_map(|(k, e)| e.system.status.clone().map(|s| (k.to_string(), s)))
+            .filter_map(|(k, e)| e.system.status.clone().map(|s| (Arc::from(k.to_string()), Arc::new(s))))
             .collect(),
         policies: catalog
             .policies()
             .iter()
-            .filter_map(|(k, e)| e.policy.status.clone().map(|s| (k.to_string(), s)))
+            .filter_map(|(k, e)| e.policy.status.clone().map(|s| (Arc::from(k.to_string()), Arc::new(s))))
             .collect(),
     }
 }
@@ -122,83 +147,12 @@ pub fn conditions(
 
 /// Keep `lastTransitionTime` from `old` when a condition's status did not change; stamp `now` otherwise.
 pub fn carry_transitions(old: &[Condition], new: &mut [Condition], now: &str) {
-    carry(&slim(old, &mut BTreeMap::new()), new, now);
-}
-
-/// [`carry_transitions`] from what [`Transitions`] kept of an object's conditions.
-fn carry(before: &[Transition], new: &mut [Condition], now: &str) {
     for c in new.iter_mut() {
-        c.last_transition_time = match before.iter().find(|(t, _, _)| *t == c.type_) {
-            Some((_, status, time)) if *status == c.status => time.as_deref().map(str::to_string),
+        c.last_transition_time = match old.iter().find(|o| o.type_ == c.type_) {
+            Some(o) if o.status == c.status => o.last_transition_time.clone(),
             _ => Some(now.to_string()),
         };
     }
-}
-
-/// A condition's type, status and transition time.
-type Transition = (String, ConditionStatus, Option<Arc<str>>);
-
-/// The [`Transition`]s of some conditions; `times` shares equal timestamps.
-fn slim(conditions: &[Condition], times: &mut BTreeMap<String, Arc<str>>) -> Vec<Transition> {
-    conditions
-        .iter()
-        .map(|c| {
-            let time = c.last_transition_time.as_deref().map(|t| match times.get(t) {
-                Some(shared) => shared.clone(),
-                None => times.entry(t.to_string()).or_insert_with(|| Arc::from(t)).clone(),
-            });
-            (c.type_.clone(), c.status, time)
-        })
-        .collect()
-}
-
-/// What [`carry_all`] needs of earlier statuses: each condition's type, status and transition
-/// time, nothing else (a fraction of a status's size, kept between rounds; the times of one
-/// round are one shared string). Keyed like [`Statuses`].
-#[derive(Clone, Debug, Default)]
-pub struct Transitions {
-    tenants: BTreeMap<String, Vec<Transition>>,
-    stacks: BTreeMap<String, Vec<Transition>>,
-    systems: BTreeMap<String, Vec<Transition>>,
-    policies: BTreeMap<String, Vec<Transition>>,
-}
-
-impl Transitions {
-    /// The transitions of `statuses`.
-    pub fn of(statuses: &Statuses) -> Self {
-        fn each<T>(
-            from: &BTreeMap<String, T>,
-            conditions: fn(&T) -> &[Condition],
-            times: &mut BTreeMap<String, Arc<str>>,
-        ) -> BTreeMap<String, Vec<Transition>> {
-            from.iter().map(|(k, s)| (k.clone(), slim(conditions(s), times))).collect()
-        }
-        let mut times = BTreeMap::new();
-        Transitions {
-            tenants: each(&statuses.tenants, |s| &s.conditions, &mut times),
-            stacks: each(&statuses.stacks, |s| &s.conditions, &mut times),
-            systems: each(&statuses.systems, |s| &s.conditions, &mut times),
-            policies: each(&statuses.policies, |s| &s.conditions, &mut times),
-        }
-    }
-}
-
-/// [`carry_transitions`] for every object present in both `old` and `new` (new objects get `now`).
-pub fn carry_all(old: &Transitions, new: &mut Statuses, now: &str) {
-    fn each<T>(
-        old: &BTreeMap<String, Vec<Transition>>,
-        new: &mut BTreeMap<String, T>,
-        now: &str,
-        conditions_mut: fn(&mut T) -> &mut Vec<Condition>,
-    ) {
-        for (key, status) in new.iter_mut() {
-            carry(old.get(key).map(Vec::as_slice).unwrap_or_default(), conditions_mut(status), now);
-        }
-    }
-    each(&old.tenants, &mut new.tenants, now, |s| &mut s.conditions);
-    each(&old.stacks, &mut new.stacks, now, |s| &mut s.conditions);
-    each(&old.systems, &mut new.systems, now, |s| &mut s.conditions);
-    each(&old.policies, &mut new.policies, now, |s| &mut s.conditions);
 }
 
 /// `n` with the singular or plural noun: `1 system`, `2 systems`.
@@ -211,108 +165,97 @@ pub fn short(revision: &str) -> String {
     revision.chars().take(12).collect()
 }
 
-/// Compute every object's status. `problems` holds every problem found (object checks and builds);
-/// `live` the revision each System is serving (which may be older than a failed build's).
-pub fn compute(
+/// A Tenant's status; `problems` are the problems that belong to it, in the order they are listed.
+pub fn tenant(catalog: &Catalog, name: &str, problems: &[&Problem]) -> Option<TenantStatus> {
+    let t = catalog.tenants().get(name)?;
+    let systems = catalog
+        .systems()
+        .keys()
+        .filter(|k| t.owns(&k.namespace, catalog.namespace_labels(&k.namespace)))
+        .count() as u32;
+    let stacks =
+        catalog.stacks().keys().filter(|k| k.namespace == t.tenant.spec.admin_namespace).count() as u32;
+    let generation = t.tenant.metadata.generation;
+    let conditions = conditions(problems, "Valid", "", generation);
+    Some(TenantStatus { observed_generation: generation, conditions, systems, stacks })
+}
+
+/// A Stack's status; `problems_of` gives the problems that belong to an object (the Stack's
+/// own, and those of its Policies).
+pub fn stack(
     catalog: &Catalog,
-    builds: &BTreeMap<ObjectKey, SystemBuild>,
-    problems: &[Problem],
-    live: &BTreeMap<ObjectKey, String>,
-) -> Statuses {
-    let mut by_object: BTreeMap<&ObjectRef, Vec<&Problem>> = BTreeMap::new();
-    for p in problems {
-        let list = by_object.entry(&p.object).or_default();
-        if !list.contains(&p) {
-            list.push(p);
+    key: &ObjectKey,
+    problems_of: &dyn Fn(&ObjectRef) -> Vec<Problem>,
+) -> Option<StackStatus> {
+    let s = catalog.stacks().get(key)?;
+    let generation = s.stack.metadata.generation;
+    let bound = catalog.index().system_count_of(key) as u32;
+    let attached = catalog.policies_of(TargetKind::Stack, key);
+    let policies = attached.len() as u32;
+    let message = format!("selects {}", count(bound, "system", "systems"));
+    // A Stack is only as ready as its Policies: a broken one keeps the Stack's rules out of
+    // every bundle it selects, so the Stack says so too (as a System does).
+    let me = ObjectRef::namespaced("Stack", key);
+    let mut problems = problems_of(&me);
+    for p in &attached {
+        for p in problems_of(&ObjectRef::namespaced("Policy", &key_of(&p.policy.metadata))) {
+            if p.reason.is_transient() {
+                continue;
+            }
+            let message = format!("{}: {}: {}", p.object, p.reason, p.message);
+            problems.push(Problem::new(me.clone(), Reason::DependencyFailed, message));
         }
     }
-    let of = |r: &ObjectRef| by_object.get(r).cloned().unwrap_or_default();
-    let mut out = Statuses::default();
-    for (name, t) in catalog.tenants() {
-        let systems = catalog
-            .systems()
-            .keys()
-            .filter(|k| t.owns(&k.namespace, catalog.namespace_labels(&k.namespace)))
-            .count() as u32;
-        let stacks =
-            catalog.stacks().keys().filter(|k| k.namespace == t.tenant.spec.admin_namespace).count() as u32;
-        let generation = t.tenant.metadata.generation;
-        let conditions = conditions(&of(&ObjectRef::tenant(name)), "Valid", "", generation);
-        out.tenants.insert(
-            name.clone(),
-            TenantStatus { observed_generation: generation, conditions, systems, stacks },
-        );
-    }
-    for (key, s) in catalog.stacks() {
-        let generation = s.stack.metadata.generation;
-        let bound = catalog.index().systems_of(key).len() as u32;
-        let attached = catalog.policies_of(TargetKind::Stack, key);
-        let policies = attached.len() as u32;
-        let message = format!("selects {}", count(bound, "system", "systems"));
-        // A Stack is only as ready as its Policies: a broken one keeps the Stack's rules out of
-        // every bundle it selects, so the Stack says so too (as a System does).
-        let me = ObjectRef::namespaced("Stack", key);
-        let mut problems = of(&me);
-        let broken: Vec<Problem> = attached
-            .iter()
-            .flat_map(|p| of(&ObjectRef::namespaced("Policy", &key_of(&p.policy.metadata))))
-            .filter(|p| !p.reason.is_transient())
-            .map(|p| {
-                let message = format!("{}: {}: {}", p.object, p.reason, p.message);
-                Problem::new(me.clone(), Reason::DependencyFailed, message)
-            })
-            .collect();
-        problems.extend(broken.iter());
-        let conditions = conditions(&problems, "Bound", &message, generation);
-        out.stacks.insert(
-            key.to_string(),
-            StackStatus { observed_generation: generation, conditions, systems: bound, policies },
-        );
-    }
-    for (key, s) in catalog.systems() {
-        let generation = s.system.metadata.generation;
-        let build = builds.get(key);
-        let revision = live.get(key).cloned();
-        let short_revision = revision.as_deref().map(short);
-        let message = match &short_revision {
-            Some(r) => format!("serving revision {r}"),
-            None => String::new(),
-        };
-        let reason = if revision.is_some() { "Published" } else { "Built" };
-        let conditions = conditions(&of(&ObjectRef::namespaced("System", key)), reason, &message, generation);
-        let stacks: Vec<String> =
-            build.map(|b| b.stacks().iter().map(|k| k.to_string()).collect()).unwrap_or_default();
-        out.systems.insert(
-            key.to_string(),
-            SystemStatus {
-                observed_generation: generation,
-                conditions,
-                bundle: build.and_then(|b| b.input.as_ref()).map(|i| bundle_location(catalog, i)),
-                revision,
-                short_revision,
-                stack_count: stacks.len() as u32,
-                stacks,
-                policies: catalog.policies_of(TargetKind::System, key).len() as u32,
-                ..SystemStatus::default()
-            },
-        );
-    }
-    let mut tests: BTreeMap<&ObjectKey, &crate::api::TestSummary> = BTreeMap::new();
-    for b in builds.values() {
-        tests.extend(b.tests.iter());
-    }
-    for (key, p) in catalog.policies() {
-        let generation = p.policy.metadata.generation;
-        let mine = of(&ObjectRef::namespaced("Policy", key));
-        let tests = tests.get(key).map(|t| (*t).clone());
-        let conditions = conditions(&mine, "Compiled", "", generation);
-        let package = p.module.as_ref().ok().map(|m| format!("data.{}", m.package.join(".")));
-        out.policies.insert(
-            key.to_string(),
-            PolicyStatus { observed_generation: generation, conditions, package, tests },
-        );
-    }
-    out
+    let problems: Vec<&Problem> = problems.iter().collect();
+    let conditions = conditions(&problems, "Bound", &message, generation);
+    Some(StackStatus { observed_generation: generation, conditions, systems: bound, policies })
+}
+
+/// A System's status from its latest build and the revision it serves.
+pub fn system(
+    catalog: &Catalog,
+    key: &ObjectKey,
+    build: Option<&SystemBuild>,
+    live: Option<&String>,
+    problems: &[&Problem],
+) -> Option<SystemStatus> {
+    let s = catalog.systems().get(key)?;
+    let generation = s.system.metadata.generation;
+    let revision = live.cloned();
+    let short_revision = revision.as_deref().map(short);
+    let message = match &short_revision {
+        Some(r) => format!("serving revision {r}"),
+        None => String::new(),
+    };
+    let reason = if revision.is_some() { "Published" } else { "Built" };
+    let conditions = conditions(problems, reason, &message, generation);
+    let stacks: Vec<String> =
+        build.map(|b| b.stacks().iter().map(|k| k.to_string()).collect()).unwrap_or_default();
+    Some(SystemStatus {
+        observed_generation: generation,
+        conditions,
+        bundle: build.and_then(|b| b.input.as_ref()).map(|i| bundle_location(catalog, i)),
+        revision,
+        short_revision,
+        stack_count: stacks.len() as u32,
+        stacks,
+        policies: catalog.policies_of(TargetKind::System, key).len() as u32,
+        ..SystemStatus::default()
+    })
+}
+
+/// A Policy's status, with the counts of its Rego tests where a build ran them.
+pub fn policy(
+    catalog: &Catalog,
+    key: &ObjectKey,
+    problems: &[&Problem],
+    tests: Option<&crate::api::TestSummary>,
+) -> Option<PolicyStatus> {
+    let p = catalog.policies().get(key)?;
+    let generation = p.policy.metadata.generation;
+    let conditions = conditions(problems, "Compiled", "", generation);
+    let package = p.module.as_ref().ok().map(|m| format!("data.{}", m.package.join(".")));
+    Some(PolicyStatus { observed_generation: generation, conditions, package, tests: tests.cloned() })
 }
 
 #[cfg(test)]
@@ -331,31 +274,29 @@ mod tests {
     }
 
     #[test]
-    fn transitions_kept_between_rounds_carry_only_unchanged_conditions() {
+    fn changed_lists_new_and_different_statuses_only() {
         let bad = Problem::new(ObjectRef::tenant("t"), Reason::InvalidSelector, "x");
-        let status = |problems: &[&Problem]| TenantStatus {
-            conditions: conditions(problems, "Valid", "", Some(1)),
-            ..TenantStatus::default()
+        let status = |problems: &[&Problem]| {
+            Arc::new(TenantStatus {
+                conditions: conditions(problems, "Valid", "", Some(1)),
+                ..TenantStatus::default()
+            })
         };
-        let mut first = Statuses::default();
-        first.tenants.insert("t".into(), status(&[]));
-        first.tenants.insert("u".into(), status(&[]));
-        carry_all(&Transitions::default(), &mut first, "t1");
-        let kept = Transitions::of(&first);
-        let mut second = Statuses::default();
-        second.tenants.insert("t".into(), status(&[&bad]));
-        second.tenants.insert("u".into(), status(&[]));
-        carry_all(&kept, &mut second, "t2");
-        let time = |s: &Statuses, k: &str, ty: &str| {
-            s.tenants[k]
-                .conditions
-                .iter()
-                .find(|c| c.type_ == ty)
-                .and_then(|c| c.last_transition_time.clone())
-        };
-        assert_eq!(time(&second, "t", READY).as_deref(), Some("t2"), "Ready went False");
-        assert_eq!(time(&second, "t", RECONCILING).as_deref(), Some("t1"), "Reconciling stayed False");
-        assert_eq!(time(&second, "u", READY).as_deref(), Some("t1"), "unchanged object");
+        let old: BTreeMap<Arc<str>, Arc<TenantStatus>> =
+            [("a".into(), status(&[])), ("t".into(), status(&[])), ("u".into(), status(&[]))].into();
+        let u = old.keys().find(|k| &***k == "u").cloned().expect("u");
+        let new: BTreeMap<Arc<str>, Arc<TenantStatus>> = [
+            ("a".into(), status(&[])),     // equal, other allocations
+            ("b".into(), status(&[])),     // new
+            ("t".into(), status(&[&bad])), // changed
+            (u, old["u"].clone()),         // the same key and status allocations
+        ]
+        .into();
+        let found: Vec<(&str, bool)> =
+            changed(&old, &new).map(|(k, before, _)| (&**k, before.is_some())).collect();
+        assert_eq!(found, vec![("b", false), ("t", true)]);
+        assert_eq!(changed(&new, &new).count(), 0);
+        assert_eq!(changed(&BTreeMap::new(), &new).count(), 4);
     }
 
     #[test]

@@ -46,21 +46,21 @@ impl Engine {
         let systems = reports.systems.as_deref().unwrap_or_default();
         let ingest = reports.ingest.clone();
         let grace_until = *reports.grace_until.get_or_insert(now + Duration::from_secs(90));
-        if now < grace_until && !self.ws.fleet_observed.is_empty() {
+        if now < grace_until && !self.ws.fleet_observed().is_empty() {
             // Until the OPAs have had time to report again, a System none of whose OPAs has
             // reported since the start keeps what its status said.
             let reported: Vec<_> = systems
                 .iter()
                 .filter(|(key, system, interval)| {
-                    !self.ws.fleet_observed.contains_key(key)
+                    !self.ws.fleet_observed().contains_key(key)
                         || ingest.summary(system, None, now, *interval).reporting > 0
                 })
                 .cloned()
                 .collect();
             return self.ws.refresh_fleet(&ingest, &reported, now);
         }
-        if !self.ws.fleet_observed.is_empty() {
-            self.ws.fleet_observed.clear();
+        if !self.ws.fleet_observed().is_empty() {
+            self.ws.observe_fleet(BTreeMap::new());
             // Every System now shows what its OPAs reported (the observed view is gone).
             self.ws.refresh_fleet(&ingest, systems, now);
             return true;

@@ -214,14 +214,14 @@ impl Engine {
                     }
                     _ => {}
                 }
-                self.ws.catalog.apply(*located)
+                self.ws.apply(*located)
             }
             Change::Delete(Kind::System, key) => self.forget_system(&key, false),
             Change::Delete(Kind::Tenant, key) => {
                 self.disconnect(&key.name);
-                self.ws.catalog.delete(Kind::Tenant, &key)
+                self.ws.delete(Kind::Tenant, &key)
             }
-            Change::Delete(kind, key) => self.ws.catalog.delete(kind, &key),
+            Change::Delete(kind, key) => self.ws.delete(kind, &key),
             Change::Resync(kind, present) => {
                 let known: Vec<ObjectKey> = match kind {
                     Kind::Tenant => {
@@ -237,11 +237,11 @@ impl Engine {
                 }
                 affected
             }
-            Change::Namespace(name, labels) => self.ws.catalog.apply_namespace(&name, labels),
+            Change::Namespace(name, labels) => self.ws.apply_namespace(&name, labels),
             Change::NamespaceResync(present) => {
                 let mut affected = Affected::new();
                 for name in self.ws.catalog.namespace_names().into_iter().filter(|n| !present.contains(n)) {
-                    affected.extend(self.ws.catalog.apply_namespace(&name, None));
+                    affected.extend(self.ws.apply_namespace(&name, None));
                 }
                 affected
             }
@@ -291,14 +291,14 @@ impl Engine {
     fn disconnect(&mut self, tenant: &str) {
         self.registries.remove(tenant);
         self.roles.remove(tenant);
-        self.ws.storage.remove(tenant);
+        self.ws.storage_checked(tenant, None);
     }
 
     /// A System is being deleted (or is gone): plan the removal of what edict wrote for it.
     fn forget_system(&mut self, key: &ObjectKey, finalizer: bool) -> Affected {
         if self.follower {
             self.dropped.insert(key.clone());
-            return self.ws.catalog.delete(Kind::System, key);
+            return self.ws.delete(Kind::System, key);
         }
         if !self.ws.catalog.systems().contains_key(key) && !finalizer {
             // Already forgotten (this is the deletion that follows edict's own cleanup).
@@ -339,7 +339,7 @@ impl Engine {
         self.unfinalized.remove(key);
         self.wiring_due.remove(key);
         self.homes.remove(key);
-        self.ws.catalog.delete(Kind::System, key)
+        self.ws.delete(Kind::System, key)
     }
 
     /// Rebuild and publish these Systems (up to [`Engine::with_parallelism`] publishes at once),
@@ -488,7 +488,7 @@ impl Engine {
                     format!("storage: {e}"),
                 )),
             };
-            self.ws.storage.insert(tenant, now);
+            self.ws.storage_checked(&tenant, Some(now));
         }
     }
 
@@ -509,7 +509,7 @@ impl Engine {
             Ok(d) => {
                 let applied =
                     self.wired.get(key).is_some_and(|a| a.is_from(&d) && self.config_map_exists(key, a));
-                if applied && !self.ws.wiring_problems.contains_key(key) {
+                if applied && !self.ws.wiring_has_failed(key) {
                     self.wiring_due.remove(key);
                 } else {
                     self.wiring_due.insert(key.clone(), (d, tenant));
@@ -517,7 +517,7 @@ impl Engine {
             }
             Err(p) => {
                 self.wiring_due.remove(key);
-                self.ws.wiring_problems.insert(key.clone(), p);
+                self.ws.wiring_failed(key, p);
             }
         }
     }
@@ -570,14 +570,14 @@ impl Engine {
                 {
                     stores.insert(tenant.clone(), r.store().clone());
                 }
-                self.ws.storage.insert(tenant.clone(), Ok(storage_summary(t, &r)));
+                self.ws.storage_checked(&tenant, Some(Ok(storage_summary(t, &r))));
                 self.registries.insert(tenant, r.clone());
                 Ok(r)
             }
             Err(e) => {
                 let reason = if e.is_transient() { Reason::Unavailable } else { Reason::DependencyFailed };
                 let p = Problem::new(ObjectRef::tenant(&tenant), reason, format!("storage: {e}"));
-                self.ws.storage.insert(tenant, Err(p.clone()));
+                self.ws.storage_checked(&tenant, Some(Err(p.clone())));
                 Err(p)
             }
         }
@@ -605,36 +605,45 @@ impl Engine {
         self.ws.reported_before(&observed);
         if self.reports.is_some() {
             // What the statuses said of the OPAs stays until they have had time to report.
-            self.ws.fleet_observed = observed
-                .systems
-                .iter()
-                .filter_map(|(key, s)| {
-                    let live = s.conditions.iter().find(|c| c.type_ == crate::api::conditions::LIVE)?;
-                    let (ns, name) = key.split_once('/')?;
-                    Some((ObjectKey::new(ns, name), (s.opas.clone()?, live.clone())))
-                })
-                .collect();
+            self.ws.observe_fleet(
+                observed
+                    .systems
+                    .iter()
+                    .filter_map(|(key, s)| {
+                        let live = s.conditions.iter().find(|c| c.type_ == crate::api::conditions::LIVE)?;
+                        let (ns, name) = key.split_once('/')?;
+                        Some((ObjectKey::new(ns, name), (s.opas.clone()?, live.clone())))
+                    })
+                    .collect(),
+            );
         }
         self.written = Arc::new(observed);
     }
 
     /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
-        let mut statuses = self.ws.statuses();
-        for (key, status) in statuses.systems.iter_mut() {
-            let Some((ns, name)) = key.split_once('/') else { continue };
-            if let Some(applied) = self.wired.get(&ObjectKey::new(ns, name)) {
+        // What was applied beside each bundle (a change of it touches the System: see `sync`).
+        let wired = &self.wired;
+        let statuses = self.ws.statuses_with(&|key, status| {
+            if let Some(applied) = wired.get(key) {
                 status.config_map = applied.config_map.clone();
                 status.service_account = applied.service_account.clone();
                 status.role_arn = applied.role_arn.clone();
                 status.wiring_digest = applied.digest.clone();
             }
-        }
+        });
         self.metrics.objects("Tenant", statuses.tenants.len());
         self.metrics.objects("Stack", statuses.stacks.len());
         self.metrics.objects("System", statuses.systems.len());
         self.metrics.objects("Policy", statuses.policies.len());
         statuses
+    }
+
+    /// Every object's status computed again, touched or not: what the first round after a
+    /// restart does, and what every round did before statuses were incremental (for comparison).
+    pub fn statuses_from_scratch(&mut self) -> Statuses {
+        self.ws.touch_all();
+        self.statuses()
     }
 
     /// Deleted Systems whose cleanup has not finished.

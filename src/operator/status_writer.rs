@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::api::{API_VERSION, Policy, Stack, System, Tenant};
-use crate::engine::status::Statuses;
+use crate::engine::status::{Statuses, changed};
+use std::sync::Arc;
 
 /// The field manager of everything edict writes.
 pub const FIELD_MANAGER: &str = "edict";
@@ -22,32 +23,24 @@ pub async fn write(client: &Client, old: &Statuses, new: &Statuses) -> Vec<Strin
     use futures::StreamExt;
     use futures::future::BoxFuture;
     let mut writes: Vec<BoxFuture<'_, Option<String>>> = Vec::new();
-    for (name, status) in &new.tenants {
-        if old.tenants.get(name) != Some(status) {
-            let api: Api<Tenant> = Api::all(client.clone());
-            writes.push(Box::pin(async move { patch(&api, "Tenant", name, status).await }));
-        }
+    for (name, _, status) in changed(&old.tenants, &new.tenants) {
+        let api: Api<Tenant> = Api::all(client.clone());
+        writes.push(Box::pin(async move { patch(&api, "Tenant", name, status).await }));
     }
-    for (key, status) in &new.stacks {
-        if old.stacks.get(key) != Some(status) {
-            let (ns, name) = split(key);
-            let api = Api::<Stack>::namespaced(client.clone(), ns);
-            writes.push(Box::pin(async move { patch(&api, "Stack", name, status).await }));
-        }
+    for (key, _, status) in changed(&old.stacks, &new.stacks) {
+        let (ns, name) = split(key);
+        let api = Api::<Stack>::namespaced(client.clone(), ns);
+        writes.push(Box::pin(async move { patch(&api, "Stack", name, status).await }));
     }
-    for (key, status) in &new.systems {
-        if old.systems.get(key) != Some(status) {
-            let (ns, name) = split(key);
-            let api = Api::<System>::namespaced(client.clone(), ns);
-            writes.push(Box::pin(async move { patch(&api, "System", name, status).await }));
-        }
+    for (key, _, status) in changed(&old.systems, &new.systems) {
+        let (ns, name) = split(key);
+        let api = Api::<System>::namespaced(client.clone(), ns);
+        writes.push(Box::pin(async move { patch(&api, "System", name, status).await }));
     }
-    for (key, status) in &new.policies {
-        if old.policies.get(key) != Some(status) {
-            let (ns, name) = split(key);
-            let api = Api::<Policy>::namespaced(client.clone(), ns);
-            writes.push(Box::pin(async move { patch(&api, "Policy", name, status).await }));
-        }
+    for (key, _, status) in changed(&old.policies, &new.policies) {
+        let (ns, name) = split(key);
+        let api = Api::<Policy>::namespaced(client.clone(), ns);
+        writes.push(Box::pin(async move { patch(&api, "Policy", name, status).await }));
     }
     futures::stream::iter(writes)
         .buffer_unordered(WRITES_IN_FLIGHT)
@@ -102,16 +95,16 @@ pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
     fn ready(conditions: &[Condition]) -> Option<&Condition> {
         conditions.iter().find(|c| c.type_ == crate::api::conditions::READY)
     }
-    fn each<'a, S: 'a>(
+    fn each<'a, S: PartialEq + 'a>(
         kind: &'static str,
-        old: &'a std::collections::BTreeMap<String, S>,
-        new: &'a std::collections::BTreeMap<String, S>,
+        old: &'a std::collections::BTreeMap<Arc<str>, Arc<S>>,
+        new: &'a std::collections::BTreeMap<Arc<str>, Arc<S>>,
         conditions: fn(&S) -> &Vec<Condition>,
         out: &mut Vec<Notice>,
     ) {
-        for (key, status) in new {
+        for (key, before, status) in changed(old, new) {
             let Some(now) = ready(conditions(status)) else { continue };
-            let before = old.get(key).and_then(|s| ready(conditions(s)));
+            let before = before.and_then(|s| ready(conditions(s)));
             let changed = before.is_none_or(|b| b.status != now.status || b.reason != now.reason);
             let failing = now.status != crate::api::ConditionStatus::True;
             // A first sighting that is Ready is not news, except a System's first publish;
@@ -122,7 +115,7 @@ pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
             let (namespace, name) =
                 key.split_once('/').map(|(n, m)| (n.to_string(), m.to_string())).unwrap_or_default();
             let (namespace, name) =
-                if kind == "Tenant" { (String::new(), key.clone()) } else { (namespace, name) };
+                if kind == "Tenant" { (String::new(), key.to_string()) } else { (namespace, name) };
             let mut message = match (failing, before) {
                 (true, _) => now.message.clone(),
                 (false, None) => format!("first published: {}", now.message),
@@ -156,11 +149,11 @@ fn activation_failures(old: &Statuses, new: &Statuses) -> Vec<Notice> {
         s.conditions.iter().find(|c| c.type_ == crate::api::conditions::LIVE).cloned()
     };
     let mut out = Vec::new();
-    for (key, status) in &new.systems {
+    for (key, before, status) in changed(&old.systems, &new.systems) {
         let Some(now) = live(status).filter(|c| c.reason == crate::ingest::fleet::reason::DEGRADED) else {
             continue;
         };
-        if old.systems.get(key).and_then(live).is_some_and(|b| b.reason == now.reason) {
+        if before.and_then(|b| live(b)).is_some_and(|b| b.reason == now.reason) {
             continue;
         }
         let (namespace, name) = key.split_once('/').unwrap_or_default();
@@ -256,11 +249,11 @@ mod tests {
         let mut first = Statuses::default();
         first.systems.insert(
             "ns/a".into(),
-            SystemStatus { conditions: ready("serving revision 1234"), ..Default::default() },
+            Arc::new(SystemStatus { conditions: ready("serving revision 1234"), ..Default::default() }),
         );
         first.stacks.insert(
             "p/s".into(),
-            StackStatus { conditions: ready("selects 1 system"), ..Default::default() },
+            Arc::new(StackStatus { conditions: ready("selects 1 system"), ..Default::default() }),
         );
         let found = notices(&Statuses::default(), &first);
         assert_eq!(found.len(), 1, "a Stack seen Ready is not news: {found:?}");
@@ -269,7 +262,7 @@ mod tests {
         assert!(notices(&first, &first).is_empty(), "nothing changed");
 
         let mut failing = first.clone();
-        failing.systems.get_mut("ns/a").expect("a").conditions = broken();
+        Arc::make_mut(failing.systems.get_mut("ns/a").expect("a")).conditions = broken();
         let found = notices(&first, &failing);
         assert_eq!((found.len(), found[0].warning, found[0].reason.as_str()), (1, true, "InvalidRego"));
         let found = notices(&failing, &first);
@@ -291,7 +284,7 @@ mod tests {
             let mut s = Statuses::default();
             let mut conditions = ready("serving revision 1234");
             conditions.push(c);
-            s.systems.insert("ns/a".into(), SystemStatus { conditions, ..Default::default() });
+            s.systems.insert("ns/a".into(), Arc::new(SystemStatus { conditions, ..Default::default() }));
             s
         };
         let progressing = with(live("Progressing", "0/1 OPAs run the live revision 1234"));

@@ -82,7 +82,7 @@ impl Engine {
                         owned.insert(ObjectKey::new(&key.namespace, name));
                     }
                     self.wired.insert(key.clone(), applied);
-                    self.ws.wiring_problems.remove(&key);
+                    self.ws.wiring_applied(&key);
                     self.lifecycles.update(&key, Lifecycle::succeeded);
                 }
                 Err(p) => {
@@ -94,7 +94,7 @@ impl Engine {
                     {
                         self.again(&key, Cause::Wiring);
                     }
-                    self.ws.wiring_problems.insert(key, p);
+                    self.ws.wiring_failed(&key, p);
                 }
             }
         }

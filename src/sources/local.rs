@@ -193,7 +193,7 @@ impl Local {
                     kept = true;
                     continue;
                 }
-                affected.extend(self.ws.catalog.delete(id.0, &id.1));
+                affected.extend(self.ws.delete(id.0, &id.1));
                 self.owners.remove(id);
             }
         }
@@ -208,7 +208,7 @@ impl Local {
         for (id, print, located) in incoming {
             let unchanged = old.objects.iter().any(|(i, p)| *i == id && *p == print);
             if !unchanged {
-                affected.extend(self.ws.catalog.apply(located));
+                affected.extend(self.ws.apply(located));
             }
             self.owners.insert(id.clone(), path.to_path_buf());
             state.objects.push((id, print));

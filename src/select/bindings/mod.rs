@@ -180,6 +180,11 @@ impl BindingIndex {
             .unwrap_or_default()
     }
 
+    /// How many systems a stack binds; 0 for an unknown stack.
+    pub fn system_count_of(&self, stack: &ObjectKey) -> usize {
+        self.lookup(&self.stacks, stack).map(|(part, id)| part.stacks[id].systems.len()).unwrap_or_default()
+    }
+
     /// The number of systems indexed.
     pub fn system_count(&self) -> usize {
         self.systems.len()

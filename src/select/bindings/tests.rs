@@ -112,6 +112,7 @@ fn assert_same(index: &BindingIndex, naive: &Naive, context: &str) {
     for stack in naive.stacks.keys() {
         let want: Vec<_> = naive.systems_of(stack).into_iter().collect();
         bindings += want.len();
+        assert_eq!(index.system_count_of(stack), want.len(), "{context}: system_count_of({stack})");
         assert_eq!(index.systems_of(stack), want, "{context}: systems_of({stack})");
     }
     for system in naive.systems.keys() {
