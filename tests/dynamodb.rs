@@ -5,13 +5,14 @@
 //! `eval "$(scripts/servers.sh start)"`); without it they fail, they never skip. Every test uses
 //! its own table, so they run in parallel without resetting the server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edict::registry::index::{
     BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, MemoryIndex, ReadOp, ReadStats,
-    RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, current_data_key,
+    RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, commit_id, commit_id_time,
+    current_data_key,
 };
 
 const SYSTEM: &str = "c1/payments/api";
@@ -100,10 +101,10 @@ async fn measure<T, F: Future<Output = T>>(index: &dyn TenantIndex, op: ReadOp, 
 /// Whether concurrent transactions and conditional writes on one table are isolated. moto 5.2.5
 /// runs `TransactWriteItems` without a lock and rolls a failed transaction back by restoring a
 /// deep copy of the table taken when it started, erasing what other transactions committed
-/// meanwhile (two concurrent `append_commit`s then both "get" sequence 12). Its threaded server
-/// also checks an `UpdateItem`'s condition and writes without a lock: of eight writers racing
-/// `set_live` with one expected version, two sometimes both succeed (2 runs in 11 on a loaded
-/// 2-core machine). Real DynamoDB and the memory index are atomic.
+/// meanwhile (the commit log's old head item made two concurrent appends both "get" one
+/// sequence). Its threaded server also checks an `UpdateItem`'s condition and writes without a
+/// lock: of eight writers racing `set_live` with one expected version, two sometimes both
+/// succeed (2 runs in 11 on a loaded 2-core machine). Real DynamoDB and the memory index are atomic.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Transactions {
     Atomic,
@@ -118,7 +119,7 @@ async fn suite(index: Arc<dyn TenantIndex>, tenant: &str, transactions: Transact
     stacks(&*index, tenant).await;
     let (systems_of_big_stack, systems_of_small_stack, stacks_of_system) = bindings(&*index, tenant).await;
     let (all_revisions, newest_three) = revisions(&*index, tenant).await;
-    commit_log(Arc::clone(&index), tenant, transactions).await;
+    commit_log(Arc::clone(&index), tenant).await;
     data_keys(&*index, tenant).await;
     deletes(&*index, tenant).await;
     isolation(&*index, tenant).await;
@@ -324,61 +325,68 @@ async fn revisions(index: &dyn TenantIndex, tenant: &str) -> (ReadStats, ReadSta
     (all_stats, newest_stats)
 }
 
-async fn commit_log(index: Arc<dyn TenantIndex>, tenant: &str, transactions: Transactions) {
+async fn commit_log(index: Arc<dyn TenantIndex>, tenant: &str) {
     assert!(index.commits(tenant, 10).await.unwrap().is_empty());
-    assert_eq!(index.append_commit(tenant, &commit("publish", 1)).await.unwrap(), 1);
-    assert_eq!(index.append_commit(tenant, &commit("rollback", 2)).await.unwrap(), 2);
-    assert_eq!(
-        index.append_commit(tenant, &CommitRecord { payload: vec![], ..commit("empty", 3) }).await.unwrap(),
-        3
-    );
+    let publish = index.append_commit(tenant, &commit("publish", 1)).await.unwrap();
+    let rollback = index.append_commit(tenant, &commit("rollback", 2)).await.unwrap();
+    let empty =
+        index.append_commit(tenant, &CommitRecord { payload: vec![], ..commit("empty", 3) }).await.unwrap();
+    // An entry's id is its time: no head item, nothing for parallel writers to contend on.
+    assert_eq!([publish, rollback, empty].map(commit_id_time), [at(1, 0), at(2, 0), at(3, 0)]);
 
-    // Reusing a sequence fails and leaves the entry as it was.
-    let err = index.put_commit(tenant, 2, &commit("forged", 9)).await.unwrap_err();
+    // Reusing an id fails and leaves the entry as it was.
+    let err = index.put_commit(tenant, rollback, &commit("forged", 9)).await.unwrap_err();
     assert_eq!(
         err,
         IndexError::Conflict {
-            what: format!("commit 2 of tenant {tenant}"),
+            what: format!("commit {rollback} of tenant {tenant}"),
             expected: "absent".into(),
             found: "an existing entry".into()
         }
     );
     let log = index.commits(tenant, 10).await.unwrap();
     let seen: Vec<(u64, &str)> = log.iter().map(|c| (c.sequence, c.action.as_str())).collect();
-    assert_eq!(seen, [(3, "empty"), (2, "rollback"), (1, "publish")]);
-    assert_eq!(log[1], CommitRecord { sequence: 2, ..commit("rollback", 2) });
+    assert_eq!(seen, [(empty, "empty"), (rollback, "rollback"), (publish, "publish")]);
+    assert_eq!(log[1], CommitRecord { sequence: rollback, ..commit("rollback", 2) });
     assert!(log[0].payload.is_empty());
 
-    // An entry at an explicit sequence: appends continue after it.
-    index.put_commit(tenant, 10, &commit("imported", 10)).await.unwrap();
-    assert_eq!(index.append_commit(tenant, &commit("after-import", 11)).await.unwrap(), 11);
+    // An entry at an explicit id: this index's appends come after it, even one whose clock
+    // says earlier.
+    let imported = commit_id(at(10, 0), 0, 0);
+    index.put_commit(tenant, imported, &commit("imported", 10)).await.unwrap();
+    let late = index.append_commit(tenant, &commit("late-clock", 4)).await.unwrap();
+    assert!(late > imported, "{late} after {imported}");
 
-    // Concurrent appends get distinct, gapless sequences (one after the other where the store's
-    // transactions are not isolated).
-    let mut sequences = Vec::new();
-    if transactions == Transactions::Atomic {
-        let tasks: Vec<_> = (0..6u64)
-            .map(|i| {
-                let (index, tenant) = (Arc::clone(&index), tenant.to_string());
-                tokio::spawn(async move {
-                    index.append_commit(&tenant, &commit(&format!("concurrent-{i}"), 20 + i)).await
-                })
+    // Eight publishers append at once, in the same seconds: every append succeeds at its first
+    // try, with its own id, and the log holds them all.
+    let before = index.append_retries();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|i| {
+            let (index, tenant) = (Arc::clone(&index), tenant.to_string());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for j in 0..5u64 {
+                    let record = commit(&format!("publisher-{i}-{j}"), 20 + j);
+                    ids.push(index.append_commit(&tenant, &record).await?);
+                }
+                Ok::<_, IndexError>(ids)
             })
-            .collect();
-        for task in tasks {
-            sequences.push(task.await.expect("task").expect("append"));
-        }
-    } else {
-        for i in 0..6u64 {
-            sequences.push(
-                index.append_commit(tenant, &commit(&format!("sequential-{i}"), 20 + i)).await.unwrap(),
-            );
-        }
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.expect("task").expect("append"));
     }
-    sequences.sort();
-    assert_eq!(sequences, (12..18).collect::<Vec<u64>>());
+    assert_eq!(index.append_retries() - before, 0, "no append contended with another");
+    let distinct: BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 40, "distinct ids");
+    let newest: BTreeSet<u64> = index.commits(tenant, 40).await.unwrap().iter().map(|c| c.sequence).collect();
+    assert_eq!(newest, distinct, "the 40 newest entries are the parallel appends");
     let last = index.commits(tenant, 2).await.unwrap();
-    assert_eq!(last.iter().map(|c| c.sequence).collect::<Vec<_>>(), [17, 16]);
+    assert_eq!(
+        last.iter().map(|c| c.sequence).collect::<Vec<_>>(),
+        distinct.iter().rev().take(2).copied().collect::<Vec<_>>()
+    );
     assert!(index.commits(tenant, 0).await.unwrap().is_empty());
 }
 
@@ -442,7 +450,9 @@ async fn isolation(index: &dyn TenantIndex, tenant: &str) {
     assert!(index.systems_of_stack(&other, "admin/small").await.unwrap().is_empty());
     assert!(index.commits(&other, 5).await.unwrap().is_empty());
     assert!(index.data_keys(&other).await.unwrap().is_empty());
-    assert_eq!(index.append_commit(&other, &commit("first", 1)).await.unwrap(), 1);
+    let first = index.append_commit(&other, &commit("first", 1)).await.unwrap();
+    let log = index.commits(&other, 5).await.unwrap();
+    assert_eq!(log.iter().map(|c| (c.sequence, c.action.as_str())).collect::<Vec<_>>(), [(first, "first")]);
     for bad in ["", "a#b"] {
         let err = index.get_system(bad, SYSTEM).await.unwrap_err();
         assert!(matches!(err, IndexError::Invalid { .. }), "{err}");

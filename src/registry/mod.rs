@@ -140,6 +140,8 @@ pub struct Registry {
     /// Commit-log objects kept in the store (the embedded store's log is bounded like its
     /// index); `None`: all (a Tenant's bucket keeps its audit trail by its own lifecycle rules).
     commit_objects_kept: Option<usize>,
+    /// Commit-log entries this registry (and its clones) appended.
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The public half of the key that signs a tenant's bundles, for OPA's configuration.
@@ -184,6 +186,7 @@ impl Registry {
             adopt_unindexed: false,
             changes: None,
             commit_objects_kept: None,
+            appended: Arc::default(),
         }
     }
 
@@ -511,8 +514,9 @@ impl Registry {
             payload_key_id: key_id,
         };
         let sequence = self.index.append_commit(&self.tenant, &record).await?;
+        let appended = self.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if let Some(keep) = self.commit_objects_kept
-            && sequence.is_multiple_of(keep.div_ceil(10) as u64)
+            && appended.is_multiple_of(keep.div_ceil(10) as u64)
         {
             // Object keys start with the time (fixed width): key order is time order.
             let mut keys = self.store.list(&format!("commits/{}/", self.tenant)).await?;

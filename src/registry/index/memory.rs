@@ -37,7 +37,7 @@ pub(super) struct TenantData {
     /// system → revision id → record.
     pub(super) revisions: BTreeMap<String, BTreeMap<String, RevisionRecord>>,
     pub(super) commits: BTreeMap<u64, CommitRecord>,
-    /// The last sequence used.
+    /// The largest commit id used.
     pub(super) head: u64,
     pub(super) keys: BTreeMap<String, WrappedKey>,
 }
@@ -353,8 +353,9 @@ impl TenantIndex for MemoryIndex {
         format_timestamp(record.time)?;
         let mut t = self.tenant(tenant)?;
         let data = t.data();
-        // Like the DynamoDB log, skip past entries written at explicit sequences.
-        let mut sequence = data.head + 1;
+        // One process holds the tenant's log at a time: the milliseconds of the entry's time,
+        // counted on within one, and past entries written at explicit ids.
+        let mut sequence = super::commit_id(record.time, 0, data.head);
         while data.commits.contains_key(&sequence) {
             sequence += 1;
         }
@@ -595,27 +596,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn commit_log_is_append_only() {
+    async fn commit_log_is_append_only_and_ordered_by_time() {
         let index = MemoryIndex::new();
-        assert_eq!(index.append_commit("acme", &commit("publish")).await.unwrap(), 1);
-        assert_eq!(index.append_commit("acme", &commit("rollback")).await.unwrap(), 2);
-        assert!(index.put_commit("acme", 2, &commit("forged")).await.unwrap_err().is_conflict());
-        index.put_commit("acme", 5, &commit("imported")).await.unwrap();
-        assert_eq!(index.append_commit("acme", &commit("next")).await.unwrap(), 6);
+        let first = index.append_commit("acme", &commit("publish")).await.unwrap();
+        assert_eq!(super::super::commit_id_time(first), at(0));
+        let second = index.append_commit("acme", &commit("rollback")).await.unwrap();
+        assert_eq!(second, first + 1, "entries of one millisecond are counted on");
+        assert!(index.put_commit("acme", second, &commit("forged")).await.unwrap_err().is_conflict());
+        index.put_commit("acme", second + 5, &commit("imported")).await.unwrap();
+        let next = index.append_commit("acme", &commit("next")).await.unwrap();
+        assert_eq!(next, second + 6, "appends come after an imported entry");
+        let later = CommitRecord { time: at(1), ..commit("later") };
+        let later = index.append_commit("acme", &later).await.unwrap();
+        assert_eq!(super::super::commit_id_time(later), at(1));
         let log = index.commits("acme", 3).await.unwrap();
         let seen: Vec<(u64, &str)> = log.iter().map(|c| (c.sequence, c.action.as_str())).collect();
-        assert_eq!(seen, [(6, "next"), (5, "imported"), (2, "rollback")]);
+        assert_eq!(seen, [(later, "later"), (next, "next"), (second + 5, "imported")]);
     }
 
     #[tokio::test]
-    async fn a_commit_limit_keeps_the_newest_entries_and_the_sequence() {
+    async fn a_commit_limit_keeps_the_newest_entries_and_the_order() {
         let index = MemoryIndex::new().with_commit_limit(2);
+        let mut ids = Vec::new();
         for _ in 0..5 {
-            index.append_commit("acme", &commit("publish")).await.unwrap();
+            ids.push(index.append_commit("acme", &commit("publish")).await.unwrap());
         }
         let seen: Vec<u64> = index.commits("acme", 10).await.unwrap().iter().map(|c| c.sequence).collect();
-        assert_eq!(seen, [5, 4]);
-        assert_eq!(index.append_commit("acme", &commit("next")).await.unwrap(), 6, "numbering goes on");
+        assert_eq!(seen, [ids[4], ids[3]]);
+        let next = index.append_commit("acme", &commit("next")).await.unwrap();
+        assert_eq!(next, ids[4] + 1, "the order goes on past trimmed entries");
     }
 
     #[tokio::test]

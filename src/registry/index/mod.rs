@@ -9,8 +9,9 @@
 //! (string) and `SK` (string), one global secondary index `GSI1` (`GSI1PK`, `GSI1SK`, projection
 //! `ALL`) and TTL on `expiresAt`. Every read is a `GetItem` or a `Query` on one partition; nothing
 //! scans the table. `<t>` is the tenant (it may not contain `#`), `<sys>` a system id
-//! (`<cluster>/<namespace>/<name>`), `<stk>` a stack id, `<seq>` a commit sequence number
-//! zero-padded to 20 digits, `<ts>` an RFC 3339 UTC timestamp with nanoseconds
+//! (`<cluster>/<namespace>/<name>`), `<stk>` a stack id, `<seq>` a commit id (see
+//! [`commit_id`]: the entry's time in milliseconds, then 20 bits that tell apart entries of
+//! one millisecond) zero-padded to 20 digits, `<ts>` an RFC 3339 UTC timestamp with nanoseconds
 //! (`2025-01-02T03:04:05.000000000Z`: fixed width, so string order is time order).
 //!
 //! | Item | `PK` | `SK` | `GSI1PK` | `GSI1SK` | Other attributes |
@@ -19,7 +20,6 @@
 //! | binding | `T#<t>#SYS#<sys>` | `BIND#<stk>` | `T#<t>#STK#<stk>` | `SYS#<sys>` | `systemId`, `stackId` |
 //! | revision | `T#<t>#SYS#<sys>` | `REV#<revision>` | `T#<t>#REVS#<sys>` | `<ts>#<revision>` | `revision`, `key`, `etag`, `size`, `sha256`, `createdAt` |
 //! | stack | `T#<t>#STK#<stk>` | `STACK` | – | – | `stackId`, `stackType`, `selector` (S: JSON), `version` |
-//! | commit log head | `T#<t>#LOG` | `HEAD` | – | – | `seq` (the last sequence used) |
 //! | commit | `T#<t>#LOG` | `C#<seq>` | – | – | `seq`, `actor`, `action`, `systemId`?, `revision`?, `time`, `payload` (B), `payloadKeyId`? |
 //! | data key | `T#<t>#KEYS` | `KEY#<key id>` | – | – | `keyId`, `ciphertext` (B), `createdAt`, `state` (`current`/`retired`) |
 //!
@@ -40,7 +40,11 @@
 //! Systems and stacks carry a `version` (1 on creation, +1 on every write). Writers pass the
 //! version they read; a stale one is [`IndexError::Conflict`] and changes nothing, so two
 //! operator replicas (or two clusters) never silently overwrite each other. Commit entries and
-//! data keys are never overwritten (`attribute_not_exists`). Nothing edict writes today sets
+//! data keys are never overwritten (`attribute_not_exists`). The commit log has no head item
+//! that every append would have to move: an entry's key is its time, so parallel publishers of
+//! one tenant append without contending (an earlier model kept a `HEAD` item with the last
+//! sequence; its entries `C#00…01`, `C#00…02`, … sort before every time-ordered one, and the
+//! item is left alone). Nothing edict writes today sets
 //! `expiresAt`; the TTL is there for short-lived items (leases, ingestion markers).
 
 mod disk;
@@ -55,6 +59,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 pub use memory::MemoryIndex;
+
+/// Bits of a commit id below its milliseconds.
+const COMMIT_ID_LOW_BITS: u32 = 20;
+
+/// A commit log entry's id for an entry made at `time`: its milliseconds since the epoch in
+/// the high bits (ids sort as the entries' times), `low` (masked to 20 bits: a writer's random
+/// draw, so that parallel writers rarely pick the same id) below, and at least `after + 1`, so
+/// that a writer's own entries keep their order when its clock goes back.
+pub fn commit_id(time: SystemTime, low: u64, after: u64) -> u64 {
+    let millis = time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let id = (millis << COMMIT_ID_LOW_BITS) | (low & ((1 << COMMIT_ID_LOW_BITS) - 1));
+    id.max(after.saturating_add(1))
+}
+
+/// The time in a commit id (to the millisecond).
+pub fn commit_id_time(id: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(id >> COMMIT_ID_LOW_BITS)
+}
 
 /// The largest number of writes in one `TransactWriteItems` call.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -214,8 +236,8 @@ pub struct RevisionRecord {
 /// One entry of the tenant's append-only commit log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitRecord {
-    /// The entry's position (1, 2, …). Set by the index on reads; ignored by
-    /// [`TenantIndex::append_commit`].
+    /// The entry's id, its place in the log (see [`commit_id`]). Set by the index on reads;
+    /// ignored by [`TenantIndex::append_commit`].
     pub sequence: u64,
     /// Who made the change (a user, `system:serviceaccount:…`, a controller).
     pub actor: String,
@@ -447,13 +469,21 @@ pub trait TenantIndex: Send + Sync + std::fmt::Debug {
     /// Forget a revision (absent is fine).
     async fn delete_revision(&self, tenant: &str, system: &str, revision: &str) -> Result<()>;
 
-    /// Append an entry to the tenant's commit log; returns its sequence number (1, 2, …, with
-    /// no gaps under contention). `record.sequence` is ignored.
+    /// Append an entry to the tenant's commit log; returns its id ([`commit_id`] of
+    /// `record.time`, or the next one after what this index appended or was given before, so
+    /// that one writer's entries keep their order). Parallel writers of one tenant do not
+    /// contend. `record.sequence` is ignored.
     async fn append_commit(&self, tenant: &str, record: &CommitRecord) -> Result<u64>;
 
-    /// Write an entry at an explicit sequence (import, replication). Never overwrites: a
-    /// sequence already used is [`IndexError::Conflict`]. Later appends continue after it.
+    /// Write an entry at an explicit id (import, replication). Never overwrites: an id already
+    /// used is [`IndexError::Conflict`]. Later appends of this index come after it.
     async fn put_commit(&self, tenant: &str, sequence: u64, record: &CommitRecord) -> Result<()>;
+
+    /// How often an append found its id taken by another writer and drew another (zero
+    /// unless two writers picked the same one within a millisecond).
+    fn append_retries(&self) -> u64 {
+        0
+    }
 
     /// The last `limit` commit entries, newest first.
     async fn commits(&self, tenant: &str, limit: usize) -> Result<Vec<CommitRecord>>;
@@ -604,6 +634,20 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_ids_sort_as_their_times_and_go_on_after_the_last() {
+        let t = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        let now = 1_796_000_000_000; // 2026
+        let (a, b) = (commit_id(t(now), u64::MAX, 0), commit_id(t(now + 1), 0, 0));
+        assert!(a < b, "the random bits never reach the next millisecond");
+        assert_eq!(commit_id_time(a), t(now));
+        assert_eq!(commit_id_time(b), t(now + 1));
+        assert_eq!(commit_id(t(now), 7, b), b + 1, "a writer's clock going back keeps its order");
+        assert_eq!(commit_id(UNIX_EPOCH, 0, 0), 1, "ids start at 1");
+        // Fixed-width keys: far-future ids still fit 20 digits.
+        assert!(commit_id(t(u64::from(u32::MAX) * 1000), u64::MAX, 0).to_string().len() <= 20);
+    }
 
     #[test]
     fn timestamps_round_trip_and_sort() {

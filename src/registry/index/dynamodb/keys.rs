@@ -18,7 +18,6 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 pub(super) const VERSION: &str = "version";
 pub(super) const SYSTEM_SK: &str = "SYSTEM";
 pub(super) const STACK_SK: &str = "STACK";
-pub(super) const HEAD_SK: &str = "HEAD";
 pub(super) const BIND_PREFIX: &str = "BIND#";
 pub(super) const REV_PREFIX: &str = "REV#";
 pub(super) const COMMIT_PREFIX: &str = "C#";

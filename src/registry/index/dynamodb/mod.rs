@@ -15,6 +15,7 @@ mod table;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,11 +27,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use self::errors::{TxFailure, build_error, contended};
 use self::items::{Decoder, key, live_value, n, names, s};
 use self::keys::{
-    BIND_PREFIX, COMMIT_PREFIX, HEAD_SK, KEY_PREFIX, REV_PREFIX, STACK_SK, SYS_PREFIX, SYSTEM_SK, commit_sk,
-    keys_pk, log_pk, revisions_pk, stack_pk, system_pk,
+    BIND_PREFIX, COMMIT_PREFIX, KEY_PREFIX, REV_PREFIX, STACK_SK, SYS_PREFIX, SYSTEM_SK, keys_pk, log_pk,
+    revisions_pk, stack_pk, system_pk,
 };
 pub use self::keys::{GSI1, GSI1PK, GSI1SK, PK, SK, TTL_ATTRIBUTE};
-use self::requests::{Query, contention_delay};
+use self::requests::Query;
 pub use self::table::TableState;
 use super::{
     BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, MAX_TRANSACTION_ITEMS, ReadCounters,
@@ -38,8 +39,8 @@ use super::{
     check_tenant, format_timestamp, stack_what, system_what,
 };
 
-/// How often `append_commit` re-reads the head under contention before giving up.
-const APPEND_ATTEMPTS: u32 = 40;
+/// How often `append_commit` draws another id when the one it drew was taken.
+const APPEND_ATTEMPTS: u32 = 8;
 
 /// The DynamoDB [`TenantIndex`].
 #[derive(Debug)]
@@ -49,6 +50,10 @@ pub struct DynamoIndex {
     page_size: Option<u32>,
     wait_timeout: Duration,
     stats: ReadCounters,
+    /// The largest commit id this index appended or was given: its next one comes after.
+    last_commit: AtomicU64,
+    /// Appends whose drawn id was taken.
+    append_retries: AtomicU64,
 }
 
 impl DynamoIndex {
@@ -60,6 +65,8 @@ impl DynamoIndex {
             page_size: None,
             wait_timeout: Duration::from_secs(300),
             stats: ReadCounters::default(),
+            last_commit: AtomicU64::new(0),
+            append_retries: AtomicU64::new(0),
         }
     }
 
@@ -329,72 +336,25 @@ impl TenantIndex for DynamoIndex {
     }
 
     async fn append_commit(&self, tenant: &str, record: &CommitRecord) -> Result<u64> {
-        // Every publish of the tenant appends here, so concurrent publishers contend for the
-        // head item: back off exponentially with jitter so they spread out instead of colliding
-        // in lock step.
+        // No head item: the entry's key is its time and a random draw (see `commit_id`), written
+        // only if absent. Parallel publishers of one tenant each write their own item and never
+        // wait on each other; a draw another writer took in the same millisecond draws again.
         check_tenant(tenant)?;
-        for attempt in 0..APPEND_ATTEMPTS {
-            let head = match self.get_item(ReadOp::Maintenance, log_pk(tenant), HEAD_SK).await? {
-                Some(item) => Some(Decoder::new(&item).u64("seq")?),
-                None => None,
-            };
-            let sequence = head.unwrap_or(0) + 1;
-            let mut values = HashMap::from([
-                (":next".to_string(), n(sequence)),
-                (":tenant".to_string(), s(tenant)),
-                (":type".to_string(), s("commit-head")),
-            ]);
-            let mut head_names = names(&[("#seq", "seq"), ("#tenant", "tenant"), ("#type", "itemType")]);
-            let condition = match head {
-                None => {
-                    head_names.insert("#pk".into(), PK.into());
-                    "attribute_not_exists(#pk)"
-                }
-                Some(h) => {
-                    values.insert(":head".into(), n(h));
-                    "#seq = :head"
-                }
-            };
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(log_pk(tenant), HEAD_SK)))
-                .update_expression("SET #seq = :next, #tenant = :tenant, #type = :type")
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(head_names))
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(build_error)?;
-            let entry = self.put(
-                Self::commit_item(tenant, sequence, record)?,
-                Some(("attribute_not_exists(#pk)", names(&[("#pk", PK)]))),
-            )?;
-            match self.transact(vec![TransactWriteItem::builder().update(update).build(), entry]).await {
+        for _ in 0..APPEND_ATTEMPTS {
+            let sequence = self.next_commit_id(record.time);
+            match self.put_commit_item(tenant, sequence, record).await {
                 Ok(()) => return Ok(sequence),
-                Err(TxFailure::Other(e)) => return Err(e),
-                Err(TxFailure::Contended(_)) => {
-                    tokio::time::sleep(contention_delay(attempt)).await;
+                Err(IndexError::Conflict { .. }) => {
+                    self.append_retries.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(TxFailure::Conditions(_)) => {
-                    // Either another writer moved the head (re-read it), or an entry exists past
-                    // the head (written by put_commit, or a crash between its two writes): move
-                    // the head over it.
-                    if self
-                        .get_item(ReadOp::Maintenance, log_pk(tenant), &commit_sk(sequence))
-                        .await?
-                        .is_some()
-                    {
-                        self.advance_head(tenant, sequence).await?;
-                    } else {
-                        tokio::time::sleep(contention_delay(attempt)).await;
-                    }
-                }
+                Err(e) => return Err(e),
             }
         }
         Err(IndexError::Unavailable {
             table: self.table.clone(),
-            op: "TransactWriteItems",
+            op: "PutItem",
             message: format!(
-                "the commit log of tenant {tenant} is contended: no sequence after {APPEND_ATTEMPTS} attempts"
+                "the commit log of tenant {tenant}: every id drawn was taken ({APPEND_ATTEMPTS} attempts)"
             ),
         })
     }
@@ -402,32 +362,15 @@ impl TenantIndex for DynamoIndex {
     async fn put_commit(&self, tenant: &str, sequence: u64, record: &CommitRecord) -> Result<()> {
         check_tenant(tenant)?;
         if sequence == 0 {
-            return Err(IndexError::Invalid {
-                what: "commit sequence".into(),
-                message: "sequences start at 1".into(),
-            });
+            return Err(IndexError::Invalid { what: "commit id".into(), message: "ids start at 1".into() });
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::commit_item(tenant, sequence, record)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                return Err(IndexError::Conflict {
-                    what: format!("commit {sequence} of tenant {tenant}"),
-                    expected: "absent".into(),
-                    found: "an existing entry".into(),
-                });
-            }
-            Err(e) => return Err(self.error("PutItem", e)),
-        }
-        self.advance_head(tenant, sequence).await
+        self.put_commit_item(tenant, sequence, record).await?;
+        self.last_commit.fetch_max(sequence, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn append_retries(&self) -> u64 {
+        self.append_retries.load(Ordering::Relaxed)
     }
 
     async fn commits(&self, tenant: &str, limit: usize) -> Result<Vec<CommitRecord>> {

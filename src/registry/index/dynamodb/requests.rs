@@ -3,7 +3,8 @@
 //! transactions.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -12,16 +13,16 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use super::DynamoIndex;
 use super::errors::{TRANSIENT_REASONS, TxFailure, build_error, contended};
 use super::items::{Decoder, Item, key, n, names, s};
-use super::keys::{GSI1, GSI1PK, GSI1SK, HEAD_SK, PK, SK, VERSION, log_pk};
-use crate::registry::index::{IndexError, MAX_TRANSACTION_ITEMS, ReadOp, Result, expected_text};
+use super::keys::{GSI1, GSI1PK, GSI1SK, PK, SK, VERSION};
+use crate::registry::index::{
+    CommitRecord, IndexError, MAX_TRANSACTION_ITEMS, ReadOp, Result, commit_id, expected_text,
+};
 
-/// The pause after the `attempt`-th lost race for a contended item: exponential up to 250 ms,
-/// with full jitter.
-pub(super) fn contention_delay(attempt: u32) -> Duration {
+/// A random number (from the standard library's per-hasher random keys; nothing here needs
+/// more than that).
+fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    let ceiling = (2u64 << attempt.min(7)).min(250);
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    Duration::from_millis(1 + random % ceiling)
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 impl DynamoIndex {
@@ -311,31 +312,44 @@ impl DynamoIndex {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    /// Move the commit log head forward to `sequence` unless it is already there or beyond.
-    pub(super) async fn advance_head(&self, tenant: &str, sequence: u64) -> Result<()> {
+    /// Write a commit log entry at `sequence` unless an entry is there
+    /// ([`IndexError::Conflict`]).
+    pub(super) async fn put_commit_item(
+        &self,
+        tenant: &str,
+        sequence: u64,
+        record: &CommitRecord,
+    ) -> Result<()> {
         let result = self
             .client
-            .update_item()
+            .put_item()
             .table_name(&self.table)
-            .set_key(Some(key(log_pk(tenant), HEAD_SK)))
-            .update_expression("SET #seq = :seq, #tenant = :tenant, #type = :type")
-            .condition_expression("attribute_not_exists(#seq) OR #seq < :seq")
-            .set_expression_attribute_names(Some(names(&[
-                ("#seq", "seq"),
-                ("#tenant", "tenant"),
-                ("#type", "itemType"),
-            ])))
-            .set_expression_attribute_values(Some(HashMap::from([
-                (":seq".to_string(), n(sequence)),
-                (":tenant".to_string(), s(tenant)),
-                (":type".to_string(), s("commit-head")),
-            ])))
+            .set_item(Some(Self::commit_item(tenant, sequence, record)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(self.error("UpdateItem", e)),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Err(IndexError::Conflict {
+                what: format!("commit {sequence} of tenant {tenant}"),
+                expected: "absent".into(),
+                found: "an existing entry".into(),
+            }),
+            Err(e) => Err(self.error("PutItem", e)),
+        }
+    }
+
+    /// The id of an entry made at `time`: see [`commit_id`], with a random draw below the
+    /// milliseconds, after every id this index used.
+    pub(super) fn next_commit_id(&self, time: SystemTime) -> u64 {
+        let mut last = self.last_commit.load(Ordering::Relaxed);
+        loop {
+            let id = commit_id(time, random(), last);
+            match self.last_commit.compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return id,
+                Err(now) => last = now,
+            }
         }
     }
 }
