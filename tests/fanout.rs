@@ -23,7 +23,7 @@ fn apply(ws: &mut Workspace, file: &str, text: &str) -> Vec<ObjectKey> {
     assert!(loaded.problems.is_empty(), "{file}: {:?}", loaded.problems);
     let mut affected = Vec::new();
     for located in loaded.objects {
-        affected.extend(ws.apply(located).into_iter());
+        affected.extend(ws.apply(located));
     }
     affected
 }
