@@ -257,6 +257,8 @@ struct Latency {
     /// Per System edit: computing the statuses and what the round derives from them (the
     /// statuses to write and the events).
     status_work_ms: Vec<f64>,
+    /// Of that, computing the statuses (the rest: diffing them against the last round's).
+    status_compute_ms: Vec<f64>,
     /// Per System edit: how many statuses the round writes.
     status_written: Vec<usize>,
     /// The same status work with every status computed again.
@@ -353,6 +355,12 @@ impl Latency {
             percentile(&work, 0.99),
             written.get(written.len() / 2).copied().unwrap_or_default(),
             if percentile(&work, 0.5) <= 5.0 { "ok" } else { "MISSED" }
+        );
+        let mut compute = self.status_compute_ms.clone();
+        compute.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "     of which computing the statuses p50 {:.2} ms, diffing them against the last round's (writes, events) the rest",
+            percentile(&compute, 0.5)
         );
         println!(
             "     the same with every status computed again (each round before statuses were incremental): p50 {:.1} ms ({:.0}×)",
@@ -472,6 +480,7 @@ fn latency_phase(w: Workload, stack_edits: usize, system_edits: usize) -> Latenc
     let mut latencies = Vec::new();
     let mut with_statuses = Vec::new();
     let mut status_work = Vec::new();
+    let mut status_compute = Vec::new();
     let mut written = Vec::new();
     let mut republished_count = 0;
     for edit in 0..system_edits {
@@ -496,6 +505,7 @@ fn latency_phase(w: Workload, stack_edits: usize, system_edits: usize) -> Latenc
         latencies.push(ms(t.elapsed()));
         let work = Instant::now();
         statuses = engine.statuses();
+        status_compute.push(ms(work.elapsed()));
         let (writes, _) = round_diff(&before, &statuses);
         status_work.push(ms(work.elapsed()));
         written.push(writes);
@@ -522,6 +532,7 @@ fn latency_phase(w: Workload, stack_edits: usize, system_edits: usize) -> Latenc
     Latency {
         workload: w,
         status_work_ms: status_work,
+        status_compute_ms: status_compute,
         status_written: written,
         from_scratch_ms: from_scratch,
         objects: count,

@@ -3,7 +3,6 @@
 //! Pure: the same problems give the same conditions. `lastTransitionTime` is filled in by
 //! [`carry_transitions`] from the previous status, so it only moves on a real transition.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::conditions::{READY, RECONCILING, STALLED};
@@ -15,41 +14,38 @@ use crate::engine::pipeline::SystemBuild;
 use crate::engine::problem::{ObjectRef, Problem, Reason};
 use crate::model::ObjectKey;
 
-/// The status of every object, keyed like the catalog. Each status is shared: a copy of the
-/// whole costs a pointer per object, and a status that did not change between two rounds is the
-/// same allocation in both (see [`changed`]).
+/// Statuses of one kind by key: a persistent map, so that a copy costs one pointer and two
+/// rounds that differ in a few statuses share everything else (see [`changed`]).
+pub type StatusMap<T> = imbl::OrdMap<Arc<str>, Arc<T>>;
+
+/// The status of every object, keyed like the catalog. A copy of the whole is cheap, and a
+/// status that did not change between two rounds is the same allocation in both.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Statuses {
     /// Tenants by name.
-    pub tenants: BTreeMap<Arc<str>, Arc<TenantStatus>>,
+    pub tenants: StatusMap<TenantStatus>,
     /// Stacks by `namespace/name`.
-    pub stacks: BTreeMap<Arc<str>, Arc<StackStatus>>,
+    pub stacks: StatusMap<StackStatus>,
     /// Systems by `namespace/name`.
-    pub systems: BTreeMap<Arc<str>, Arc<SystemStatus>>,
+    pub systems: StatusMap<SystemStatus>,
     /// Policies by `namespace/name`.
-    pub policies: BTreeMap<Arc<str>, Arc<PolicyStatus>>,
+    pub policies: StatusMap<PolicyStatus>,
 }
 
 /// The entries of `new` that are not in `old` as they are, in key order, each with what `old`
-/// held: one pass over both maps. An entry kept from one round to the next (the same key and
-/// status allocations) is skipped without comparing either.
+/// held. Parts of the two maps they share (everything a round did not touch) are skipped
+/// without being visited, and an entry whose status is the same allocation or equal is not
+/// listed.
 pub fn changed<'a, T: PartialEq>(
-    old: &'a BTreeMap<Arc<str>, Arc<T>>,
-    new: &'a BTreeMap<Arc<str>, Arc<T>>,
+    old: &'a StatusMap<T>,
+    new: &'a StatusMap<T>,
 ) -> impl Iterator<Item = (&'a Arc<str>, Option<&'a Arc<T>>, &'a Arc<T>)> + 'a {
-    let mut old = old.iter().peekable();
-    new.iter().filter_map(move |(key, status)| {
-        let before = match old.next_if(|(k, _)| Arc::ptr_eq(k, key)) {
-            Some((_, s)) => Some(s),
-            None => {
-                while old.next_if(|(k, _)| *k < key).is_some() {}
-                old.next_if(|(k, _)| *k == key).map(|(_, s)| s)
-            }
-        };
-        match before {
-            Some(b) if Arc::ptr_eq(b, status) || b == status => None,
-            _ => Some((key, before, status)),
+    old.diff(new).filter_map(|d| match d {
+        imbl::ordmap::DiffItem::Add(key, status) => Some((key, None, status)),
+        imbl::ordmap::DiffItem::Update { old: (_, before), new: (key, status) } => {
+            (!Arc::ptr_eq(before, status) && before != status).then_some((key, Some(before), status))
         }
+        imbl::ordmap::DiffItem::Remove(..) => None,
     })
 }
 
@@ -282,21 +278,31 @@ mod tests {
                 ..TenantStatus::default()
             })
         };
-        let old: BTreeMap<Arc<str>, Arc<TenantStatus>> =
-            [("a".into(), status(&[])), ("t".into(), status(&[])), ("u".into(), status(&[]))].into();
+        let old: StatusMap<TenantStatus> =
+            ["a", "t", "u"].into_iter().map(|k| (Arc::from(k), status(&[]))).collect();
         let u = old.keys().find(|k| &***k == "u").cloned().expect("u");
-        let new: BTreeMap<Arc<str>, Arc<TenantStatus>> = [
-            ("a".into(), status(&[])),     // equal, other allocations
-            ("b".into(), status(&[])),     // new
-            ("t".into(), status(&[&bad])), // changed
-            (u, old["u"].clone()),         // the same key and status allocations
+        let new: StatusMap<TenantStatus> = [
+            (Arc::from("a"), status(&[])),     // equal, other allocations
+            (Arc::from("b"), status(&[])),     // new
+            (Arc::from("t"), status(&[&bad])), // changed
+            (u, old["u"].clone()),             // the same key and status allocations
         ]
-        .into();
+        .into_iter()
+        .collect();
         let found: Vec<(&str, bool)> =
             changed(&old, &new).map(|(k, before, _)| (&**k, before.is_some())).collect();
         assert_eq!(found, vec![("b", false), ("t", true)]);
         assert_eq!(changed(&new, &new).count(), 0);
-        assert_eq!(changed(&BTreeMap::new(), &new).count(), 4);
+        assert_eq!(changed(&StatusMap::new(), &new).count(), 4);
+        // A copy with one status replaced (as a round makes it): that one, among many shared.
+        let many: StatusMap<TenantStatus> =
+            (0..5000).map(|i| (Arc::from(format!("t{i:04}")), status(&[]))).collect();
+        let mut next = many.clone();
+        next.insert(Arc::from("t2500"), status(&[&bad]));
+        next.insert(Arc::from("t9999"), status(&[]));
+        let found: Vec<(&str, bool)> =
+            changed(&many, &next).map(|(k, before, _)| (&**k, before.is_some())).collect();
+        assert_eq!(found, vec![("t2500", true), ("t9999", false)]);
     }
 
     #[test]

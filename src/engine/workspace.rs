@@ -645,21 +645,21 @@ impl Workspace {
 /// Put an object's new status (`None`: it is gone) in `map`, its conditions' transition times
 /// carried from the status it replaces; an equal status keeps the old allocation, and a known
 /// key its allocation.
-fn keep<T: Conditioned + PartialEq>(
-    map: &mut BTreeMap<Arc<str>, Arc<T>>,
-    key: &str,
-    now: Option<T>,
-    stamp: &str,
-) {
+fn keep<T: Conditioned + PartialEq>(map: &mut status::StatusMap<T>, key: &str, now: Option<T>, stamp: &str) {
     let Some(mut now) = now else {
-        map.remove(key);
+        if map.contains_key(key) {
+            map.remove(key);
+        }
         return;
     };
-    match map.get_mut(key) {
-        Some(old) => {
+    // Only a status that differs is put in: the map's other parts stay shared with the last
+    // round's copy.
+    match map.get_key_value(key) {
+        Some((known, old)) => {
             status::carry_transitions(old.conditions(), now.conditions_mut(), stamp);
             if **old != now {
-                *old = Arc::new(now);
+                let known = known.clone();
+                map.insert(known, Arc::new(now));
             }
         }
         None => {

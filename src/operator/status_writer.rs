@@ -9,7 +9,6 @@ use serde_json::json;
 
 use crate::api::{API_VERSION, Policy, Stack, System, Tenant};
 use crate::engine::status::{Statuses, changed};
-use std::sync::Arc;
 
 /// The field manager of everything edict writes.
 pub const FIELD_MANAGER: &str = "edict";
@@ -97,8 +96,8 @@ pub fn notices(old: &Statuses, new: &Statuses) -> Vec<Notice> {
     }
     fn each<'a, S: PartialEq + 'a>(
         kind: &'static str,
-        old: &'a std::collections::BTreeMap<Arc<str>, Arc<S>>,
-        new: &'a std::collections::BTreeMap<Arc<str>, Arc<S>>,
+        old: &'a crate::engine::status::StatusMap<S>,
+        new: &'a crate::engine::status::StatusMap<S>,
         conditions: fn(&S) -> &Vec<Condition>,
         out: &mut Vec<Notice>,
     ) {
@@ -230,6 +229,8 @@ impl super::Engine {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::api::{StackStatus, SystemStatus};
     use crate::engine::problem::{ObjectRef, Problem, Reason};
