@@ -514,22 +514,28 @@ fn mark(ok: bool) -> &'static str {
     if ok { "ok" } else { "MISSED" }
 }
 
+/// With `EDICT_PROFILE_GATE=cold`, for a profiler: only cold gates of `modules`, for five
+/// seconds, then exit.
+fn profile_cold_gates_if_asked(modules: &[(String, String)]) {
+    if std::env::var("EDICT_PROFILE_GATE").as_deref() != Ok("cold") {
+        return;
+    }
+    let caps = edict::policy::Capabilities::latest();
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let gate = edict::policy::Gate::new();
+        black_box(gate.check(modules, caps).is_empty());
+    }
+    std::process::exit(0);
+}
+
 /// Eval figures for one case: Compiled::eval, the clone alone, a prepared engine, OPA.
 fn eval_case(case: &Case, quick: bool, opa: bool, dir: &Path) {
     let modules = case.bundle.modules();
     let data = case.bundle.data();
     let compiled =
         edict::policy::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
-    if std::env::var("EDICT_PROFILE_GATE").as_deref() == Ok("cold") {
-        // For a profiler: only cold gates, for a few seconds.
-        let caps = edict::policy::Capabilities::latest();
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            let gate = edict::policy::Gate::new();
-            black_box(gate.check(&modules, caps).is_empty());
-        }
-        std::process::exit(0);
-    }
+    profile_cold_gates_if_asked(&modules);
     let outcome = compiled.eval("data.main.outcome", &case.request).expect("evaluates").expect("defined");
     let mut prepared = prepared_engine(&case.bundle);
     let value = to_regorus(&case.request);
@@ -654,16 +660,7 @@ fn main() {
     );
     let compiled =
         edict::policy::rego::compile(&modules, &data, "data.main.main").unwrap_or_else(|e| panic!("{e}"));
-    if std::env::var("EDICT_PROFILE_GATE").as_deref() == Ok("cold") {
-        // For a profiler: only cold gates, for a few seconds.
-        let caps = edict::policy::Capabilities::latest();
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            let gate = edict::policy::Gate::new();
-            black_box(gate.check(&modules, caps).is_empty());
-        }
-        std::process::exit(0);
-    }
+    profile_cold_gates_if_asked(&modules);
 
     // --- criterion ---------------------------------------------------------------------
     let (warm, measure) = if quick {

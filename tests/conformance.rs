@@ -672,19 +672,9 @@ fn example_documents() -> Vec<String> {
     docs
 }
 
-fn revisions(ws: &Workspace) -> BTreeMap<String, (String, Vec<u8>)> {
-    ws.builds
-        .iter()
-        .map(|(k, b)| {
-            let bundle = b.bundle.as_ref().unwrap_or_else(|| panic!("{k} has no bundle: {:#?}", b.problems));
-            (k.to_string(), (bundle.revision().to_string(), bundle.archive()))
-        })
-        .collect()
-}
-
 #[test]
 fn revisions_do_not_depend_on_file_layout_or_document_order() {
-    let original = revisions(&acme());
+    let original = common::archives(&acme());
     let docs = example_documents();
     assert_eq!(docs.len(), 13, "the examples have 13 documents");
 
@@ -703,7 +693,7 @@ fn revisions_do_not_depend_on_file_layout_or_document_order() {
     }
 
     for dir in [reversed.path(), split.path()] {
-        let got = revisions(&load(&[dir.to_path_buf()]));
+        let got = common::archives(&load(&[dir.to_path_buf()]));
         assert_eq!(got.keys().collect::<Vec<_>>(), original.keys().collect::<Vec<_>>());
         for (system, (revision, archive)) in &original {
             assert_eq!(&got[system].0, revision, "revision of {system} from {}", dir.display());

@@ -5,11 +5,11 @@
 //! The workload is the benches' (`benches/workload`): Systems with Policies of their own whose
 //! text differs per System, bound by several Stacks through label globs.
 
-use std::collections::BTreeMap;
-
 use edict::engine::workspace::Workspace;
 use edict::model::ObjectKey;
 use edict::sources::manifest;
+
+mod common;
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -44,22 +44,11 @@ fn loaded(workload: &Workload, host_access: Option<&str>) -> Workspace {
     ws
 }
 
-/// Every System's revision and archive bytes.
-fn archives(ws: &Workspace) -> BTreeMap<ObjectKey, (String, Vec<u8>)> {
-    ws.builds
-        .iter()
-        .map(|(k, b)| {
-            let bundle = b.bundle.as_ref().unwrap_or_else(|| panic!("{k} has no bundle: {:#?}", b.problems));
-            (k.clone(), (bundle.revision().to_string(), bundle.archive()))
-        })
-        .collect()
-}
-
 #[test]
 fn a_stack_change_rebuilt_warm_gives_the_bytes_of_a_cold_build_for_every_system() {
     let workload = Workload::new(SYSTEMS, 12, 6);
     let mut warm = loaded(&workload, None);
-    let before = archives(&warm);
+    let before = common::archives(&warm);
     assert_eq!(before.len(), SYSTEMS);
 
     // The baseline Stack's Policy changes: every System is bound by it.
@@ -69,9 +58,9 @@ fn a_stack_change_rebuilt_warm_gives_the_bytes_of_a_cold_build_for_every_system(
     affected.dedup();
     assert_eq!(affected.len(), SYSTEMS, "the baseline Stack binds every System");
     warm.rebuild(&affected);
-    let after = archives(&warm);
+    let after = common::archives(&warm);
 
-    let cold = archives(&loaded(&workload, Some(&edited)));
+    let cold = common::archives(&loaded(&workload, Some(&edited)));
     assert_eq!(after.len(), cold.len());
     for (key, (revision, bytes)) in &after {
         let (cold_revision, cold_bytes) = &cold[key];

@@ -32,6 +32,20 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Every built System's revision and archive bytes; a System without a bundle fails the test
+/// with its problems.
+pub fn archives(
+    ws: &edict::engine::workspace::Workspace,
+) -> std::collections::BTreeMap<edict::model::ObjectKey, (String, Vec<u8>)> {
+    ws.builds
+        .iter()
+        .map(|(k, b)| {
+            let bundle = b.bundle.as_ref().unwrap_or_else(|| panic!("{k} has no bundle: {:#?}", b.problems));
+            (k.clone(), (bundle.revision().to_string(), bundle.archive()))
+        })
+        .collect()
+}
+
 /// Copy the example manifests to `to` (not the `.edict/` store that
 /// `edict run --local examples/acme` leaves beside them).
 pub fn copy_examples(to: &std::path::Path) {
