@@ -253,8 +253,8 @@ impl Workspace {
     }
 
     /// Mark what an object's change touched: the object, what was related to it before and
-    /// after, the Systems it affects, and every Tenant when an object came or went (they count
-    /// them) or a Tenant changed (it decides who owns what).
+    /// after, the Systems it affects, every Tenant when a Stack or System came or went (they
+    /// count them), and everything when a Tenant changed (it decides who owns what).
     fn touched(&mut self, kind: Kind, key: &ObjectKey, before: Vec<ObjectRef>, affected: &Affected) {
         let me = match kind {
             Kind::Tenant => ObjectRef::tenant(&key.name),
@@ -272,9 +272,18 @@ impl Workspace {
             Kind::System => self.catalog.systems().contains_key(key),
             Kind::Policy => self.catalog.policies().contains_key(key),
         };
-        if kind == Kind::Tenant || (existed != exists && matches!(kind, Kind::Stack | Kind::System)) {
+        if kind == Kind::Tenant {
             self.dirty.all = true;
             return;
+        }
+        if existed != exists && matches!(kind, Kind::Stack | Kind::System) {
+            // Tenants count them, and a namespace claimed by several Tenants is a problem of
+            // each once something lives in it.
+            let tenants: Vec<ObjectRef> =
+                self.catalog.tenants().keys().map(|n| ObjectRef::tenant(n)).collect();
+            for t in tenants {
+                self.touch(t);
+            }
         }
         let after = self.related(kind, key);
         for r in before.into_iter().chain(after) {
