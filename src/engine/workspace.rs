@@ -237,16 +237,7 @@ impl Workspace {
                 out.extend(policies(TargetKind::System));
             }
             Kind::Stack => out.extend(policies(TargetKind::Stack)),
-            Kind::Policy => {
-                if let Some(p) = self.catalog.policies().get(key) {
-                    let target = ObjectKey::new(key.namespace.clone(), p.policy.spec.target.name.clone());
-                    let kind = match p.policy.spec.target.kind {
-                        TargetKind::Stack => "Stack",
-                        TargetKind::System => "System",
-                    };
-                    out.push(ObjectRef::namespaced(kind, &target));
-                }
-            }
+            Kind::Policy => out.extend(self.catalog.target_of(key)),
             Kind::Tenant => {}
         }
         out
@@ -256,27 +247,23 @@ impl Workspace {
     /// after, the Systems it affects, every Tenant when a Stack or System came or went (they
     /// count them), and everything when a Tenant changed (it decides who owns what).
     fn touched(&mut self, kind: Kind, key: &ObjectKey, before: Vec<ObjectRef>, affected: &Affected) {
-        let me = match kind {
-            Kind::Tenant => ObjectRef::tenant(&key.name),
-            _ => ObjectRef::namespaced(kind.as_str(), key),
+        // Whether a Stack or System came or went: its status is in `current` as last computed.
+        let came_or_went = match kind {
+            Kind::Tenant => {
+                self.dirty.all = true;
+                return;
+            }
+            Kind::Stack => {
+                self.current.stacks.contains_key(key.to_string().as_str())
+                    != self.catalog.stacks().contains_key(key)
+            }
+            Kind::System => {
+                self.current.systems.contains_key(key.to_string().as_str())
+                    != self.catalog.systems().contains_key(key)
+            }
+            Kind::Policy => false,
         };
-        let existed = match kind {
-            Kind::Tenant => self.current.tenants.contains_key(key.name.as_str()),
-            Kind::Stack => self.current.stacks.contains_key(key.to_string().as_str()),
-            Kind::System => self.current.systems.contains_key(key.to_string().as_str()),
-            Kind::Policy => self.current.policies.contains_key(key.to_string().as_str()),
-        };
-        let exists = match kind {
-            Kind::Tenant => self.catalog.tenants().contains_key(&key.name),
-            Kind::Stack => self.catalog.stacks().contains_key(key),
-            Kind::System => self.catalog.systems().contains_key(key),
-            Kind::Policy => self.catalog.policies().contains_key(key),
-        };
-        if kind == Kind::Tenant {
-            self.dirty.all = true;
-            return;
-        }
-        if existed != exists && matches!(kind, Kind::Stack | Kind::System) {
+        if came_or_went {
             // Tenants count them, and a namespace claimed by several Tenants is a problem of
             // each once something lives in it.
             let tenants: Vec<ObjectRef> =
@@ -292,7 +279,7 @@ impl Workspace {
         for system in affected.iter() {
             self.touch(ObjectRef::namespaced("System", system));
         }
-        self.touch(me);
+        self.touch(ObjectRef::namespaced(kind.as_str(), key));
     }
 
     /// Mark an object's status to be computed again (a Policy's target's too: it shows the
@@ -302,15 +289,10 @@ impl Workspace {
             return;
         }
         if object.kind == "Policy"
-            && let Some(p) =
-                self.catalog.policies().get(&ObjectKey::new(object.namespace.clone(), object.name.clone()))
+            && let Some(target) =
+                self.catalog.target_of(&ObjectKey::new(object.namespace.clone(), object.name.clone()))
         {
-            let target = ObjectKey::new(object.namespace.clone(), p.policy.spec.target.name.clone());
-            let kind = match p.policy.spec.target.kind {
-                TargetKind::Stack => "Stack",
-                TargetKind::System => "System",
-            };
-            self.dirty.objects.insert(ObjectRef::namespaced(kind, &target));
+            self.dirty.objects.insert(target);
         }
         self.dirty.objects.insert(object);
     }

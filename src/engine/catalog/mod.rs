@@ -404,6 +404,16 @@ impl Catalog {
         &self.policies
     }
 
+    /// The Stack or System a known Policy is attached to (whether or not that exists).
+    pub fn target_of(&self, policy: &ObjectKey) -> Option<ObjectRef> {
+        let target = &self.policies.get(policy)?.policy.spec.target;
+        let kind = match target.kind {
+            TargetKind::Stack => "Stack",
+            TargetKind::System => "System",
+        };
+        Some(ObjectRef::namespaced(kind, &ObjectKey::new(policy.namespace.clone(), target.name.clone())))
+    }
+
     /// The Policies attached to a Stack or System, sorted by name.
     pub fn policies_of(&self, kind: TargetKind, target: &ObjectKey) -> Vec<&PolicyEntry> {
         self.by_target

@@ -354,7 +354,8 @@ impl TenantIndex for MemoryIndex {
         let mut t = self.tenant(tenant)?;
         let data = t.data();
         // One process holds the tenant's log at a time: the milliseconds of the entry's time,
-        // counted on within one, and past entries written at explicit ids.
+        // counted on within one and past `head` (which covers ids given to `put_commit`); the
+        // loop only guards against a journal whose head lags its entries, never overwriting one.
         let mut sequence = super::commit_id(record.time, 0, data.head);
         while data.commits.contains_key(&sequence) {
             sequence += 1;
