@@ -254,6 +254,59 @@ pub fn policy(
     Some(PolicyStatus { observed_generation: generation, conditions, package, tests: tests.cloned() })
 }
 
+/// Put an object's new status (`None`: it is gone) in `map`, its conditions' transition times
+/// carried from the status it replaces; an equal status keeps the old allocation, and a known
+/// key its allocation.
+pub(crate) fn keep<T: Conditioned + PartialEq>(
+    map: &mut StatusMap<T>,
+    key: &str,
+    now: Option<T>,
+    stamp: &str,
+) {
+    let Some(mut now) = now else {
+        if map.contains_key(key) {
+            map.remove(key);
+        }
+        return;
+    };
+    // Only a status that differs is put in: the map's other parts stay shared with the last
+    // round's copy.
+    match map.get_key_value(key) {
+        Some((known, old)) => {
+            carry_transitions(old.conditions(), now.conditions_mut(), stamp);
+            if **old != now {
+                let known = known.clone();
+                map.insert(known, Arc::new(now));
+            }
+        }
+        None => {
+            carry_transitions(&[], now.conditions_mut(), stamp);
+            map.insert(Arc::from(key), Arc::new(now));
+        }
+    }
+}
+
+/// A status with kstatus conditions.
+pub(crate) trait Conditioned {
+    fn conditions(&self) -> &[crate::api::Condition];
+    fn conditions_mut(&mut self) -> &mut Vec<crate::api::Condition>;
+}
+
+macro_rules! conditioned {
+    ($($t:ty),*) => {$(
+        impl Conditioned for $t {
+            fn conditions(&self) -> &[crate::api::Condition] {
+                &self.conditions
+            }
+            fn conditions_mut(&mut self) -> &mut Vec<crate::api::Condition> {
+                &mut self.conditions
+            }
+        }
+    )*};
+}
+
+conditioned!(TenantStatus, StackStatus, SystemStatus, PolicyStatus);
+
 #[cfg(test)]
 mod tests {
     use super::*;

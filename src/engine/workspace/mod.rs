@@ -1,7 +1,7 @@
 //! A set of manifests built the way the operator would build them: the engine behind
 //! `edict build`, `edict test`, `edict eval` and `edict run --local`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +15,10 @@ use crate::engine::status::{self, Statuses};
 use crate::model::{Kind, ObjectKey};
 use crate::policy::rego::TestResult;
 use crate::sources::manifest::Located;
+
+mod tracking;
+
+use tracking::{Dirty, Found};
 
 /// Manifests loaded into a catalog, with every System built.
 #[derive(Debug)]
@@ -53,82 +57,6 @@ pub struct Workspace {
     dirty: Dirty,
     /// What the builds found, by object (kept as builds come and go).
     found: Found,
-}
-
-/// What the builds found, by the object each problem is about, and the Rego test counts they
-/// ran, by Policy: kept as builds come and go, so that a round reads what it needs of
-/// 10,000 builds, not all of them.
-#[derive(Debug, Default)]
-struct Found {
-    /// Problems by object, then by the System whose build found them.
-    problems: HashMap<ObjectRef, BTreeMap<ObjectKey, Vec<Problem>>>,
-    /// Test counts by Policy, then by the System whose build ran them.
-    tests: HashMap<ObjectKey, BTreeMap<ObjectKey, crate::api::TestSummary>>,
-}
-
-impl Found {
-    /// What `builds` found, read afresh.
-    #[cfg(debug_assertions)]
-    fn of(builds: &BTreeMap<ObjectKey, SystemBuild>) -> Self {
-        let mut found = Found::default();
-        for b in builds.values() {
-            found.add(b);
-        }
-        found
-    }
-
-    fn add(&mut self, b: &SystemBuild) {
-        for p in &b.problems {
-            self.problems
-                .entry(p.object.clone())
-                .or_default()
-                .entry(b.key.clone())
-                .or_default()
-                .push(p.clone());
-        }
-        for (policy, t) in &b.tests {
-            self.tests.entry(policy.clone()).or_default().insert(b.key.clone(), t.clone());
-        }
-    }
-
-    fn remove(&mut self, b: &SystemBuild) {
-        for p in &b.problems {
-            if let Some(by_system) = self.problems.get_mut(&p.object) {
-                by_system.remove(&b.key);
-                if by_system.is_empty() {
-                    self.problems.remove(&p.object);
-                }
-            }
-        }
-        for policy in b.tests.keys() {
-            if let Some(by_system) = self.tests.get_mut(policy) {
-                by_system.remove(&b.key);
-                if by_system.is_empty() {
-                    self.tests.remove(policy);
-                }
-            }
-        }
-    }
-
-    /// The problems about `object`, System by System in key order.
-    fn problems(&self, object: &ObjectRef) -> impl Iterator<Item = &Problem> {
-        self.problems.get(object).into_iter().flat_map(|by_system| by_system.values().flatten())
-    }
-
-    /// A Policy's test counts: the last System's (in key order) whose build ran its tests.
-    fn tests(&self, policy: &ObjectKey) -> Option<&crate::api::TestSummary> {
-        self.tests.get(policy).and_then(|by_system| by_system.values().next_back())
-    }
-}
-
-/// The objects whose status must be computed again: each change names what it touches, so that
-/// a round costs what changed, not what exists.
-#[derive(Debug, Default)]
-struct Dirty {
-    /// Everything (after a load, a restart, a namespace's or a Tenant's change).
-    all: bool,
-    /// `Tenant`, `Stack`, `System` and `Policy` references.
-    objects: BTreeSet<ObjectRef>,
 }
 
 impl Workspace {
@@ -583,11 +511,11 @@ impl Workspace {
                         }
                         s
                     });
-                    keep(&mut statuses.tenants, &object.name, now, stamp);
+                    status::keep(&mut statuses.tenants, &object.name, now, stamp);
                 }
                 "Stack" => {
                     let now = status::stack(&self.catalog, &key, &problems_of);
-                    keep(&mut statuses.stacks, &key.to_string(), now, stamp);
+                    status::keep(&mut statuses.stacks, &key.to_string(), now, stamp);
                 }
                 "System" => {
                     let build = self.builds.get(&key);
@@ -606,11 +534,11 @@ impl Workspace {
                             s
                         },
                     );
-                    keep(&mut statuses.systems, &key.to_string(), now, stamp);
+                    status::keep(&mut statuses.systems, &key.to_string(), now, stamp);
                 }
                 "Policy" => {
                     let now = status::policy(&self.catalog, &key, &problems, found.tests(&key));
-                    keep(&mut statuses.policies, &key.to_string(), now, stamp);
+                    status::keep(&mut statuses.policies, &key.to_string(), now, stamp);
                 }
                 _ => {}
             }
@@ -632,51 +560,3 @@ impl Workspace {
         out
     }
 }
-
-/// Put an object's new status (`None`: it is gone) in `map`, its conditions' transition times
-/// carried from the status it replaces; an equal status keeps the old allocation, and a known
-/// key its allocation.
-fn keep<T: Conditioned + PartialEq>(map: &mut status::StatusMap<T>, key: &str, now: Option<T>, stamp: &str) {
-    let Some(mut now) = now else {
-        if map.contains_key(key) {
-            map.remove(key);
-        }
-        return;
-    };
-    // Only a status that differs is put in: the map's other parts stay shared with the last
-    // round's copy.
-    match map.get_key_value(key) {
-        Some((known, old)) => {
-            status::carry_transitions(old.conditions(), now.conditions_mut(), stamp);
-            if **old != now {
-                let known = known.clone();
-                map.insert(known, Arc::new(now));
-            }
-        }
-        None => {
-            status::carry_transitions(&[], now.conditions_mut(), stamp);
-            map.insert(Arc::from(key), Arc::new(now));
-        }
-    }
-}
-
-/// A status with kstatus conditions.
-trait Conditioned {
-    fn conditions(&self) -> &[crate::api::Condition];
-    fn conditions_mut(&mut self) -> &mut Vec<crate::api::Condition>;
-}
-
-macro_rules! conditioned {
-    ($($t:ty),*) => {$(
-        impl Conditioned for $t {
-            fn conditions(&self) -> &[crate::api::Condition] {
-                &self.conditions
-            }
-            fn conditions_mut(&mut self) -> &mut Vec<crate::api::Condition> {
-                &mut self.conditions
-            }
-        }
-    )*};
-}
-
-conditioned!(crate::api::TenantStatus, crate::api::StackStatus, SystemStatus, crate::api::PolicyStatus);
