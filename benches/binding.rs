@@ -13,6 +13,10 @@ use criterion::{BatchSize, Criterion};
 use edict::select::bindings::{BindingIndex, ObjectKey};
 use edict::select::selector::{Labels, StackSelector, Terms};
 
+/// The allocator the edict binary runs with (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SYSTEMS: usize = 10_000;
 const STACKS: usize = 1_000;
 const TENANTS: &[&str] = &["acme", "globex", "initech"];

@@ -25,6 +25,10 @@ use edict::ingest::{Fleet, Ingest, Limits, ServedSystems, SystemKey};
 use edict::registry::store::DirStore;
 use serde_json::Value;
 
+/// The allocator the edict binary runs with (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 100;
 
 fn fixture(name: &str) -> Vec<u8> {

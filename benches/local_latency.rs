@@ -25,6 +25,10 @@ use workload::{Revision, Workload, percentile};
 
 mod workload;
 
+/// The allocator the edict binary runs with (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Write like an editor that saves atomically: a hidden temporary file renamed over the target.
 fn write_atomically(path: &Path, text: &str) {
     let tmp =

@@ -18,7 +18,7 @@
 //! `EDICT_BENCH_MEMORY_STACKS`; `EDICT_BENCH_PHASE=latency` or `memory` runs one part only.
 //! Run without `--bench` (as `cargo test --benches` does) it only smoke-tests small sizes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -35,7 +35,7 @@ use workload::{TIERS, Workload, percentile};
 
 mod workload;
 
-/// The system allocator, counting live heap bytes once [`COUNTING`] is on (in the memory
+/// The allocator the edict binary runs with (mimalloc, see `main.rs`), counting live heap bytes once [`COUNTING`] is on (in the memory
 /// phase only, from its first line, so that the other phases pay one relaxed load per call).
 struct Counting;
 
@@ -48,11 +48,11 @@ fn count(delta: isize) {
     }
 }
 
-// SAFETY: every call is forwarded unchanged to `System`; only a counter is updated beside it.
+// SAFETY: every call is forwarded unchanged to `MiMalloc`; only a counter is updated beside it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract for `alloc` is passed on as is.
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
         if !p.is_null() {
             count(layout.size() as isize);
         }
@@ -61,7 +61,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             count(layout.size() as isize);
         }
@@ -69,14 +69,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes through here).
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by `MiMalloc` with `layout` (every allocation goes through here).
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
         count(-(layout.size() as isize));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as for `dealloc`, with the caller's contract for `realloc`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             count(new_size as isize - layout.size() as isize);
         }

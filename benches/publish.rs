@@ -21,6 +21,10 @@ use edict::registry::index::{ReadOp, TenantIndex};
 use edict::registry::store::{ObjectMeta, ObjectStore, Precondition, S3Store, StoreError, StoredObject};
 use futures::StreamExt;
 
+/// The allocator the edict binary runs with (see `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Counts writes that reach the store.
 #[derive(Debug)]
 struct Counting {

@@ -407,24 +407,13 @@ fn compile_problems(
     }
 }
 
-/// Build many Systems on all cores.
+/// Build many Systems on all cores (rayon's pool: the compile gate inside each build shares it).
 pub fn build_systems(
     catalog: &Catalog,
     keys: &[ObjectKey],
     cluster: &str,
     checks: &Checks,
 ) -> Vec<SystemBuild> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(keys.len().max(1));
-    let chunk = keys.len().div_ceil(workers).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = keys
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter().map(|k| build_system(catalog, k, cluster, checks)).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
+    use rayon::prelude::*;
+    keys.par_iter().map(|k| build_system(catalog, k, cluster, checks)).collect()
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::Capabilities;
@@ -168,13 +169,21 @@ impl Gate {
         Self::default()
     }
 
-    fn parse(&self, label: &str, text: &str) -> ([u8; 32], Parse) {
-        let mut h = Sha256::new();
-        h.update(label.as_bytes());
-        h.update([0]);
-        h.update(text.as_bytes());
-        let key: [u8; 32] = h.finalize().into();
-        (key, cached(&self.parsed, key, || Arc::new(model::parse(label, text))))
+    /// Every module parsed, those not parsed before on all cores.
+    fn parse_all(&self, modules: &[(String, String)]) -> Vec<([u8; 32], Parse)> {
+        let keys: Vec<[u8; 32]> = modules
+            .iter()
+            .map(|(label, text)| {
+                let mut h = Sha256::new();
+                h.update(label.as_bytes());
+                h.update([0]);
+                h.update(text.as_bytes());
+                h.finalize().into()
+            })
+            .collect();
+        let parsed =
+            cached_all(&self.parsed, &keys, |i| Arc::new(model::parse(&modules[i].0, &modules[i].1)));
+        keys.into_iter().zip(parsed).collect()
     }
 
     /// How many unit verdicts the gate keeps.
@@ -183,9 +192,11 @@ impl Gate {
         self.checked.lock().map(|c| c.len()).unwrap_or_default()
     }
 
-    /// Check modules compiled together, as [`check_modules`] does.
+    /// Check modules compiled together, as [`check_modules`] does. Modules not parsed yet are
+    /// parsed on all cores, and so are units that do not read each other (rayon: inside a
+    /// pipeline that already builds Systems on every core, this adds no threads).
     pub fn check(&self, modules: &[(String, String)], caps: &Capabilities) -> Vec<CompileError> {
-        let parsed: Vec<_> = modules.iter().map(|(label, text)| self.parse(label, text)).collect();
+        let parsed = self.parse_all(modules);
         let mut errors: Vec<CompileError> =
             parsed.iter().filter_map(|(_, p)| p.as_ref().as_ref().err().cloned()).collect();
         if !errors.is_empty() {
@@ -196,46 +207,43 @@ impl Gate {
         let parsed: Vec<&model::Parsed> =
             parsed.iter().filter_map(|(_, p)| p.as_ref().as_ref().ok()).collect();
         let units = units::units(&parsed);
-        let mut verdicts: Vec<Arc<Verdict>> = Vec::with_capacity(units.len());
-        for unit in &units {
-            // A unit's verdict is a function of its modules, of what it can see of the units
-            // it reads (the rules at the paths it reads: their kinds, types and constant keys)
-            // and of the OPA release. A Stack's change that keeps the kinds and types of the
-            // decisions the entrypoint reads leaves the entrypoint's verdict as it was.
-            let mut h = Sha256::new();
-            h.update(caps.version.as_bytes());
-            let mut own: Vec<&[u8; 32]> = unit.members.iter().map(|&m| &keys[m]).collect();
-            own.sort();
-            for k in own {
-                h.update(k);
-            }
-            let reads: Vec<&Vec<String>> =
-                unit.members.iter().flat_map(|&m| parsed[m].reads.iter()).collect();
-            for &r in &unit.reads {
-                h.update([0]);
-                for (path, shape) in &verdicts[r].exports {
-                    if reads.iter().any(|read| units::nested(path, read)) {
-                        for part in path {
-                            h.update(part.as_bytes());
-                            h.update([1]);
-                        }
-                        h.update(shape);
-                    }
-                }
-            }
-            let key: [u8; 32] = h.finalize().into();
-            let verdict = cached(&self.checked, key, || {
-                let members: Vec<&model::Parsed> = unit.members.iter().map(|&m| parsed[m]).collect();
-                let context: Vec<&model::Parsed> =
-                    unit.reads.iter().flat_map(|&r| units[r].members.iter().map(|&m| parsed[m])).collect();
-                let mut types = RuleTypes::new();
-                for &r in &unit.reads {
-                    types.extend(verdicts[r].types.iter().map(|(p, t)| (p.clone(), t.clone())));
-                }
-                Arc::new(check_program(&model::Program::with_context(&members, &context), caps, types))
-            });
-            verdicts.push(verdict);
+        // Units in waves: a unit's wave comes after the waves of every unit it reads, so the
+        // units of one wave are checked side by side.
+        let mut wave = vec![0usize; units.len()];
+        for (u, unit) in units.iter().enumerate() {
+            wave[u] = unit.reads.iter().map(|&r| wave[r] + 1).max().unwrap_or(0);
         }
+        let mut verdicts: Vec<Option<Arc<Verdict>>> = vec![None; units.len()];
+        for w in 0..units.len() {
+            let now: Vec<usize> = (0..units.len()).filter(|&u| wave[u] == w).collect();
+            if now.is_empty() {
+                break;
+            }
+            let done: Vec<Arc<Verdict>> = {
+                let read =
+                    |r: usize| verdicts[r].as_ref().expect("a unit's reads are checked in earlier waves");
+                let keys: Vec<[u8; 32]> =
+                    now.iter().map(|&u| unit_key(&units[u], &keys, &parsed, read, caps)).collect();
+                cached_all(&self.checked, &keys, |i| {
+                    let unit = &units[now[i]];
+                    let members: Vec<&model::Parsed> = unit.members.iter().map(|&m| parsed[m]).collect();
+                    let context: Vec<&model::Parsed> = unit
+                        .reads
+                        .iter()
+                        .flat_map(|&r| units[r].members.iter().map(|&m| parsed[m]))
+                        .collect();
+                    let mut types = RuleTypes::new();
+                    for &r in &unit.reads {
+                        types.extend(read(r).types.iter().map(|(p, t)| (p.clone(), t.clone())));
+                    }
+                    Arc::new(check_program(&model::Program::with_context(&members, &context), caps, types))
+                })
+            };
+            for (u, verdict) in now.into_iter().zip(done) {
+                verdicts[u] = Some(verdict);
+            }
+        }
+        let verdicts: Vec<Arc<Verdict>> = verdicts.into_iter().flatten().collect();
         // OPA stops at the first stage that found errors anywhere.
         let first = verdicts.iter().filter_map(|v| v.failed.as_ref().map(|(stage, _)| *stage)).min();
         let errors = verdicts
@@ -246,6 +254,40 @@ impl Gate {
             .collect();
         limited(errors)
     }
+}
+
+/// The key of a unit's verdict: a function of its modules, of what it can see of the units it
+/// reads (the rules at the paths it reads: their kinds, types and constant keys) and of the OPA
+/// release. A Stack's change that keeps the kinds and types of the decisions the entrypoint
+/// reads leaves the entrypoint's verdict as it was.
+fn unit_key<'v>(
+    unit: &units::Unit,
+    keys: &[[u8; 32]],
+    parsed: &[&model::Parsed],
+    read: impl Fn(usize) -> &'v Arc<Verdict>,
+    caps: &Capabilities,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(caps.version.as_bytes());
+    let mut own: Vec<&[u8; 32]> = unit.members.iter().map(|&m| &keys[m]).collect();
+    own.sort();
+    for k in own {
+        h.update(k);
+    }
+    let reads: Vec<&Vec<String>> = unit.members.iter().flat_map(|&m| parsed[m].reads.iter()).collect();
+    for &r in &unit.reads {
+        h.update([0]);
+        for (path, shape) in &read(r).exports {
+            if reads.iter().any(|read| units::nested(path, read)) {
+                for part in path {
+                    h.update(part.as_bytes());
+                    h.update([1]);
+                }
+                h.update(shape);
+            }
+        }
+    }
+    h.finalize().into()
 }
 
 /// Run the compiler stages in OPA's order over the checked modules of a program, stopping at the
@@ -292,20 +334,34 @@ fn run_stages(
     ((!errors.is_empty()).then_some((stage, errors)), types)
 }
 
-/// The value in `cache` under `key`, made by `make` (and kept) when there is none. A cache
-/// past [`PARSED_LIMIT`] entries starts over, so a long run does not grow without end.
-fn cached<V: Clone>(cache: &Mutex<HashMap<[u8; 32], V>>, key: [u8; 32], make: impl FnOnce() -> V) -> V {
-    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-        return hit;
-    }
-    let value = make();
+/// The values in `cache` under `keys`, those it lacks made by `make(i)` (on all cores when
+/// more than one is missing) and kept. A cache past [`PARSED_LIMIT`] entries starts over, so a
+/// long run does not grow without end.
+fn cached_all<V: Clone + Send>(
+    cache: &Mutex<HashMap<[u8; 32], V>>,
+    keys: &[[u8; 32]],
+    make: impl Fn(usize) -> V + Sync,
+) -> Vec<V> {
+    let found: Vec<Option<V>> = match cache.lock() {
+        Ok(c) => keys.iter().map(|k| c.get(k).cloned()).collect(),
+        Err(_) => vec![None; keys.len()],
+    };
+    let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+    let made: Vec<V> = if missing.len() > 1 {
+        missing.par_iter().map(|&i| make(i)).collect()
+    } else {
+        missing.iter().map(|&i| make(i)).collect()
+    };
     if let Ok(mut c) = cache.lock() {
-        if c.len() >= PARSED_LIMIT {
+        if c.len() + made.len() > PARSED_LIMIT {
             c.clear();
         }
-        c.insert(key, value.clone());
+        for (&i, v) in missing.iter().zip(&made) {
+            c.insert(keys[i], v.clone());
+        }
     }
-    value
+    let mut made = made.into_iter();
+    found.into_iter().map(|f| f.or_else(|| made.next()).expect("one made for each missing")).collect()
 }
 
 /// Errors as OPA prints them: sorted, once each, and no more than its limit.
