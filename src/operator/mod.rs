@@ -21,8 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
-
 use crate::api::Tenant;
 use crate::engine::catalog::Affected;
 use crate::engine::problem::{ObjectRef, Problem, Reason};
@@ -409,18 +407,19 @@ impl Engine {
                 }
             }
         }
-        let publishes = futures::stream::iter(jobs)
-            .map(|(key, input, bundle, generations, registry)| async move {
+        let publishes = crate::registry::publishing::on_tasks(
+            jobs,
+            self.parallelism,
+            |(key, input, bundle, generations, registry)| async move {
                 let began = Instant::now();
                 let outcome = match &bundle {
                     Some(b) => Some(registry.publish(&input, b, &generations, SystemTime::now()).await),
                     None => None,
                 };
                 (key, input, bundle, registry, outcome, began.elapsed())
-            })
-            .buffer_unordered(self.parallelism)
-            .collect::<Vec<_>>()
-            .await;
+            },
+        )
+        .await;
         // What the publishes saw of each Tenant's storage: its status follows it (an outage after
         // it connected is no longer hidden behind Ready=True).
         let mut seen: BTreeMap<String, Result<Registry, String>> = BTreeMap::new();

@@ -66,6 +66,25 @@ pub async fn publish_all(
     reports
 }
 
+/// Run `work` on each item, each on a task of its own with at most `parallel` at once; the
+/// results in the order of `items`. Publishes run this way: a store whose calls block (the
+/// directory store of the embedded registry) then keeps every worker thread of the runtime
+/// busy, not only the caller's. A task that panics panics the caller.
+pub async fn on_tasks<I, F, Fut>(items: Vec<I>, parallel: usize, work: F) -> Vec<Fut::Output>
+where
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    use futures::StreamExt;
+    futures::stream::iter(items)
+        .map(|item| tokio::spawn(work(item)))
+        .buffered(parallel.max(1))
+        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+        .collect()
+        .await
+}
+
 /// Publish these builds with at most `parallel` in flight, each retried with `backoff`.
 pub async fn publish_many(
     registry: &Registry,

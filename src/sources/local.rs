@@ -66,6 +66,9 @@ pub struct Local {
     served: BTreeMap<ObjectKey, crate::bundle::BundleInput>,
 }
 
+/// Publishes in flight at once (each on a task of its own: see `publishing::on_tasks`).
+const PUBLISHING: usize = 16;
+
 /// How long an OPA that stopped reporting is remembered at all (it stops counting as reporting
 /// after three reporting intervals).
 const FORGET_OPAS: Duration = Duration::from_secs(600);
@@ -225,6 +228,7 @@ impl Local {
     pub async fn publish(&mut self, registry: &Registry, keys: &[ObjectKey]) -> (usize, usize) {
         let (mut written, mut unchanged) = (0, 0);
         let now = SystemTime::now();
+        let mut jobs = Vec::new();
         for key in keys {
             if !self.ws.catalog.systems().contains_key(key) {
                 if let Some(input) = self.served.remove(key) {
@@ -234,7 +238,25 @@ impl Local {
             }
             let Some(build) = self.ws.builds.get(key) else { continue };
             let (Some(input), Some(bundle)) = (&build.input, &build.bundle) else { continue };
-            match registry.publish(input, bundle, &build.generations, now).await {
+            jobs.push((
+                key.clone(),
+                input.clone(),
+                bundle.clone(),
+                build.generations.clone(),
+                registry.clone(),
+            ));
+        }
+        let published = crate::registry::publishing::on_tasks(
+            jobs,
+            PUBLISHING,
+            |(key, input, bundle, generations, registry)| async move {
+                let outcome = registry.publish(&input, &bundle, &generations, now).await;
+                (key, input, bundle, outcome)
+            },
+        )
+        .await;
+        for (key, input, bundle, outcome) in published {
+            match outcome {
                 Ok(done) => {
                     if done == Published::Written {
                         written += 1;
@@ -248,10 +270,9 @@ impl Local {
                         // Moved to another Tenant: its old place serves nothing.
                         retire(registry, &old.system_id(), &old.prefix(), now).await;
                     }
-                    let revision = bundle.revision().to_string();
-                    self.ws.published(key, &revision);
+                    self.ws.published(&key, bundle.revision());
                 }
-                Err(e) => self.ws.publish_error(key, &e),
+                Err(e) => self.ws.publish_error(&key, &e),
             }
         }
         (written, unchanged)
