@@ -723,6 +723,14 @@ fn memory_phase(w: Workload) -> MemoryFigures {
         statuses_heap as f64 / MIB,
         (reconciled_heap - catalog_heap - builds_heap) as f64 / MIB
     );
+    // What the compile gate and the Policy tests keep, by content (parsed modules, verdicts).
+    let before = LIVE.load(Ordering::Relaxed);
+    engine.forget_checks();
+    let checks_heap = before - LIVE.load(Ordering::Relaxed);
+    println!(
+        "   of everything else, the compile gate's and the tests' caches (parsed modules, verdicts): {:.0} MiB",
+        checks_heap as f64 / MIB
+    );
     drop(engine);
     MemoryFigures {
         systems: w.systems,

@@ -619,6 +619,14 @@ impl Engine {
         self.written = Arc::new(observed);
     }
 
+    /// Forget what the compile gate and the Policy tests parsed, checked and ran (the next
+    /// build of each System does it again). For the benches: what those caches hold is the heap
+    /// this frees.
+    #[doc(hidden)]
+    pub fn forget_checks(&mut self) {
+        self.ws.checks = crate::engine::pipeline::Checks::for_opa(self.ws.checks.opa());
+    }
+
     /// Every object's status now.
     pub fn statuses(&mut self) -> Statuses {
         // What was applied beside each bundle (a change of it touches the System: see `sync`).
