@@ -110,18 +110,54 @@ pub fn check_whole(modules: &[(String, String)], caps: &Capabilities) -> Vec<Com
 /// that Stack's unit and the generated entrypoint again.
 #[derive(Default)]
 pub struct Gate {
-    parsed: Mutex<HashMap<[u8; 32], Parse>>,
+    /// Every module seen, by label and text: its outline, or why it does not parse.
+    outlines: Mutex<HashMap<[u8; 32], Outlined>>,
+    /// Syntax trees, only as many as [`TREES_LIMIT`] allows: a tree is needed only when a unit's
+    /// verdict is computed, and the trees of every System's own modules are what made a gate
+    /// large.
+    trees: Mutex<Trees>,
     checked: Mutex<HashMap<[u8; 32], Arc<Verdict>>>,
 }
 
-/// A module parsed once, shared by every bundle that holds it.
-type Parse = Arc<Result<model::Parsed, CompileError>>;
+/// A module's outline, or why it does not parse; shared by every bundle that holds it.
+type Outlined = Arc<Result<model::Outline, CompileError>>;
+
+/// Syntax trees in two generations: a tree used again moves to the young one, and when the
+/// young one is full it becomes the old one and the old one is dropped. What is used often (the
+/// modules of Stacks that many Systems share) stays; what is not leaves within two generations.
+#[derive(Default)]
+struct Trees {
+    young: HashMap<[u8; 32], Arc<model::Parsed>>,
+    old: HashMap<[u8; 32], Arc<model::Parsed>>,
+}
+
+impl Trees {
+    fn get(&mut self, key: &[u8; 32]) -> Option<Arc<model::Parsed>> {
+        if let Some(tree) = self.young.get(key) {
+            return Some(tree.clone());
+        }
+        let tree = self.old.remove(key)?;
+        self.insert(*key, tree.clone());
+        Some(tree)
+    }
+
+    fn insert(&mut self, key: [u8; 32], tree: Arc<model::Parsed>) {
+        if self.young.len() >= TREES_LIMIT {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, tree);
+    }
+}
+
+/// Syntax trees a gate keeps in each of its two generations.
+const TREES_LIMIT: usize = 1_000;
 
 /// One compiler stage: it adds the errors it finds.
 type Stage<'a> = &'a dyn Fn(&mut Vec<CompileError>);
 
-/// Modules (and units) a gate keeps before it starts over, so a long run does not grow without end.
-const PARSED_LIMIT: usize = 20_000;
+/// Outlines (and unit verdicts) a gate keeps before it starts over, so a long run does not grow
+/// without end.
+const OUTLINES_LIMIT: usize = 20_000;
 
 /// What checking one unit found.
 struct Verdict {
@@ -157,9 +193,17 @@ fn exports(program: &model::Program, types: &RuleTypes) -> Vec<(Vec<String>, [u8
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kept = self.parsed.lock().map(|p| p.len()).unwrap_or_default();
-        let checked = self.checked.lock().map(|p| p.len()).unwrap_or_default();
-        f.debug_struct("Gate").field("parsed", &kept).field("checked", &checked).finish()
+        let outlines = lock(&self.outlines).len();
+        let trees = {
+            let t = lock(&self.trees);
+            t.young.len() + t.old.len()
+        };
+        let checked = lock(&self.checked).len();
+        f.debug_struct("Gate")
+            .field("outlines", &outlines)
+            .field("trees", &trees)
+            .field("checked", &checked)
+            .finish()
     }
 }
 
@@ -169,21 +213,52 @@ impl Gate {
         Self::default()
     }
 
-    /// Every module parsed, those not parsed before on all cores.
-    fn parse_all(&self, modules: &[(String, String)]) -> Vec<([u8; 32], Parse)> {
-        let keys: Vec<[u8; 32]> = modules
-            .iter()
-            .map(|(label, text)| {
-                let mut h = Sha256::new();
-                h.update(label.as_bytes());
-                h.update([0]);
-                h.update(text.as_bytes());
-                h.finalize().into()
-            })
-            .collect();
-        let parsed =
-            cached_all(&self.parsed, &keys, |i| Arc::new(model::parse(&modules[i].0, &modules[i].1)));
-        keys.into_iter().zip(parsed).collect()
+    /// The outline of every module, those not seen before parsed on all cores: their trees go
+    /// into `fresh`, by index, for this check.
+    fn outline_all(
+        &self,
+        modules: &[(String, String)],
+        keys: &[[u8; 32]],
+        fresh: &Mutex<HashMap<usize, Arc<model::Parsed>>>,
+    ) -> Vec<Outlined> {
+        cached_all(&self.outlines, keys, |i| {
+            let (label, text) = &modules[i];
+            Arc::new(model::parse(label, text).map(|parsed| {
+                let outline = parsed.outline();
+                lock(fresh).insert(i, Arc::new(parsed));
+                outline
+            }))
+        })
+    }
+
+    /// The syntax tree of module `i`: parsed in this check, kept, or parsed again.
+    fn tree(
+        &self,
+        i: usize,
+        modules: &[(String, String)],
+        keys: &[[u8; 32]],
+        fresh: &Mutex<HashMap<usize, Arc<model::Parsed>>>,
+    ) -> Arc<model::Parsed> {
+        if let Some(tree) = lock(fresh).get(&i).cloned() {
+            lock(&self.trees).insert(keys[i], tree.clone());
+            return tree;
+        }
+        if let Some(tree) = lock(&self.trees).get(&keys[i]) {
+            return tree;
+        }
+        let (label, text) = &modules[i];
+        // Parsing is a function of the label and the text, and this module parsed before.
+        let tree = Arc::new(model::parse(label, text).expect("a module with an outline parses again"));
+        lock(fresh).insert(i, tree.clone());
+        lock(&self.trees).insert(keys[i], tree.clone());
+        tree
+    }
+
+    /// How many syntax trees the gate keeps.
+    #[cfg(test)]
+    fn trees_kept(&self) -> usize {
+        let t = lock(&self.trees);
+        t.young.len() + t.old.len()
     }
 
     /// How many unit verdicts the gate keeps.
@@ -196,16 +271,25 @@ impl Gate {
     /// parsed on all cores, and so are units that do not read each other (rayon: inside a
     /// pipeline that already builds Systems on every core, this adds no threads).
     pub fn check(&self, modules: &[(String, String)], caps: &Capabilities) -> Vec<CompileError> {
-        let parsed = self.parse_all(modules);
+        let keys: Vec<[u8; 32]> = modules
+            .iter()
+            .map(|(label, text)| {
+                let mut h = Sha256::new();
+                h.update(label.as_bytes());
+                h.update([0]);
+                h.update(text.as_bytes());
+                h.finalize().into()
+            })
+            .collect();
+        let fresh = Mutex::new(HashMap::new());
+        let outlined = self.outline_all(modules, &keys, &fresh);
         let mut errors: Vec<CompileError> =
-            parsed.iter().filter_map(|(_, p)| p.as_ref().as_ref().err().cloned()).collect();
+            outlined.iter().filter_map(|p| p.as_ref().as_ref().err().cloned()).collect();
         if !errors.is_empty() {
             errors.sort();
             return errors;
         }
-        let keys: Vec<[u8; 32]> = parsed.iter().map(|(k, _)| *k).collect();
-        let parsed: Vec<&model::Parsed> =
-            parsed.iter().filter_map(|(_, p)| p.as_ref().as_ref().ok()).collect();
+        let parsed: Vec<&model::Outline> = outlined.iter().filter_map(|p| p.as_ref().as_ref().ok()).collect();
         let units = units::units(&parsed);
         // Units in waves: a unit's wave comes after the waves of every unit it reads, so the
         // units of one wave are checked side by side.
@@ -222,16 +306,16 @@ impl Gate {
             let done: Vec<Arc<Verdict>> = {
                 let read =
                     |r: usize| verdicts[r].as_ref().expect("a unit's reads are checked in earlier waves");
-                let keys: Vec<[u8; 32]> =
+                let unit_keys: Vec<[u8; 32]> =
                     now.iter().map(|&u| unit_key(&units[u], &keys, &parsed, read, caps)).collect();
-                cached_all(&self.checked, &keys, |i| {
+                cached_all(&self.checked, &unit_keys, |i| {
                     let unit = &units[now[i]];
-                    let members: Vec<&model::Parsed> = unit.members.iter().map(|&m| parsed[m]).collect();
-                    let context: Vec<&model::Parsed> = unit
-                        .reads
-                        .iter()
-                        .flat_map(|&r| units[r].members.iter().map(|&m| parsed[m]))
-                        .collect();
+                    let tree = |m: usize| self.tree(m, modules, &keys, &fresh);
+                    let members: Vec<Arc<model::Parsed>> = unit.members.iter().map(|&m| tree(m)).collect();
+                    let context: Vec<Arc<model::Parsed>> =
+                        unit.reads.iter().flat_map(|&r| units[r].members.iter().map(|&m| tree(m))).collect();
+                    let members: Vec<&model::Parsed> = members.iter().map(|t| t.as_ref()).collect();
+                    let context: Vec<&model::Parsed> = context.iter().map(|t| t.as_ref()).collect();
                     let mut types = RuleTypes::new();
                     for &r in &unit.reads {
                         types.extend(read(r).types.iter().map(|(p, t)| (p.clone(), t.clone())));
@@ -263,7 +347,7 @@ impl Gate {
 fn unit_key<'v>(
     unit: &units::Unit,
     keys: &[[u8; 32]],
-    parsed: &[&model::Parsed],
+    parsed: &[&model::Outline],
     read: impl Fn(usize) -> &'v Arc<Verdict>,
     caps: &Capabilities,
 ) -> [u8; 32] {
@@ -335,7 +419,7 @@ fn run_stages(
 }
 
 /// The values in `cache` under `keys`, those it lacks made by `make(i)` (on all cores when
-/// more than one is missing) and kept. A cache past [`PARSED_LIMIT`] entries starts over, so a
+/// more than one is missing) and kept. A cache past [`OUTLINES_LIMIT`] entries starts over, so a
 /// long run does not grow without end.
 fn cached_all<V: Clone + Send>(
     cache: &Mutex<HashMap<[u8; 32], V>>,
@@ -353,7 +437,7 @@ fn cached_all<V: Clone + Send>(
         missing.iter().map(|&i| make(i)).collect()
     };
     if let Ok(mut c) = cache.lock() {
-        if c.len() + made.len() > PARSED_LIMIT {
+        if c.len() + made.len() > OUTLINES_LIMIT {
             c.clear();
         }
         for (&i, v) in missing.iter().zip(&made) {
@@ -362,6 +446,12 @@ fn cached_all<V: Clone + Send>(
     }
     let mut made = made.into_iter();
     found.into_iter().map(|f| f.or_else(|| made.next()).expect("one made for each missing")).collect()
+}
+
+/// The value behind a lock, also after a panic elsewhere (what it guards stays consistent:
+/// every change is one insert or one swap).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Errors as OPA prints them: sorted, once each, and no more than its limit.
@@ -485,5 +575,28 @@ mod tests {
         let retyped = bundle(&["deny contains 1 if input.z", "deny contains \"b\" if input.y"]);
         assert_eq!(gate.check(&retyped, caps), check_whole(&retyped, caps));
         assert_eq!(gate.verdicts_kept(), 6);
+    }
+
+    #[test]
+    fn trees_are_bounded_and_parsed_again_when_a_verdict_needs_them() {
+        let caps = Capabilities::latest();
+        let gate = Gate::new();
+        let mut modules = bundle(&["deny := 5"]);
+        modules.push(("main/count.rego".into(), "package main\n\nn := 1\n".into()));
+        assert_eq!(gate.check(&modules, caps), vec![]);
+        // Other bundles push the first one's trees out; only outlines and verdicts stay.
+        for i in 0..TREES_LIMIT + 10 {
+            assert_eq!(gate.check(&bundle(&[&format!("deny contains {i} if input.x")]), caps), vec![]);
+        }
+        assert!(gate.trees_kept() <= 2 * TREES_LIMIT, "{} trees kept", gate.trees_kept());
+        // The entrypoint now counts the Stack's `deny`: checking it needs the Stack's tree again
+        // (its unit's verdict is kept, its tree is not), and the number it holds is refused.
+        modules[2].1 = "package main\n\nn := count(data.stacks.s0.deny)\n".into();
+        let found = gate.check(&modules, caps);
+        assert_eq!(found, check_whole(&modules, caps));
+        assert_eq!(
+            found.iter().map(|e| (e.code, e.file.as_str(), e.line)).collect::<Vec<_>>(),
+            vec![(ErrorCode::Type, "main/count.rego", 3)]
+        );
     }
 }

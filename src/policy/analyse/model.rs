@@ -23,6 +23,24 @@ pub struct Parsed {
     pub reads: Vec<Vec<String>>,
 }
 
+/// What the gate keeps of a module between checks: where it sits and what it reads, enough to
+/// place it in its unit and to key its unit's verdict. Its syntax tree is kept apart, in a
+/// bounded cache: at 10,000 Systems the trees of every module held 164 MiB.
+#[derive(Clone, Debug)]
+pub struct Outline {
+    /// As [`Parsed::package`].
+    pub package: Vec<String>,
+    /// As [`Parsed::reads`].
+    pub reads: Vec<Vec<String>>,
+}
+
+impl Parsed {
+    /// What the gate keeps of this module between checks.
+    pub fn outline(&self) -> Outline {
+        Outline { package: self.package.clone(), reads: self.reads.clone() }
+    }
+}
+
 /// Parse one Rego v1 module.
 pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
     let fail = |e: anyhow::Error| {

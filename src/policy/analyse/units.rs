@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::Parsed;
+use super::model::Outline;
 use super::recursion::components;
 
 /// One unit: indexes of its modules and of the units it reads (all earlier in the list).
@@ -35,7 +35,7 @@ pub fn nested(a: &[String], b: &[String]) -> bool {
 }
 
 /// The units of a set of modules, each after the units it reads.
-pub fn units(parsed: &[&Parsed]) -> Vec<Unit> {
+pub fn units(parsed: &[&Outline]) -> Vec<Unit> {
     let n = parsed.len();
     let edges: Vec<BTreeSet<usize>> = (0..n)
         .map(|i| {
@@ -73,11 +73,11 @@ pub fn units(parsed: &[&Parsed]) -> Vec<Unit> {
 mod tests {
     use super::*;
 
-    fn parsed(modules: &[&str]) -> Vec<Parsed> {
+    fn parsed(modules: &[&str]) -> Vec<Outline> {
         modules
             .iter()
             .enumerate()
-            .map(|(i, text)| super::super::parse(&format!("m{i}.rego"), text).expect("parses"))
+            .map(|(i, text)| super::super::parse(&format!("m{i}.rego"), text).expect("parses").outline())
             .collect()
     }
 
