@@ -104,8 +104,9 @@ pub fn check_whole(modules: &[(String, String)], caps: &Capabilities) -> Vec<Com
     limited(verdict.failed.map(|(_, e)| e).unwrap_or_default())
 }
 
-/// The compile gate, with what it parsed and checked kept by content: a module is parsed once,
-/// and a unit of modules (a Stack's, a System's own, the entrypoint: see `units`) is checked
+/// The compile gate, with what it parsed and checked kept by content: a module is outlined once
+/// (parsed again only when a verdict needs its syntax tree and the tree left the cache), and a
+/// unit of modules (a Stack's, a System's own, the entrypoint: see `units`) is checked
 /// once per content of itself and of what it reads. A bundle whose Stack changed checks only
 /// that Stack's unit and the generated entrypoint again.
 #[derive(Default)]
