@@ -67,9 +67,11 @@ pub async fn publish_all(
 }
 
 /// Run `work` on each item, each on a task of its own with at most `parallel` at once; the
-/// results in the order of `items`. Publishes run this way: a store whose calls block (the
-/// directory store of the embedded registry) then keeps every worker thread of the runtime
-/// busy, not only the caller's. A task that panics panics the caller.
+/// results in the order the tasks finish, so that one slow item does not hold a slot that a
+/// finished one could use. Publishes run this way: a store whose calls block (the directory
+/// store of the embedded registry) then keeps every worker thread of the runtime busy, not only
+/// the caller's. A task that panics panics the caller; one cancelled (the runtime shutting
+/// down) gives no result.
 pub async fn on_tasks<I, F, Fut>(items: Vec<I>, parallel: usize, work: F) -> Vec<Fut::Output>
 where
     F: Fn(I) -> Fut,
@@ -79,8 +81,14 @@ where
     use futures::StreamExt;
     futures::stream::iter(items)
         .map(|item| tokio::spawn(work(item)))
-        .buffered(parallel.max(1))
-        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+        .buffer_unordered(parallel.max(1))
+        .filter_map(|joined| async move {
+            match joined {
+                Ok(output) => Some(output),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => None,
+            }
+        })
         .collect()
         .await
 }
@@ -92,14 +100,13 @@ pub async fn publish_many(
     backoff: &Backoff,
     parallel: usize,
 ) -> Vec<PublishReport> {
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for b in builds {
-        let (Some(input), Some(bundle)) = (b.input.clone(), b.bundle.clone()) else { continue };
-        let (registry, backoff, limit) = (registry.clone(), *backoff, limit.clone());
-        let (key, generations) = (b.key.clone(), b.generations.clone());
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
+    let jobs: Vec<_> = builds
+        .iter()
+        .filter_map(|b| Some((b.key.clone(), b.input.clone()?, b.bundle.clone()?, b.generations.clone())))
+        .collect();
+    let mut reports = on_tasks(jobs, parallel, |(key, input, bundle, generations)| {
+        let (registry, backoff) = (registry.clone(), *backoff);
+        async move {
             let outcome = backoff
                 .run(
                     || registry.publish(&input, &bundle, &generations, SystemTime::now()),
@@ -109,16 +116,9 @@ pub async fn publish_many(
                 .await
                 .map_err(|e| e.to_string());
             PublishReport { system: key, outcome }
-        });
-    }
-    let mut reports = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(report) => reports.push(report),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {}
         }
-    }
+    })
+    .await;
     reports.sort_by(|a, b| a.system.cmp(&b.system));
     reports
 }

@@ -142,6 +142,10 @@ impl Trees {
         Some(tree)
     }
 
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
     fn insert(&mut self, key: [u8; 32], tree: Arc<model::Parsed>) {
         if self.young.len() >= TREES_LIMIT {
             self.old = std::mem::take(&mut self.young);
@@ -195,10 +199,7 @@ fn exports(program: &model::Program, types: &RuleTypes) -> Vec<(Vec<String>, [u8
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let outlines = lock(&self.outlines).len();
-        let trees = {
-            let t = lock(&self.trees);
-            t.young.len() + t.old.len()
-        };
+        let trees = lock(&self.trees).len();
         let checked = lock(&self.checked).len();
         f.debug_struct("Gate")
             .field("outlines", &outlines)
@@ -258,14 +259,13 @@ impl Gate {
     /// How many syntax trees the gate keeps.
     #[cfg(test)]
     fn trees_kept(&self) -> usize {
-        let t = lock(&self.trees);
-        t.young.len() + t.old.len()
+        lock(&self.trees).len()
     }
 
     /// How many unit verdicts the gate keeps.
     #[cfg(test)]
     fn verdicts_kept(&self) -> usize {
-        self.checked.lock().map(|c| c.len()).unwrap_or_default()
+        lock(&self.checked).len()
     }
 
     /// Check modules compiled together, as [`check_modules`] does. Modules not parsed yet are
