@@ -15,14 +15,12 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput};
 use edict::ingest::decisions;
 use edict::ingest::status::StatusReport;
 use edict::ingest::{Fleet, Ingest, Limits, ServedSystems, SystemKey};
-use edict::registry::store::DirStore;
 use serde_json::Value;
 
 /// The allocator the edict binary runs with (see `main.rs`).
@@ -143,7 +141,7 @@ fn main() {
     let bodies: Vec<Vec<u8>> = (0..batches).map(|i| batch(BATCH, i + 1)).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let ingest = Ingest::new(
-        Arc::new(DirStore::new(dir.path())),
+        edict::ingest::Sink::of(&edict::registry::Registry::embedded(dir.path())),
         ServedSystems::new([payments()]),
         Limits::default(),
         Duration::from_secs(600),

@@ -178,7 +178,7 @@ impl TestTenant {
 
     /// Bundle revisions kept per System.
     pub fn retention(mut self, revisions: u32) -> Self {
-        self.0.spec.retention = Some(Retention { revisions });
+        self.0.spec.retention = Some(Retention { revisions, decision_days: None });
         self
     }
 

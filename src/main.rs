@@ -2,7 +2,7 @@
 
 mod cli;
 
-use cli::decisions::{ReplayHow, decisions, parse_shard, print_replay, recorded, replay, stats};
+use cli::decisions::{ReplayHow, decisions, minutes, parse_shard, print_replay, recorded, replay, stats};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -362,7 +362,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Stats { files, system, since, output, store, cluster } => {
             let store = embedded_store(&files, store);
-            stats(&recorded(&files, &system, &since, &cluster, &store)?, output)
+            stats(&minutes(&files, &system, &since, &cluster, &store)?, output)
         }
         Command::Replay {
             files,

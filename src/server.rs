@@ -218,8 +218,8 @@ fn refused(error: IngestError) -> Response {
             let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
             return (StatusCode::TOO_MANY_REQUESTS, retry, format!("{error}\n")).into_response();
         }
-        IngestError::Store(e) => {
-            tracing::warn!(error = %e, "decision batch not stored; OPA will send it again");
+        IngestError::Store(_) | IngestError::Index(_) => {
+            tracing::warn!(%error, "decision batch not stored; OPA will send it again");
             let retry = [(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS))];
             return (StatusCode::SERVICE_UNAVAILABLE, retry, format!("{error}\n")).into_response();
         }

@@ -9,10 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use edict::registry::index::decisions::minute_of;
 use edict::registry::index::{
-    BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, MemoryIndex, ReadOp, ReadStats,
-    RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, commit_id, commit_id_time,
-    current_data_key,
+    BindingChange, CommitRecord, DecisionBatch, IndexError, KeyState, LiveRevision, MemoryIndex,
+    MinuteCounts, ReadOp, ReadStats, RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey,
+    commit_id, commit_id_time, current_data_key,
 };
 
 const SYSTEM: &str = "c1/payments/api";
@@ -123,6 +124,7 @@ async fn suite(index: Arc<dyn TenantIndex>, tenant: &str, transactions: Transact
     data_keys(&*index, tenant).await;
     deletes(&*index, tenant).await;
     isolation(&*index, tenant).await;
+    decisions(&*index, tenant).await;
     Measured { systems_of_big_stack, systems_of_small_stack, stacks_of_system, all_revisions, newest_three }
 }
 
@@ -464,6 +466,98 @@ async fn isolation(index: &dyn TenantIndex, tenant: &str) {
     assert!(matches!(err, Err(IndexError::Invalid { .. })), "{err:?}");
 }
 
+/// A stored decision object of `SYSTEM` with `allowed` and `denied` decisions, one every 10 s
+/// from `from` (seconds after [`at`]'s origin), and its counts per minute.
+fn decision_batch(
+    id: &str,
+    from: u64,
+    allowed: u64,
+    denied: u64,
+    expires: Option<SystemTime>,
+) -> (DecisionBatch, BTreeMap<String, MinuteCounts>) {
+    let mut minutes: BTreeMap<String, MinuteCounts> = BTreeMap::new();
+    for i in 0..allowed + denied {
+        let m = minutes.entry(minute_of(at(from + 10 * i, 0)).unwrap()).or_default();
+        let allow = i < allowed;
+        m.total += 1;
+        m.allowed += u64::from(allow);
+        m.denied += u64::from(!allow);
+        *m.by_tier.entry(if allow { 9 } else { 3 }).or_default() += 1;
+        if !allow {
+            *m.by_source.entry("stack/admin/baseline".into()).or_default() += 1;
+        }
+    }
+    let batch = DecisionBatch {
+        system: SYSTEM.into(),
+        batch_id: id.into(),
+        key: format!("decisions/acme/c1/payments/api/dt=2025-06-15/hour=15/{id}.json.gz"),
+        from: at(from, 0),
+        to: at(from + 10 * (allowed + denied - 1), 0),
+        events: allowed + denied,
+        allowed,
+        denied,
+        expires,
+    };
+    (batch, minutes)
+}
+
+/// Decision batches and per-minute counts: each batch counted once however often it is
+/// recorded, found by time range with one query, expired items left out.
+async fn decisions(index: &dyn TenantIndex, tenant: &str) {
+    // Whole seconds: the TTL attribute keeps no fraction.
+    let tomorrow = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 86_400;
+    let later = Some(UNIX_EPOCH + Duration::from_secs(tomorrow));
+    let (first, first_minutes) = decision_batch("aa01", 0, 3, 2, later);
+    let (second, second_minutes) = decision_batch("bb02", 100, 4, 4, None);
+    let (next_hour, next_hour_minutes) = decision_batch("cc03", 3700, 1, 0, later);
+    let (gone, gone_minutes) = decision_batch("dd04", 200, 5, 5, Some(UNIX_EPOCH + Duration::from_secs(1)));
+    for (batch, minutes) in [(&first, &first_minutes), (&second, &second_minutes)] {
+        assert!(index.record_decisions(tenant, batch, minutes).await.unwrap(), "recorded once");
+        assert!(!index.record_decisions(tenant, batch, minutes).await.unwrap(), "a batch sent again");
+    }
+    assert!(index.record_decisions(tenant, &next_hour, &next_hour_minutes).await.unwrap());
+    assert!(index.record_decisions(tenant, &gone, &gone_minutes).await.unwrap());
+
+    let (found, stats) = measure(index, ReadOp::DecisionBatches, async {
+        index.decision_batches(tenant, SYSTEM, at(0, 0), at(170, 0)).await.unwrap()
+    })
+    .await;
+    assert_eq!(found, [first.clone(), second.clone()], "the two batches of the range, in time order");
+    assert_eq!(stats.calls, 1);
+    let ids = |b: Vec<DecisionBatch>| b.into_iter().map(|b| b.batch_id).collect::<Vec<_>>();
+    // A range inside the second batch finds it; one after every batch of the hour finds none.
+    assert_eq!(ids(index.decision_batches(tenant, SYSTEM, at(120, 0), at(130, 0)).await.unwrap()), ["bb02"]);
+    assert!(index.decision_batches(tenant, SYSTEM, at(1000, 0), at(3000, 0)).await.unwrap().is_empty());
+    assert_eq!(
+        ids(index.decision_batches(tenant, SYSTEM, at(0, 0), at(7200, 0)).await.unwrap()),
+        ["aa01", "bb02", "cc03"]
+    );
+    assert!(
+        index.decision_batches(tenant, "c1/payments/other", at(0, 0), at(7200, 0)).await.unwrap().is_empty()
+    );
+
+    let minutes = index.decision_minutes(tenant, SYSTEM, at(0, 0), at(7200, 0)).await.unwrap();
+    let mut expected: BTreeMap<String, MinuteCounts> = BTreeMap::new();
+    for m in [&first_minutes, &second_minutes, &next_hour_minutes] {
+        for (minute, counts) in m {
+            expected.entry(minute.clone()).or_default().add(counts);
+        }
+    }
+    assert_eq!(minutes, expected, "each batch counted once, the expired one not at all");
+    let total: u64 = minutes.values().map(|m| m.total).sum();
+    assert_eq!(total, first.events + second.events + next_hour.events);
+    let denied: u64 =
+        minutes.values().map(|m| m.by_source.get("stack/admin/baseline").copied().unwrap_or(0)).sum();
+    assert_eq!(denied, 6);
+    // One minute only.
+    let one = index.decision_minutes(tenant, SYSTEM, at(3700, 0), at(3700, 0)).await.unwrap();
+    assert_eq!(one.values().map(|m| m.total).sum::<u64>(), 1);
+
+    let (too_long, minutes) = decision_batch("ee05", 0, 400, 0, None);
+    let err = index.record_decisions(tenant, &too_long, &minutes).await.unwrap_err();
+    assert!(matches!(err, IndexError::Invalid { .. }), "{err}");
+}
+
 fn report(name: &str, m: &Measured) {
     let line = |what: &str, s: ReadStats| {
         println!(
@@ -512,6 +606,8 @@ fn no_scans() {
         ("dynamodb/table.rs", include_str!("../src/registry/index/dynamodb/table.rs")),
         ("dynamodb/errors.rs", include_str!("../src/registry/index/dynamodb/errors.rs")),
         ("dynamodb/keys.rs", include_str!("../src/registry/index/dynamodb/keys.rs")),
+        ("dynamodb/decisions.rs", include_str!("../src/registry/index/dynamodb/decisions.rs")),
+        ("decisions.rs", include_str!("../src/registry/index/decisions.rs")),
     ] {
         assert!(!text.contains(".scan()"), "{file} scans the table");
     }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use edict::api::ConditionStatus;
 use edict::ingest::decisions::read_ndjson_gz;
-use edict::ingest::{Denied, Ingest, Limits, ServedSystems, SystemKey};
+use edict::ingest::{Denied, Ingest, Limits, ServedSystems, Sink, SystemKey, query};
 use edict::registry::store::{DirStore, ObjectMeta, ObjectStore, Precondition, StoreError, StoredObject};
 use edict::server::{ServerState, router};
 use serde_json::{Value, json};
@@ -80,6 +80,7 @@ impl ObjectStore for FlakyStore {
 struct Server {
     _dir: tempfile::TempDir,
     store: Arc<FlakyStore>,
+    sink: Sink,
     ingest: Arc<Ingest>,
     app: axum::Router,
 }
@@ -92,14 +93,15 @@ impl Server {
     fn with(reporters: impl edict::ingest::Reporters + 'static, limits: Limits) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(FlakyStore { inner: DirStore::new(dir.path()), down: AtomicBool::new(false) });
-        let ingest = Arc::new(Ingest::new(store.clone(), reporters, limits, Duration::from_secs(600)));
+        let sink = Sink::in_memory(store.clone());
+        let ingest = Arc::new(Ingest::new(sink.clone(), reporters, limits, Duration::from_secs(600)));
         let state = ServerState {
             store: store.clone(),
             statuses: Default::default(),
             ingest: Some(ingest.clone()),
             changes: Default::default(),
         };
-        Server { _dir: dir, store, ingest, app: router(state) }
+        Server { _dir: dir, store, sink, ingest, app: router(state) }
     }
 
     /// POST `body` to `path` with the headers OPA sent in the capture `headers_fixture`
@@ -197,6 +199,16 @@ async fn a_gzip_decision_batch_is_acknowledged_once_stored_as_ndjson_and_a_resen
     let counters = server.ingest.counters();
     assert_eq!((counters.accepted_events, counters.stored_events, counters.duplicate_events), (4, 2, 2));
     assert_eq!((counters.remasked_events, counters.rejected_requests), (0, 0));
+
+    // Indexed once, counted once: the per-minute counts are the two decisions OPA made.
+    let since = SystemTime::UNIX_EPOCH;
+    let read = query::events(&server.sink, &payments(), Some(since)).await.expect("read back");
+    assert_eq!(read, events);
+    let minutes = query::minutes(&server.sink, &payments(), since).await.expect("minutes");
+    let (total, allowed, denied) =
+        minutes.values().fold((0, 0, 0), |(t, a, d), m| (t + m.total, a + m.allowed, d + m.denied));
+    assert_eq!((total, allowed, denied), (2, 1, 1), "{minutes:?}");
+    assert!(minutes.keys().all(|m| m.starts_with("2026-11-30T17:")), "{minutes:?}");
 }
 
 #[tokio::test]

@@ -336,7 +336,7 @@ spec: {{type: custom}}
     // ...while a change of its spec connects again (and checks again) on next use.
     let mut changed = tenant_object();
     if let manifest::Object::Tenant(t) = &mut changed.object {
-        t.spec.retention = Some(edict::api::Retention { revisions: 3 });
+        t.spec.retention = Some(edict::api::Retention { revisions: 3, decision_days: None });
     }
     engine.apply(Change::Apply(Box::new(changed)));
     assert_eq!(engine.statuses().tenants["outage"].conditions[0].reason, "Valid", "not checked yet");

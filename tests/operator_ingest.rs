@@ -49,7 +49,7 @@ async fn an_opa_reports_for_its_own_system_only_and_its_state_shows_in_status() 
     let (client, server) = api_server(token_reviews);
     let reporters = ReporterMap::default();
     let ingest = Arc::new(Ingest::new(
-        Arc::new(edict::registry::store::DirStore::new(store.path())),
+        edict::ingest::Sink::of(&edict::registry::Registry::embedded(store.path())),
         TokenReviews::new(client.clone(), reporters.clone()),
         Limits::default(),
         Duration::from_secs(600),
@@ -126,7 +126,7 @@ async fn a_restart_keeps_what_statuses_said_of_their_opas_until_they_report_agai
     let fresh = || {
         let reporters = ReporterMap::default();
         let ingest = Arc::new(Ingest::new(
-            Arc::new(edict::registry::store::DirStore::new(store.path())),
+            edict::ingest::Sink::of(&edict::registry::Registry::embedded(store.path())),
             TokenReviews::new(client.clone(), reporters.clone()),
             Limits::default(),
             Duration::from_secs(600),

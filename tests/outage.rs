@@ -157,3 +157,105 @@ async fn outages_mid_publish_converge() {
     );
     check_consistent(&registry, &changed).await;
 }
+
+/// A batch of `n` admission decisions of the example payments cluster, one a second from
+/// 17:01:00 on 2026-11-30, every third one denied by the baseline Stack.
+fn decision_batch(prefix: &str, n: usize) -> Vec<u8> {
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let allowed = i % 3 != 0;
+            serde_json::json!({
+                "labels": {"id": "opa-1", "system_id": "local/acme-payments/payments-cluster", "tenant": "acme"},
+                "decision_id": format!("{prefix}-{i}"),
+                "timestamp": format!("2026-11-30T17:{:02}:{:02}Z", 1 + i / 60, i % 60),
+                "path": "main/main",
+                "result": {"allowed": allowed, "tier": if allowed { 9 } else { 3 },
+                    "decided_by": [{"source": "stack", "name": "acme-platform/kubernetes-baseline"}]},
+            })
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &serde_json::to_vec(&events).expect("json")).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Decision batches while S3, then DynamoDB, go away mid-batch: OPA is told to send again
+/// (503), nothing is counted twice when it does, and the per-minute counts in DynamoDB equal
+/// the decisions stored in S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_batches_cut_off_mid_way_are_stored_and_counted_once() {
+    use axum::body::Body;
+    use edict::ingest::{Ingest, Limits, ServedSystems, Sink, SystemKey, query};
+    use tower::ServiceExt;
+
+    let moto = aws::moto();
+    let s3_proxy = Proxy::start(&moto).await;
+    let ddb_proxy = Proxy::start(&moto).await;
+    let bucket = aws::unique("edict-decisions");
+    aws::s3(&moto, "testing", "testing").create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let once = |url: &str| aws::sdk_config_with_attempts(url, "testing", "testing", 1);
+    let index = DynamoIndex::new(
+        aws_sdk_dynamodb::Client::new(&once(&ddb_proxy.url)),
+        aws::unique("edict-decisions"),
+    );
+    index.ensure_table(true).await.expect("table");
+    let sink = Sink {
+        store: Arc::new(S3Store::new(aws::s3_from(&once(&s3_proxy.url)), &bucket, "", None)),
+        index: Arc::new(index),
+        index_tenant: "acme".into(),
+        keep: Some(Duration::from_secs(86_400)),
+    };
+    let payments = SystemKey::new("acme", "local", "acme-payments", "payments-cluster");
+    let ingest = Arc::new(Ingest::new(
+        sink.clone(),
+        ServedSystems::new([payments.clone()]),
+        Limits::default(),
+        Duration::from_secs(600),
+    ));
+    let app = edict::server::router(edict::server::ServerState {
+        store: sink.store.clone(),
+        statuses: Default::default(),
+        ingest: Some(ingest.clone()),
+        changes: Default::default(),
+    });
+    let post = |body: Vec<u8>| {
+        let app = app.clone();
+        async move {
+            let request = http::Request::post("/logs")
+                .header("Content-Encoding", "gzip")
+                .header("Content-Type", "application/json")
+                .body(Body::from(body))
+                .expect("request");
+            app.oneshot(request).await.expect("answer").status()
+        }
+    };
+    let (first, second) = (decision_batch("a", 90), decision_batch("b", 30));
+
+    s3_proxy.set_down(true);
+    assert_eq!(post(first.clone()).await, http::StatusCode::SERVICE_UNAVAILABLE, "S3 away");
+    s3_proxy.set_down(false);
+    ddb_proxy.set_down(true);
+    // The object lands in S3; the index is away: not acknowledged, OPA keeps the batch.
+    assert_eq!(post(first.clone()).await, http::StatusCode::SERVICE_UNAVAILABLE, "DynamoDB away");
+    ddb_proxy.set_down(false);
+    for body in [&first, &first, &second, &second] {
+        assert_eq!(post(body.clone()).await, http::StatusCode::OK);
+    }
+
+    let since = SystemTime::UNIX_EPOCH;
+    let stored = query::events(&sink, &payments, Some(since)).await.expect("read back");
+    assert_eq!(stored.len(), 120, "each decision stored once");
+    let minutes = query::minutes(&sink, &payments, since).await.expect("minutes");
+    let total: u64 = minutes.values().map(|m| m.total).sum();
+    let denied: u64 = minutes.values().map(|m| m.denied).sum();
+    let recorded_denied = stored.iter().filter(|e| e["result"]["allowed"] == false).count() as u64;
+    assert_eq!((total, denied), (stored.len() as u64, recorded_denied), "{minutes:?}");
+    let per_minute: Vec<(&str, u64)> = minutes.iter().map(|(m, c)| (m.as_str(), c.total)).collect();
+    assert_eq!(per_minute, [("2026-11-30T17:01", 90), ("2026-11-30T17:02", 30)]);
+    let by_stack: u64 =
+        minutes.values().map(|m| m.by_source["stack/acme-platform/kubernetes-baseline"]).sum();
+    assert_eq!(by_stack, 120);
+    let counters = ingest.counters();
+    assert_eq!(counters.stored_events, 120, "{counters:?}");
+    assert_eq!(counters.rejected_requests, 2, "{counters:?}");
+}

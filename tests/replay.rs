@@ -6,7 +6,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use edict::ingest::{Ingest, Limits, ServedSystems, SystemKey};
@@ -44,7 +43,7 @@ async fn record(store: &Path) {
             "result": allowed, "timestamp": "2026-11-30T17:05:00Z"}));
     }
     let ingest = Ingest::new(
-        Arc::new(edict::registry::store::DirStore::new(store)),
+        edict::ingest::Sink::of(&edict::registry::Registry::embedded(store)),
         ServedSystems::new([SystemKey::new("acme", "local", "acme-payments", "payments-cluster")]),
         Limits::default(),
         Duration::from_secs(600),
@@ -160,7 +159,7 @@ async fn the_live_baseline_tells_drift_from_the_change() {
     let older = json!([{"labels": labels, "decision_id": "envoy-pod-then", "path": "main/main",
         "input": serde_json::from_str::<Value>(&envoy_pod).expect("json"), "result": denied, "timestamp": "2026-11-30T16:00:00Z"}]);
     let ingest = Ingest::new(
-        Arc::new(edict::registry::store::DirStore::new(&store)),
+        edict::ingest::Sink::of(&edict::registry::Registry::embedded(&store)),
         ServedSystems::new([SystemKey::new("acme", "local", "acme-payments", "payments-cluster")]),
         Limits::default(),
         Duration::from_secs(600),
@@ -201,7 +200,7 @@ async fn shards_replay_each_stored_object_once_and_merge_to_the_whole() {
         "input": input("pod-by-superuser.json"), "timestamp": "2026-11-30T16:00:00Z",
         "result": {"response": {"allowed": true}}}]);
     let ingest = Ingest::new(
-        Arc::new(edict::registry::store::DirStore::new(&store)),
+        edict::ingest::Sink::of(&edict::registry::Registry::embedded(&store)),
         ServedSystems::new([SystemKey::new("acme", "local", "acme-payments", "payments-cluster")]),
         Limits::default(),
         Duration::from_secs(600),

@@ -162,10 +162,24 @@ async fn decision_batches_land_in_s3_once_and_read_back() {
     std::io::Write::write_all(&mut gz, &batch).expect("gzip");
     let body = gz.finish().expect("gzip");
     let system = edict::ingest::SystemKey::new("acme", "local", "acme-payments", "payments-cluster");
+    let moto = aws::moto();
     for (name, _, store) in stores().await {
         let store: Arc<dyn ObjectStore> = Arc::new(store);
+        // The index on moto's DynamoDB, as a Tenant with storage has it.
+        let table = aws::unique("edict-decisions");
+        let index = edict::registry::index::dynamodb::DynamoIndex::new(
+            aws_sdk_dynamodb::Client::new(&aws::sdk_config(&moto, "testing", "testing")),
+            &table,
+        );
+        index.ensure_table(true).await.expect("table");
+        let sink = edict::ingest::Sink {
+            store: store.clone(),
+            index: Arc::new(index),
+            index_tenant: "acme".into(),
+            keep: Some(std::time::Duration::from_secs(86_400)),
+        };
         let ingest = Arc::new(edict::ingest::Ingest::new(
-            store.clone(),
+            sink.clone(),
             edict::ingest::ServedSystems::new([system.clone()]),
             edict::ingest::Limits::default(),
             std::time::Duration::from_secs(600),
@@ -188,12 +202,34 @@ async fn decision_batches_land_in_s3_once_and_read_back() {
         let keys = store.list("decisions/acme/local/acme-payments/payments-cluster/").await.expect("list");
         assert_eq!(keys.len(), 1, "{name}: one object for one batch sent twice: {keys:?}");
         assert!(keys[0].contains("/dt=2026-11-30/hour=17/"), "{name}: {}", keys[0]);
-        let events = edict::ingest::query::events(store.as_ref(), &system, None).await.expect("read back");
+        let events = edict::ingest::query::events(&sink, &system, None).await.expect("read back");
         assert_eq!(events.len(), 2, "{name}");
         let decided: Vec<Option<bool>> =
             events.iter().map(|e| edict::ingest::query::Recorded::of(e).allowed).collect();
         assert_eq!(decided, [Some(false), Some(true)], "{name}");
         let counters = ingest.counters();
         assert_eq!((counters.stored_events, counters.duplicate_events), (2, 2), "{name}");
+        // DynamoDB counted the batch once, though it came twice.
+        let minutes = edict::ingest::query::minutes(&sink, &system, std::time::SystemTime::UNIX_EPOCH)
+            .await
+            .expect("minutes");
+        let totals =
+            minutes.values().fold((0, 0, 0), |(t, a, d), m| (t + m.total, a + m.allowed, d + m.denied));
+        assert_eq!(totals, (2, 1, 1), "{name}: {minutes:?}");
+        let batches = sink
+            .index
+            .decision_batches(
+                "acme",
+                &system.system_id(),
+                std::time::SystemTime::UNIX_EPOCH,
+                std::time::SystemTime::now(),
+            )
+            .await
+            .expect("batches");
+        assert_eq!(batches.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), [keys[0].as_str()], "{name}");
+        assert!(
+            batches[0].expires.is_some_and(|at| at > std::time::SystemTime::now()),
+            "{name}: a TTL is set"
+        );
     }
 }

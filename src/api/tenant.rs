@@ -177,6 +177,13 @@ pub struct Retention {
     /// Number of bundle revisions kept per System for rollback (the live one included).
     #[schemars(range(min = 1, max = 1000))]
     pub revisions: u32,
+    /// Days the index keeps each batch of recorded decisions and the per-minute counts of the
+    /// tenant's Systems (DynamoDB's TTL), after the batch's last decision (or after it arrived,
+    /// when an OPA sends it late). Absent: 90. The decision objects themselves stay in the
+    /// bucket until its lifecycle rules remove them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub decision_days: Option<u32>,
 }
 
 /// What edict observed about a Tenant.

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use edict::engine::workspace::Workspace;
 use edict::model::ObjectKey;
+use edict::registry::index::MinuteCounts;
 
 use crate::{Baseline, FailOn, Output, ReplayOutput, actor, system_key};
 
@@ -113,6 +116,29 @@ pub fn live_bundle(
     Ok((format!("live {}", &revision[..12.min(revision.len())]), compiled))
 }
 
+/// The age `since` says (`30s`, `15m`, `24h`, `7d`).
+fn age(since: &str) -> Result<std::time::Duration> {
+    edict::ingest::query::parse_age(since)
+        .with_context(|| format!("--since {since}: expected 30s, 15m, 24h or 7d"))
+}
+
+/// Run `read` on the decisions sink of `key`'s Tenant (its storage, or the embedded store).
+fn with_sink<T>(
+    ws: &Workspace,
+    key: &ObjectKey,
+    store: &Path,
+    read: impl AsyncFnOnce(edict::ingest::Sink, edict::ingest::SystemKey) -> Result<T>,
+) -> Result<T> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (registry, input) = edict::registry::publishing::system(ws, key, &actor(), store)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
+        read(edict::ingest::Sink::of(&registry), system).await
+    })
+}
+
 /// The decision events `key` recorded within `since`, oldest first, as stored.
 pub fn recorded_events(
     ws: &Workspace,
@@ -121,19 +147,9 @@ pub fn recorded_events(
     shard: Option<(usize, usize)>,
     store: &Path,
 ) -> Result<Vec<serde_json::Value>> {
-    use edict::ingest::query;
-    let age =
-        query::parse_age(since).with_context(|| format!("--since {since}: expected 30s, 15m, 24h or 7d"))?;
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let (registry, input) = edict::registry::publishing::system(ws, key, &actor(), store)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let system = edict::ingest::SystemKey::new(&input.tenant, &input.cluster, &key.namespace, &key.name);
-        let from = std::time::SystemTime::now().checked_sub(age);
-        query::events_of_shard(registry.store().as_ref(), &system, from, shard)
-            .await
-            .map_err(anyhow::Error::from)
+    let from = std::time::SystemTime::now().checked_sub(age(since)?);
+    with_sink(ws, key, store, async |sink, system| {
+        Ok(edict::ingest::query::events_of_shard(&sink, &system, from, shard).await?)
     })
 }
 
@@ -149,6 +165,22 @@ pub fn recorded(
     let ws = Workspace::load(files, cluster)?;
     let events = recorded_events(&ws, &key, since, None, store)?;
     Ok(events.iter().map(edict::ingest::query::Recorded::of).collect())
+}
+
+/// The per-minute counts of `system`'s decisions within `since`, from the index's counters.
+pub fn minutes(
+    files: &[PathBuf],
+    system: &str,
+    since: &str,
+    cluster: &str,
+    store: &Path,
+) -> Result<BTreeMap<String, MinuteCounts>> {
+    let key = system_key(system)?;
+    let ws = Workspace::load(files, cluster)?;
+    let from = std::time::SystemTime::now().checked_sub(age(since)?).unwrap_or(std::time::UNIX_EPOCH);
+    with_sink(&ws, &key, store, async |sink, system| {
+        Ok(edict::ingest::query::minutes(&sink, &system, from).await?)
+    })
 }
 
 pub fn decisions(recorded: Vec<edict::ingest::query::Recorded>, output: Output) -> Result<ExitCode> {
@@ -174,13 +206,12 @@ pub fn decisions(recorded: Vec<edict::ingest::query::Recorded>, output: Output) 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stats(recorded: &[edict::ingest::query::Recorded], output: Output) -> Result<ExitCode> {
-    let minutes = edict::ingest::query::per_minute(recorded);
+pub fn stats(minutes: &BTreeMap<String, MinuteCounts>, output: Output) -> Result<ExitCode> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&minutes)?),
         Output::Text => {
             println!("{:<17} {:>6} {:>7} {:>6}  BY TIER", "MINUTE (UTC)", "TOTAL", "ALLOWED", "DENIED");
-            for (minute, m) in &minutes {
+            for (minute, m) in minutes {
                 let tiers: Vec<String> = m.by_tier.iter().map(|(t, n)| format!("{t}:{n}")).collect();
                 println!("{minute:<17} {:>6} {:>7} {:>6}  {}", m.total, m.allowed, m.denied, tiers.join(" "));
             }

@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::SystemKey;
 use crate::bundle::masks::DEFAULT_KUBERNETES_MASKS;
-use crate::registry::index::{format_timestamp, parse_timestamp};
+use crate::registry::index::decisions::minute_of;
+use crate::registry::index::{DecisionBatch, MinuteCounts, format_timestamp, parse_timestamp};
 
 /// Secret fields that are write-only in the API but may reach an admission webhook; the
 /// `kubernetes_baseline` example Stack masks them beside [`DEFAULT_KUBERNETES_MASKS`].
@@ -212,6 +213,58 @@ pub fn remask_secret(event: &mut Value) -> bool {
     true
 }
 
+/// What a decision decided, read from its `result`: the answer's shape depends on the
+/// System's type (an AdmissionReview, Envoy's answer, or edict's outcome for custom Systems).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether the request was allowed (`None` when the result does not say).
+    pub allowed: Option<bool>,
+    /// The tier that decided (1–9), when the answer says.
+    pub tier: Option<u64>,
+    /// The sources that decided (`stack/ns/name`, `system`), when the answer says.
+    pub decided_by: Vec<String>,
+}
+
+impl Outcome {
+    /// The outcome of one decision-log event.
+    pub fn of(event: &Value) -> Outcome {
+        let result = &event["result"];
+        let allowed = result["allowed"].as_bool().or_else(|| result["response"]["allowed"].as_bool());
+        let tier = result["tier"]
+            .as_u64()
+            .or_else(|| result["headers"]["x-edict-tier"].as_str().and_then(|t| t.parse().ok()));
+        let decided_by = result["decided_by"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|d| match (d["source"].as_str(), d["name"].as_str()) {
+                        (Some(source), Some(name)) if !name.is_empty() => format!("{source}/{name}"),
+                        (Some(source), _) => source.to_string(),
+                        _ => d.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Outcome { allowed, tier, decided_by }
+    }
+
+    /// Count this outcome into a minute's counts.
+    pub fn count(&self, minute: &mut MinuteCounts) {
+        minute.total += 1;
+        match self.allowed {
+            Some(true) => minute.allowed += 1,
+            Some(false) => minute.denied += 1,
+            None => {}
+        }
+        if let Some(tier) = self.tier {
+            *minute.by_tier.entry(tier).or_default() += 1;
+        }
+        for source in &self.decided_by {
+            *minute.by_source.entry(source.clone()).or_default() += 1;
+        }
+    }
+}
+
 /// One object to store: part of a batch, one UTC hour of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchObject {
@@ -221,6 +274,10 @@ pub struct BatchObject {
     pub bytes: Vec<u8>,
     /// How many events it holds.
     pub events: usize,
+    /// What the index keeps of it (without an expiry: the Tenant's retention sets it).
+    pub indexed: DecisionBatch,
+    /// Its decisions counted per minute ([`crate::registry::index::decisions::minute_of`]).
+    pub minutes: BTreeMap<String, MinuteCounts>,
 }
 
 /// Lay a batch out as objects, one per UTC hour its events fall in, each keyed by the hash of
@@ -233,15 +290,33 @@ pub fn objects(system: &SystemKey, events: &[Event]) -> Vec<BatchObject> {
     hours
         .into_iter()
         .map(|(partition, events)| {
+            let id = batch_id(&events);
             let key = format!(
-                "decisions/{}/{}/{}/{}/{partition}/{}.json.gz",
-                system.tenant,
-                system.cluster,
-                system.system.namespace,
-                system.system.name,
-                batch_id(&events)
+                "decisions/{}/{}/{}/{}/{partition}/{id}.json.gz",
+                system.tenant, system.cluster, system.system.namespace, system.system.name,
             );
-            BatchObject { key, bytes: ndjson_gz(&events), events: events.len() }
+            let mut minutes: BTreeMap<String, MinuteCounts> = BTreeMap::new();
+            let mut total = MinuteCounts::default();
+            for event in &events {
+                let outcome = Outcome::of(&event.value);
+                // `decode` admits only timestamps that format.
+                let minute = minute_of(event.timestamp).unwrap_or_default();
+                outcome.count(minutes.entry(minute).or_default());
+                outcome.count(&mut total);
+            }
+            let times = events.iter().map(|e| e.timestamp);
+            let indexed = DecisionBatch {
+                system: system.system_id(),
+                batch_id: id,
+                key: key.clone(),
+                from: times.clone().min().unwrap_or(SystemTime::UNIX_EPOCH),
+                to: times.max().unwrap_or(SystemTime::UNIX_EPOCH),
+                events: events.len() as u64,
+                allowed: total.allowed,
+                denied: total.denied,
+                expires: None,
+            };
+            BatchObject { key, bytes: ndjson_gz(&events), events: events.len(), indexed, minutes }
         })
         .collect()
 }

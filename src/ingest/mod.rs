@@ -10,10 +10,10 @@
 //! A decision batch is acknowledged only once the store has it; a resent batch maps to the same
 //! keys and is stored once.
 //!
-//! Not here yet (issue 11): the TokenReview [`Reporters`] of the operator, the DynamoDB
-//! index and per-minute time series of stored batches, the Tenant's own store and keys per
-//! batch (one store serves every System here), a bounded writer queue answering 429, and the
-//! Prometheus export of [`Counters`].
+//! Each stored object is also indexed in the Tenant's index with its decisions counted per
+//! minute ([`crate::registry::index::decisions`]): after the object is stored, and before the
+//! batch is acknowledged, in one conditional write, so a resent batch is neither stored nor
+//! counted twice, and an index that fails answers 503 like a store that fails.
 
 pub mod decisions;
 pub mod fleet;
@@ -30,6 +30,7 @@ pub use fleet::{Fleet, OpaSummary};
 pub use reporters::{Denied, Reporters, ServedSystems};
 
 use crate::model::ObjectKey;
+use crate::registry::index::{IndexError, MemoryIndex, TenantIndex};
 use crate::registry::store::{ObjectStore, Precondition, StoreError};
 use decisions::DecodeError;
 use status::{StatusError, StatusReport};
@@ -113,6 +114,57 @@ pub enum IngestError {
     /// The store did not take the batch (503: OPA keeps the batch and sends it again).
     #[error("decisions not stored, send again later: {0}")]
     Store(#[from] StoreError),
+    /// The index did not take the batch (503: OPA keeps the batch and sends it again; the
+    /// objects already stored are not stored twice).
+    #[error("decisions not indexed, send again later: {0}")]
+    Index(#[from] IndexError),
+}
+
+/// How long the index keeps decision batches and counts when the Tenant does not say.
+pub const DEFAULT_DECISION_DAYS: u32 = 90;
+
+/// Where a Tenant's decisions go and are read back from: its object store, and its index under
+/// the name the index knows the Tenant by (`embedded` in the embedded store), with how long the
+/// index keeps what it is given.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    /// Where the decision objects go.
+    pub store: Arc<dyn ObjectStore>,
+    /// Where they are indexed and counted.
+    pub index: Arc<dyn TenantIndex>,
+    /// The tenant name of the index's items.
+    pub index_tenant: String,
+    /// How long the index keeps a batch after its last decision, or after it arrived if OPA
+    /// sent it later (`None`: for ever).
+    pub keep: Option<Duration>,
+}
+
+impl Sink {
+    /// The store and index of a Tenant's registry, keeping batches [`DEFAULT_DECISION_DAYS`].
+    pub fn of(registry: &crate::registry::Registry) -> Self {
+        Sink {
+            store: registry.store().clone(),
+            index: registry.index().clone(),
+            index_tenant: registry.tenant().to_string(),
+            keep: Some(days(DEFAULT_DECISION_DAYS)),
+        }
+    }
+
+    /// A store with an index in memory only (tests and benches: the index goes with the
+    /// process).
+    pub fn in_memory(store: Arc<dyn ObjectStore>) -> Self {
+        Sink { store, index: Arc::new(MemoryIndex::new()), index_tenant: "embedded".into(), keep: None }
+    }
+
+    /// Keep indexed batches for `days` days (a Tenant's `retention.decisionDays`).
+    pub fn keeping_days(mut self, days_kept: Option<u32>) -> Self {
+        self.keep = Some(days(days_kept.unwrap_or(DEFAULT_DECISION_DAYS)));
+        self
+    }
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
 }
 
 /// Counts since start, for metrics.
@@ -165,14 +217,16 @@ pub struct Stored {
     pub remasked: usize,
 }
 
-/// The object store of each Tenant that has its own storage, kept current by the operator.
-pub type TenantStores = Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<dyn ObjectStore>>>>;
+/// Where each Tenant's decisions go, when not to the default sink, kept current by the
+/// operator and `run --local` (Tenants with their own storage, and Tenants that say how long
+/// decisions are kept).
+pub type TenantStores = Arc<std::sync::RwLock<std::collections::HashMap<String, Sink>>>;
 
 /// What the ingestion handlers share.
 pub struct Ingest {
     fleet: Mutex<Fleet>,
-    store: Arc<dyn ObjectStore>,
-    /// The store of each Tenant with its own storage (the rest use `store`).
+    sink: Sink,
+    /// The sink of each Tenant that has its own (the rest use `sink`).
     tenant_stores: Option<TenantStores>,
     /// Batches being stored now (bounded by `limits.max_in_flight`).
     in_flight: tokio::sync::Semaphore,
@@ -188,24 +242,24 @@ pub struct Ingest {
 impl fmt::Debug for Ingest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ingest")
-            .field("store", &self.store)
+            .field("sink", &self.sink)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl Ingest {
-    /// Ingestion into `store`, for the reporters `reporters` allows; OPAs silent for longer
+    /// Ingestion into `sink`, for the reporters `reporters` allows; OPAs silent for longer
     /// than `forget_after` are dropped from the fleet by [`Ingest::expire`].
     pub fn new(
-        store: Arc<dyn ObjectStore>,
+        sink: Sink,
         reporters: impl Reporters + 'static,
         limits: Limits,
         forget_after: Duration,
     ) -> Self {
         Ingest {
             fleet: Mutex::new(Fleet::new(forget_after)),
-            store,
+            sink,
             reporters: Box::new(reporters),
             limits,
             counters: Counters::default(),
@@ -216,8 +270,8 @@ impl Ingest {
         }
     }
 
-    /// Store the decisions of a Tenant with its own storage there (`stores` says which Tenants
-    /// have one); the others go to the store given to [`Ingest::new`].
+    /// Store the decisions of a Tenant with a sink of its own there (`stores` says which Tenants
+    /// have one); the others go to the sink given to [`Ingest::new`].
     pub fn with_tenant_stores(mut self, stores: TenantStores) -> Self {
         self.tenant_stores = Some(stores);
         self
@@ -239,12 +293,12 @@ impl Ingest {
         self.accepting.load(Ordering::Relaxed)
     }
 
-    fn store_of(&self, tenant: &str) -> Arc<dyn ObjectStore> {
+    fn sink_of(&self, tenant: &str) -> Sink {
         let own = self
             .tenant_stores
             .as_ref()
             .and_then(|s| s.read().unwrap_or_else(PoisonError::into_inner).get(tenant).cloned());
-        own.unwrap_or_else(|| self.store.clone())
+        own.unwrap_or_else(|| self.sink.clone())
     }
 
     /// The size limits.
@@ -354,9 +408,9 @@ impl Ingest {
         add(&self.counters.remasked_events, remasked);
         let mut stored =
             Stored { system: Some(system.clone()), keys: vec![], events: events.len(), written: 0, remasked };
-        let store = self.store_of(&system.tenant);
+        let sink = self.sink_of(&system.tenant);
         for object in decisions::objects(&system, &events) {
-            match store.put(&object.key, &object.bytes, Precondition::IfAbsent).await {
+            match sink.store.put(&object.key, &object.bytes, Precondition::IfAbsent).await {
                 Ok(_) => {
                     stored.written += object.events;
                     add(&self.counters.stored_events, object.events);
@@ -366,6 +420,11 @@ impl Ingest {
                 }
                 Err(e) => return Err(e.into()),
             }
+            let mut indexed = object.indexed;
+            // Kept from its last decision, or from now when OPA sends it late (an OPA that was
+            // cut off keeps its batches and sends them when it can).
+            indexed.expires = sink.keep.and_then(|keep| indexed.to.max(SystemTime::now()).checked_add(keep));
+            sink.index.record_decisions(&sink.index_tenant, &indexed, &object.minutes).await?;
             stored.keys.push(object.key);
         }
         Ok(stored)

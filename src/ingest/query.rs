@@ -2,8 +2,9 @@
 //! summarised as people read a decision (time, allowed or denied, tier, deciding sources,
 //! message), and per-minute counts. What `edict decisions` and `edict stats` print.
 //!
-//! Only the partitions that overlap the range are read (`dt=…/hour=…` in the key), so asking
-//! for the last hour reads one or two hours of objects, not the System's whole history.
+//! The objects holding the range are found with one query of the Tenant's index, so asking for
+//! the last hour reads one or two hours of objects, not the System's whole history; per-minute
+//! counts come from the index's counters alone.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -11,9 +12,10 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::SystemKey;
-use super::decisions::{hour_partition, parse_rfc3339, read_ndjson_gz};
-use crate::registry::store::{ObjectStore, StoreError};
+use super::decisions::{Outcome, parse_rfc3339, read_ndjson_gz};
+use super::{Sink, SystemKey};
+use crate::registry::index::MinuteCounts;
+use crate::registry::store::StoreError;
 
 /// One recorded decision, as people read it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -42,22 +44,7 @@ impl Recorded {
     pub fn of(event: &Value) -> Recorded {
         let result = &event["result"];
         let response = &result["response"];
-        let allowed = result["allowed"].as_bool().or_else(|| response["allowed"].as_bool());
-        let tier = result["tier"]
-            .as_u64()
-            .or_else(|| result["headers"]["x-edict-tier"].as_str().and_then(|t| t.parse().ok()));
-        let decided_by = result["decided_by"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .map(|d| match (d["source"].as_str(), d["name"].as_str()) {
-                        (Some(source), Some(name)) if !name.is_empty() => format!("{source}/{name}"),
-                        (Some(source), _) => source.to_string(),
-                        _ => d.to_string(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let Outcome { allowed, tier, decided_by } = Outcome::of(event);
         let message = match &result["messages"] {
             Value::Array(m) => m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "),
             _ => response["status"]["message"]
@@ -100,6 +87,9 @@ pub enum QueryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::registry::index::IndexError),
     /// A stored object is not gzip NDJSON.
     #[error("decision object {key}: {message}")]
     Corrupt {
@@ -113,37 +103,37 @@ pub enum QueryError {
 /// The decision events `system` recorded from `since` on (all of them for `None`), oldest
 /// first, as stored (every field OPA sent).
 pub async fn events(
-    store: &dyn ObjectStore,
+    sink: &Sink,
     system: &SystemKey,
     since: Option<SystemTime>,
 ) -> Result<Vec<Value>, QueryError> {
-    events_of_shard(store, system, since, None).await
+    events_of_shard(sink, system, since, None).await
 }
+
+/// How far ahead of this clock an OPA's clock may be and its decisions still be read.
+const CLOCK_SKEW: Duration = Duration::from_secs(86_400);
 
 /// [`events`] of one shard: with `Some((i, n))`, only the stored objects at positions `i`,
 /// `i + n`, `i + 2n`, … of the System's sorted object keys, so that `n` processes together read
-/// every object once (a replay split over machines).
+/// every object once (a replay split over machines). The objects are found with one query of
+/// the index, not by listing the store.
 pub async fn events_of_shard(
-    store: &dyn ObjectStore,
+    sink: &Sink,
     system: &SystemKey,
     since: Option<SystemTime>,
     shard: Option<(usize, usize)>,
 ) -> Result<Vec<Value>, QueryError> {
-    let prefix = prefix(system);
-    let first_hour = since.map(hour_partition);
-    let mut keys = store.list(&prefix).await?;
-    // Keys sort by partition (`dt=YYYY-MM-DD/hour=HH`): skip whole hours before `since`.
-    keys.retain(|k| {
-        let partition = k[prefix.len()..].rsplit_once('/').map_or("", |(p, _)| p);
-        first_hour.as_deref().is_none_or(|first| partition >= first)
-    });
+    let from = since.unwrap_or(SystemTime::UNIX_EPOCH);
+    let to = SystemTime::now() + CLOCK_SKEW;
+    let batches = sink.index.decision_batches(&sink.index_tenant, &system.system_id(), from, to).await?;
+    let mut keys: Vec<String> = batches.into_iter().map(|b| b.key).collect();
     keys.sort();
     if let Some((index, count)) = shard.filter(|(_, n)| *n > 0) {
         keys = keys.into_iter().enumerate().filter(|(i, _)| i % count == index).map(|(_, k)| k).collect();
     }
     let mut out = Vec::new();
     for key in keys {
-        let Some(object) = store.get(&key).await? else { continue };
+        let Some(object) = sink.store.get(&key).await? else { continue };
         let events = read_ndjson_gz(&object.bytes)
             .map_err(|e| QueryError::Corrupt { key: key.clone(), message: e.to_string() })?;
         out.extend(events.into_iter().filter(|e| {
@@ -155,41 +145,15 @@ pub async fn events_of_shard(
     Ok(out)
 }
 
-/// Counts of one minute.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Minute {
-    /// Decisions.
-    pub total: u64,
-    /// Allowed.
-    pub allowed: u64,
-    /// Denied.
-    pub denied: u64,
-    /// By deciding tier (`9` is the default decision).
-    pub by_tier: BTreeMap<u64, u64>,
-    /// By deciding source.
-    pub by_source: BTreeMap<String, u64>,
-}
-
-/// Per-minute counts of `decisions`, keyed by the minute (`YYYY-MM-DDTHH:MM`, UTC).
-pub fn per_minute(decisions: &[Recorded]) -> BTreeMap<String, Minute> {
-    let mut out: BTreeMap<String, Minute> = BTreeMap::new();
-    for d in decisions {
-        let minute = d.time.get(..16).unwrap_or(&d.time).to_string();
-        let m = out.entry(minute).or_default();
-        m.total += 1;
-        match d.allowed {
-            Some(true) => m.allowed += 1,
-            Some(false) => m.denied += 1,
-            None => {}
-        }
-        if let Some(tier) = d.tier {
-            *m.by_tier.entry(tier).or_default() += 1;
-        }
-        for source in &d.decided_by {
-            *m.by_source.entry(source.clone()).or_default() += 1;
-        }
-    }
-    out
+/// The per-minute counts of `system`'s decisions from `from` to now (keyed `YYYY-MM-DDTHH:MM`,
+/// UTC), from the index's counters: no decision object is read.
+pub async fn minutes(
+    sink: &Sink,
+    system: &SystemKey,
+    from: SystemTime,
+) -> Result<BTreeMap<String, MinuteCounts>, QueryError> {
+    let to = SystemTime::now() + CLOCK_SKEW;
+    Ok(sink.index.decision_minutes(&sink.index_tenant, &system.system_id(), from, to).await?)
 }
 
 /// `30s`, `15m`, `24h`, `7d` as a duration.
@@ -237,29 +201,6 @@ mod tests {
         let r = Recorded::of(&custom);
         assert_eq!((r.allowed, r.tier, r.message.as_str()), (Some(false), Some(3), "b; c"));
         assert_eq!(r.decided_by, ["stack/ns/base", "system"]);
-    }
-
-    #[test]
-    fn minutes_count_outcomes_tiers_and_sources() {
-        let d = |time: &str, allowed: bool, tier: u64| Recorded {
-            time: time.into(),
-            decision_id: String::new(),
-            allowed: Some(allowed),
-            tier: Some(tier),
-            decided_by: vec!["stack/ns/base".into()],
-            message: String::new(),
-            revision: None,
-            erased: vec![],
-        };
-        let minutes = per_minute(&[
-            d("2026-11-30T17:01:40Z", false, 3),
-            d("2026-11-30T17:01:59Z", true, 4),
-            d("2026-11-30T17:02:00Z", false, 3),
-        ]);
-        let first = &minutes["2026-11-30T17:01"];
-        assert_eq!((first.total, first.allowed, first.denied), (2, 1, 1));
-        assert_eq!(first.by_tier, BTreeMap::from([(3, 1), (4, 1)]));
-        assert_eq!(minutes["2026-11-30T17:02"].by_source["stack/ns/base"], 1);
     }
 
     #[test]

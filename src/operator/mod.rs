@@ -557,6 +557,7 @@ impl Engine {
     async fn registry_of(&mut self, t: &Tenant) -> Result<Registry, Problem> {
         let tenant = t.metadata.name.clone().unwrap_or_default();
         if t.spec.storage.is_none() {
+            self.decisions_go_to(t, &self.embedded);
             return Ok(self.embedded.clone());
         }
         if let Some(r) = self.registries.get(&tenant) {
@@ -564,11 +565,7 @@ impl Engine {
         }
         match crate::registry::connect::registry(t, "edict-operator", SystemTime::now()).await {
             Ok(r) => {
-                if let Some(reports) = &self.reports
-                    && let Ok(mut stores) = reports.stores.write()
-                {
-                    stores.insert(tenant.clone(), r.store().clone());
-                }
+                self.decisions_go_to(t, &r);
                 self.ws.storage_checked(&tenant, Some(Ok(storage_summary(t, &r))));
                 self.registries.insert(tenant, r.clone());
                 Ok(r)
@@ -579,6 +576,22 @@ impl Engine {
                 self.ws.storage_checked(&tenant, Some(Err(p.clone())));
                 Err(p)
             }
+        }
+    }
+
+    /// Send the decisions OPAs report for `t`'s Systems to `registry`'s store and index, kept
+    /// as long as `t` says (when this engine takes reports).
+    fn decisions_go_to(&self, t: &Tenant, registry: &Registry) {
+        let Some(reports) = &self.reports else { return };
+        let tenant = t.metadata.name.as_deref().unwrap_or_default();
+        let days = t.spec.retention.as_ref().and_then(|r| r.decision_days);
+        let sink = crate::ingest::Sink::of(registry).keeping_days(days);
+        let current =
+            reports.stores.read().ok().and_then(|s| s.get(tenant).map(|s| (s.keep, s.index_tenant.clone())));
+        if current != Some((sink.keep, sink.index_tenant.clone()))
+            && let Ok(mut stores) = reports.stores.write()
+        {
+            stores.insert(tenant.to_string(), sink);
         }
     }
 

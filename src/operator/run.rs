@@ -26,27 +26,25 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let changes = Arc::new(crate::registry::store::KeyChanges::default());
     // OPA reports (status, decision logs): only the leader takes them, each checked with a
     // TokenReview against the System's ServiceAccount.
-    let embedded_store: Arc<dyn crate::registry::store::ObjectStore> =
-        Arc::new(DirStore::new(opts.store.clone()));
     let reporters = crate::operator::reports::ReporterMap::default();
     let metrics = crate::metrics::Metrics::new();
     let stores = crate::ingest::TenantStores::default();
+    let engine = Engine::new(&opts.cluster, opts.store.clone())
+        .with_bundle_url(&opts.bundle_url)
+        .with_changes(changes.clone())
+        .with_metrics(metrics.clone());
     let ingest = Arc::new(
         crate::ingest::Ingest::new(
-            embedded_store,
+            crate::ingest::Sink::of(&engine.embedded),
             crate::operator::reports::TokenReviews::new(client.clone(), reporters.clone()),
             crate::ingest::Limits::default(),
             Duration::from_secs(600),
         )
         .with_tenant_stores(stores.clone())
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics),
     );
     ingest.set_accepting(false);
-    let mut engine = Engine::new(&opts.cluster, opts.store.clone())
-        .with_bundle_url(&opts.bundle_url)
-        .with_changes(changes.clone())
-        .with_reports(ingest.clone(), reporters, stores)
-        .with_metrics(metrics);
+    let mut engine = engine.with_reports(ingest.clone(), reporters, stores);
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", opts.metrics_addr))?;

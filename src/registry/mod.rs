@@ -260,6 +260,11 @@ impl Registry {
         self.verification.as_ref()
     }
 
+    /// The tenant this registry publishes for, as its index names it.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
     /// The object store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store

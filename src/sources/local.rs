@@ -310,6 +310,23 @@ impl Local {
             .collect()
     }
 
+    /// Where the decisions of each Tenant go: the embedded `registry`, kept as long as the Tenant
+    /// says (`retention.decisionDays`).
+    pub fn decision_sinks(
+        &self,
+        registry: &Registry,
+    ) -> std::collections::HashMap<String, crate::ingest::Sink> {
+        self.ws
+            .catalog
+            .tenants()
+            .iter()
+            .map(|(name, entry)| {
+                let days = entry.tenant.spec.retention.as_ref().and_then(|r| r.decision_days);
+                (name.to_string(), crate::ingest::Sink::of(registry).keeping_days(days))
+            })
+            .collect()
+    }
+
     /// Take what the served Systems' OPAs reported by `now` into their statuses (`status.opas`,
     /// the `Live` condition); returns whether any System's changed. Logs each change of `Live`.
     pub fn refresh_fleet(&mut self, ingest: &Ingest, now: SystemTime) -> bool {
@@ -383,15 +400,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // OPAs report to this edict (status, decision logs) for the Systems it serves.
     let reporters = Arc::new(RwLock::new(local.reporters()));
     let allowed = reporters.clone();
-    let ingest = Arc::new(Ingest::new(
-        registry.store().clone(),
-        move |id: &str, _: Option<&str>| {
-            let served = allowed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            served.get(id).cloned().ok_or_else(|| Denied::Forbidden(format!("edict serves no System {id}")))
-        },
-        crate::ingest::Limits::default(),
-        FORGET_OPAS,
-    ));
+    let sinks = crate::ingest::TenantStores::new(RwLock::new(local.decision_sinks(&registry)));
+    let ingest = Arc::new(
+        Ingest::new(
+            crate::ingest::Sink::of(&registry),
+            move |id: &str, _: Option<&str>| {
+                let served = allowed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                served
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| Denied::Forbidden(format!("edict serves no System {id}")))
+            },
+            crate::ingest::Limits::default(),
+            FORGET_OPAS,
+        )
+        .with_tenant_stores(sinks.clone()),
+    );
     let state = ServerState {
         store: registry.store().clone(),
         statuses: statuses.clone(),
@@ -467,6 +491,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let (written, unchanged) = local.publish(&registry, &rebuilt).await;
         if let Ok(mut r) = reporters.write() {
             *r = local.reporters();
+        }
+        if let Ok(mut s) = sinks.write() {
+            *s = local.decision_sinks(&registry);
         }
         local.refresh_fleet(&ingest, SystemTime::now());
         if let Ok(mut s) = statuses.write() {

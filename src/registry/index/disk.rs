@@ -18,8 +18,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::TenantData;
-use super::{CommitRecord, IndexError, RevisionRecord, StackRecord, SystemRecord, WrappedKey};
+use super::memory::{MinuteItem, TenantData};
+use super::{CommitRecord, DecisionBatch, IndexError, RevisionRecord, StackRecord, SystemRecord, WrappedKey};
 
 /// An item a write changed, named so its new state can be read back from the tenant's data.
 #[derive(Clone, Debug)]
@@ -34,6 +34,10 @@ pub(super) enum Touched {
     /// The commit log's last sequence.
     Head,
     Key(String),
+    /// (system, batch sort key).
+    Batch(String, String),
+    /// (system, minute).
+    Minute(String, String),
 }
 
 /// One journal line: an item's state (`None`: absent).
@@ -46,6 +50,8 @@ enum Line {
     Commit(u64, Option<CommitRecord>),
     Head(u64),
     Key(String, Option<WrappedKey>),
+    Batch(String, String, Option<DecisionBatch>),
+    Minute(String, String, Option<MinuteItem>),
 }
 
 impl Line {
@@ -66,6 +72,16 @@ impl Line {
             Touched::Commit(seq) => Line::Commit(*seq, data.commits.get(seq).cloned()),
             Touched::Head => Line::Head(data.head),
             Touched::Key(id) => Line::Key(id.clone(), data.keys.get(id).cloned()),
+            Touched::Batch(system, key) => Line::Batch(
+                system.clone(),
+                key.clone(),
+                data.batches.get(system).and_then(|b| b.get(key)).cloned(),
+            ),
+            Touched::Minute(system, minute) => Line::Minute(
+                system.clone(),
+                minute.clone(),
+                data.minutes.get(system).and_then(|m| m.get(minute)).cloned(),
+            ),
         }
     }
 
@@ -98,6 +114,20 @@ impl Line {
             Line::Commit(seq, record) => set(&mut data.commits, seq, record),
             Line::Head(head) => data.head = head,
             Line::Key(id, key) => set(&mut data.keys, id, key),
+            Line::Batch(system, key, batch) => {
+                let batches = data.batches.entry(system.clone()).or_default();
+                set(batches, key, batch);
+                if batches.is_empty() {
+                    data.batches.remove(&system);
+                }
+            }
+            Line::Minute(system, minute, item) => {
+                let series = data.minutes.entry(system.clone()).or_default();
+                set(series, minute, item);
+                if series.is_empty() {
+                    data.minutes.remove(&system);
+                }
+            }
         }
     }
 
@@ -119,6 +149,18 @@ impl Line {
         lines.extend(data.commits.iter().map(|(seq, r)| Line::Commit(*seq, Some(r.clone()))));
         lines.push(Line::Head(data.head));
         lines.extend(data.keys.iter().map(|(id, k)| Line::Key(id.clone(), Some(k.clone()))));
+        for (system, batches) in &data.batches {
+            lines.extend(
+                batches.iter().map(|(key, b)| Line::Batch(system.clone(), key.clone(), Some(b.clone()))),
+            );
+        }
+        for (system, series) in &data.minutes {
+            lines.extend(
+                series
+                    .iter()
+                    .map(|(minute, m)| Line::Minute(system.clone(), minute.clone(), Some(m.clone()))),
+            );
+        }
         lines
     }
 }
@@ -289,6 +331,8 @@ fn items(data: &TenantData) -> usize {
         + data.revisions.values().map(|r| r.len()).sum::<usize>()
         + data.commits.len()
         + data.keys.len()
+        + data.batches.values().map(|b| b.len()).sum::<usize>()
+        + data.minutes.values().map(|m| m.len()).sum::<usize>()
 }
 
 fn inode(meta: &std::fs::Metadata) -> u64 {

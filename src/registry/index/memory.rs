@@ -4,14 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+use super::decisions::{batch_range, expired, minute_of, to_the_second};
 use super::disk::{Disk, Touched};
 use super::{
-    BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, ReadCounters, ReadOp, ReadStats, Result,
-    RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, check_id, check_tenant,
-    expected_text, format_timestamp, stack_what, system_what,
+    BindingChange, CommitRecord, DecisionBatch, IndexError, KeyState, LiveRevision, MinuteCounts,
+    ReadCounters, ReadOp, ReadStats, Result, RevisionRecord, StackRecord, SystemRecord, TenantIndex,
+    WrappedKey, check_id, check_tenant, expected_text, format_timestamp, stack_what, system_what,
 };
 
 /// The in-memory [`TenantIndex`].
@@ -40,6 +42,36 @@ pub(super) struct TenantData {
     /// The largest commit id used.
     pub(super) head: u64,
     pub(super) keys: BTreeMap<String, WrappedKey>,
+    /// system → batch sort key ([`DecisionBatch::sort_key`]) → batch.
+    #[serde(default)]
+    pub(super) batches: BTreeMap<String, BTreeMap<String, DecisionBatch>>,
+    /// system → minute → counts (one item per minute: the shards of DynamoDB, summed).
+    #[serde(default)]
+    pub(super) minutes: BTreeMap<String, BTreeMap<String, MinuteItem>>,
+}
+
+/// A minute's counts and when the index forgets them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct MinuteItem {
+    pub(super) counts: MinuteCounts,
+    pub(super) expires: Option<SystemTime>,
+}
+
+/// Drop the items of `map` (sorted by time) that expired at `now`, from the oldest on, while
+/// they have; returns their keys.
+fn drop_expired<T>(
+    map: &mut BTreeMap<String, T>,
+    expires: impl Fn(&T) -> Option<SystemTime>,
+    now: SystemTime,
+) -> Vec<String> {
+    let mut dropped = Vec::new();
+    while let Some(entry) = map.first_entry() {
+        if !expired(expires(entry.get()), now) {
+            break;
+        }
+        dropped.push(entry.remove_entry().0);
+    }
+    dropped
 }
 
 impl MemoryIndex {
@@ -430,6 +462,92 @@ impl TenantIndex for MemoryIndex {
         self.stats.record(ReadOp::DataKeys, 1, keys.len() as u64);
         keys.sort_by(|a, b| (b.created, &b.key_id).cmp(&(a.created, &a.key_id)));
         Ok(keys)
+    }
+
+    async fn record_decisions(
+        &self,
+        tenant: &str,
+        batch: &DecisionBatch,
+        minutes: &BTreeMap<String, MinuteCounts>,
+    ) -> Result<bool> {
+        batch.check()?;
+        let sort_key = batch.sort_key()?;
+        let now = SystemTime::now();
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let system = batch.system.clone();
+        let batches = data.batches.entry(system.clone()).or_default();
+        if batches.contains_key(&sort_key) {
+            return Ok(false);
+        }
+        let mut touched: Vec<Touched> = drop_expired(batches, |b| b.expires, now)
+            .into_iter()
+            .map(|k| Touched::Batch(system.clone(), k))
+            .collect();
+        let expires = batch.expires.map(to_the_second);
+        batches.insert(sort_key.clone(), DecisionBatch { expires, ..batch.clone() });
+        touched.push(Touched::Batch(system.clone(), sort_key));
+        let series = data.minutes.entry(system.clone()).or_default();
+        touched.extend(
+            drop_expired(series, |m| m.expires, now).into_iter().map(|k| Touched::Minute(system.clone(), k)),
+        );
+        for (minute, counts) in minutes {
+            let item = series.entry(minute.clone()).or_default();
+            item.counts.add(counts);
+            item.expires = expires;
+            touched.push(Touched::Minute(system.clone(), minute.clone()));
+        }
+        t.save(&touched)?;
+        Ok(true)
+    }
+
+    async fn decision_batches(
+        &self,
+        tenant: &str,
+        system: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<DecisionBatch>> {
+        check_id("system", system)?;
+        let (low, high) = batch_range(from, to)?;
+        let now = SystemTime::now();
+        let mut t = self.tenant(tenant)?;
+        let Some(batches) = t.data().batches.get(system) else {
+            self.stats.record(ReadOp::DecisionBatches, 1, 0);
+            return Ok(Vec::new());
+        };
+        let in_range: Vec<&DecisionBatch> = batches.range(low..=high).map(|(_, b)| b).collect();
+        self.stats.record(ReadOp::DecisionBatches, 1, in_range.len() as u64);
+        Ok(in_range
+            .into_iter()
+            .filter(|b| b.overlaps(from, to) && !expired(b.expires, now))
+            .cloned()
+            .collect())
+    }
+
+    async fn decision_minutes(
+        &self,
+        tenant: &str,
+        system: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<BTreeMap<String, MinuteCounts>> {
+        check_id("system", system)?;
+        let (first, last) = (minute_of(from)?, minute_of(to)?);
+        let now = SystemTime::now();
+        let mut t = self.tenant(tenant)?;
+        let mut out = BTreeMap::new();
+        let mut read = 0;
+        if let Some(series) = t.data().minutes.get(system) {
+            for (minute, item) in series.range(first..=last) {
+                read += 1;
+                if !expired(item.expires, now) {
+                    out.insert(minute.clone(), item.counts.clone());
+                }
+            }
+        }
+        self.stats.record(ReadOp::DecisionMinutes, 1, read);
+        Ok(out)
     }
 
     fn read_stats(&self, op: ReadOp) -> ReadStats {

@@ -22,6 +22,7 @@
 //! | stack | `T#<t>#STK#<stk>` | `STACK` | – | – | `stackId`, `stackType`, `selector` (S: JSON), `version` |
 //! | commit | `T#<t>#LOG` | `C#<seq>` | – | – | `seq`, `actor`, `action`, `systemId`?, `revision`?, `time`, `payload` (B), `payloadKeyId`? |
 //! | data key | `T#<t>#KEYS` | `KEY#<key id>` | – | – | `keyId`, `ciphertext` (B), `createdAt`, `state` (`current`/`retired`) |
+//! | decision batch, decision minute | see [`decisions`] | | – | – | |
 //!
 //! Every item also carries `tenant` and `itemType` (the first column, lower case) so that an
 //! export of the table explains itself.
@@ -33,7 +34,9 @@
 //! - revisions newest first: `Query GSI1 GSI1PK = T#<t>#REVS#<sys>`, descending — the revision's
 //!   own key (`REV#<revision>`) makes recording it idempotent, the index orders it by time;
 //! - the commit log newest first: `Query PK = T#<t>#LOG AND begins_with(SK, "C#")`, descending;
-//! - data keys: `Query PK = T#<t>#KEYS`.
+//! - data keys: `Query PK = T#<t>#KEYS`;
+//! - a System's decision objects in a time range: `Query PK = T#<t>#DEC#<sys> AND SK BETWEEN …`;
+//!   its per-minute counts: one such `Query` per counter shard (see [`decisions`]).
 //!
 //! # Concurrency
 //!
@@ -44,9 +47,10 @@
 //! that every append would have to move: an entry's key is its time, so parallel publishers of
 //! one tenant append without contending (an earlier model kept a `HEAD` item with the last
 //! sequence; its entries `C#00…01`, `C#00…02`, … sort before every time-ordered one, and the
-//! item is left alone). Nothing edict writes today sets
-//! `expiresAt`; the TTL is there for short-lived items (leases, ingestion markers).
+//! item is left alone). Decision batches and counters set `expiresAt` (the table's TTL); nothing
+//! else does.
 
+pub mod decisions;
 mod disk;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
@@ -58,6 +62,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use decisions::{DecisionBatch, MinuteCounts};
 pub use memory::MemoryIndex;
 
 /// Bits of a commit id below its milliseconds.
@@ -322,13 +327,17 @@ pub enum ReadOp {
     Commits,
     /// [`TenantIndex::data_keys`].
     DataKeys,
+    /// [`TenantIndex::decision_batches`].
+    DecisionBatches,
+    /// [`TenantIndex::decision_minutes`].
+    DecisionMinutes,
     /// Reads done by writes (the current binding set, conflict diagnosis, the commit head, ...).
     Maintenance,
 }
 
 impl ReadOp {
     /// Every read path.
-    pub const ALL: [ReadOp; 8] = [
+    pub const ALL: [ReadOp; 10] = [
         ReadOp::GetSystem,
         ReadOp::GetStack,
         ReadOp::SystemsOfStack,
@@ -336,6 +345,8 @@ impl ReadOp {
         ReadOp::Revisions,
         ReadOp::Commits,
         ReadOp::DataKeys,
+        ReadOp::DecisionBatches,
+        ReadOp::DecisionMinutes,
         ReadOp::Maintenance,
     ];
 
@@ -495,6 +506,36 @@ pub trait TenantIndex: Send + Sync + std::fmt::Debug {
 
     /// The tenant's wrapped data keys, newest first.
     async fn data_keys(&self, tenant: &str) -> Result<Vec<WrappedKey>>;
+
+    /// Index a stored decision object and add `minutes` (its decisions counted per minute, keyed
+    /// by [`decisions::minute_of`]) to the System's per-minute series: both or neither, and
+    /// once. Recording a batch already indexed changes nothing and returns `false`.
+    async fn record_decisions(
+        &self,
+        tenant: &str,
+        batch: &DecisionBatch,
+        minutes: &BTreeMap<String, MinuteCounts>,
+    ) -> Result<bool>;
+
+    /// The stored decision objects of `system` holding decisions made from `from` to `to`,
+    /// by the time of their last decision; items already expired are left out.
+    async fn decision_batches(
+        &self,
+        tenant: &str,
+        system: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<DecisionBatch>>;
+
+    /// The per-minute counts of `system`'s decisions from `from` to `to` (by minute, both
+    /// minutes included), keyed by [`decisions::minute_of`].
+    async fn decision_minutes(
+        &self,
+        tenant: &str,
+        system: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<BTreeMap<String, MinuteCounts>>;
 
     /// Read counters of one read path since the index was created.
     fn read_stats(&self, op: ReadOp) -> ReadStats;

@@ -75,7 +75,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn time(&self, attr: &str) -> Result<SystemTime> {
+    pub(super) fn time(&self, attr: &str) -> Result<SystemTime> {
         parse_timestamp(self.str(attr)?).ok_or_else(|| self.corrupt(attr, "is not an RFC 3339 UTC timestamp"))
     }
 

@@ -23,6 +23,11 @@ pub(super) const REV_PREFIX: &str = "REV#";
 pub(super) const COMMIT_PREFIX: &str = "C#";
 pub(super) const KEY_PREFIX: &str = "KEY#";
 pub(super) const SYS_PREFIX: &str = "SYS#";
+pub(super) const BATCH_PREFIX: &str = "B#";
+pub(super) const MINUTE_PREFIX: &str = "M#";
+/// Counter attributes of a decision minute beside `total`, `allowed` and `denied`.
+pub(super) const TIER_PREFIX: &str = "tier#";
+pub(super) const SOURCE_PREFIX: &str = "source#";
 
 pub(super) fn system_pk(tenant: &str, system: &str) -> String {
     format!("T#{tenant}#SYS#{system}")
@@ -46,4 +51,12 @@ pub(super) fn keys_pk(tenant: &str) -> String {
 
 pub(super) fn commit_sk(sequence: u64) -> String {
     format!("{COMMIT_PREFIX}{sequence:020}")
+}
+
+pub(super) fn decisions_pk(tenant: &str, system: &str) -> String {
+    format!("T#{tenant}#DEC#{system}")
+}
+
+pub(super) fn minutes_pk(tenant: &str, system: &str, shard: u32) -> String {
+    format!("T#{tenant}#MIN#{system}#{shard}")
 }

@@ -6,6 +6,7 @@
 //! or bad credentials are [`IndexError::Misconfigured`] with the table, the operation and the
 //! service's code and message.
 
+mod decisions;
 mod errors;
 mod items;
 mod keys;
@@ -14,9 +15,9 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -34,9 +35,9 @@ pub use self::keys::{GSI1, GSI1PK, GSI1SK, PK, SK, TTL_ATTRIBUTE};
 use self::requests::Query;
 pub use self::table::TableState;
 use super::{
-    BindingChange, CommitRecord, IndexError, KeyState, LiveRevision, MAX_TRANSACTION_ITEMS, ReadCounters,
-    ReadOp, ReadStats, Result, RevisionRecord, StackRecord, SystemRecord, TenantIndex, WrappedKey, check_id,
-    check_tenant, format_timestamp, stack_what, system_what,
+    BindingChange, CommitRecord, DecisionBatch, IndexError, KeyState, LiveRevision, MAX_TRANSACTION_ITEMS,
+    MinuteCounts, ReadCounters, ReadOp, ReadStats, Result, RevisionRecord, StackRecord, SystemRecord,
+    TenantIndex, WrappedKey, check_id, check_tenant, format_timestamp, stack_what, system_what,
 };
 
 /// How often `append_commit` draws another id when the one it drew was taken.
@@ -152,7 +153,14 @@ impl TenantIndex for DynamoIndex {
         let pk = system_pk(tenant, system);
         let what = || system_what(tenant, system);
         self.check_version(what(), pk.clone(), SYSTEM_SK, expected_version).await?;
-        let q = Query { gsi: false, pk: pk.clone(), sk_prefix: None, forward: true, limit: None };
+        let q = Query {
+            gsi: false,
+            pk: pk.clone(),
+            sk_prefix: None,
+            sk_between: None,
+            forward: true,
+            limit: None,
+        };
         let mut deletes = Vec::new();
         for item in self.query(ReadOp::Maintenance, q).await? {
             let sk = Decoder::new(&item).str(SK)?;
@@ -216,6 +224,7 @@ impl TenantIndex for DynamoIndex {
             gsi: true,
             pk: stack_pk(tenant, stack),
             sk_prefix: Some(SYS_PREFIX),
+            sk_between: None,
             forward: true,
             limit: None,
         };
@@ -253,6 +262,7 @@ impl TenantIndex for DynamoIndex {
             gsi: true,
             pk: stack_pk(tenant, stack),
             sk_prefix: Some(SYS_PREFIX),
+            sk_between: None,
             forward: true,
             limit: None,
         };
@@ -267,6 +277,7 @@ impl TenantIndex for DynamoIndex {
             gsi: false,
             pk: system_pk(tenant, system),
             sk_prefix: Some(BIND_PREFIX),
+            sk_between: None,
             forward: true,
             limit: None,
         };
@@ -316,7 +327,14 @@ impl TenantIndex for DynamoIndex {
     ) -> Result<Vec<RevisionRecord>> {
         check_tenant(tenant)?;
         check_id("system", system)?;
-        let q = Query { gsi: true, pk: revisions_pk(tenant, system), sk_prefix: None, forward: false, limit };
+        let q = Query {
+            gsi: true,
+            pk: revisions_pk(tenant, system),
+            sk_prefix: None,
+            sk_between: None,
+            forward: false,
+            limit,
+        };
         let items = self.query(ReadOp::Revisions, q).await?;
         items.iter().map(|i| Decoder::new(i).revision()).collect()
     }
@@ -382,6 +400,7 @@ impl TenantIndex for DynamoIndex {
             gsi: false,
             pk: log_pk(tenant),
             sk_prefix: Some(COMMIT_PREFIX),
+            sk_between: None,
             forward: false,
             limit: Some(limit),
         };
@@ -396,6 +415,7 @@ impl TenantIndex for DynamoIndex {
             gsi: false,
             pk: keys_pk(tenant),
             sk_prefix: Some(KEY_PREFIX),
+            sk_between: None,
             forward: true,
             limit: None,
         };
@@ -471,6 +491,7 @@ impl TenantIndex for DynamoIndex {
             gsi: false,
             pk: keys_pk(tenant),
             sk_prefix: Some(KEY_PREFIX),
+            sk_between: None,
             forward: true,
             limit: None,
         };
@@ -478,6 +499,38 @@ impl TenantIndex for DynamoIndex {
         let mut keys = items.iter().map(|i| Decoder::new(i).data_key()).collect::<Result<Vec<_>>>()?;
         keys.sort_by(|a, b| (b.created, &b.key_id).cmp(&(a.created, &a.key_id)));
         Ok(keys)
+    }
+
+    async fn record_decisions(
+        &self,
+        tenant: &str,
+        batch: &DecisionBatch,
+        minutes: &BTreeMap<String, MinuteCounts>,
+    ) -> Result<bool> {
+        check_tenant(tenant)?;
+        self.put_decisions(tenant, batch, minutes).await
+    }
+
+    async fn decision_batches(
+        &self,
+        tenant: &str,
+        system: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<DecisionBatch>> {
+        check_tenant(tenant)?;
+        self.get_decision_batches(tenant, system, from, to).await
+    }
+
+    async fn decision_minutes(
+        &self,
+        tenant: &str,
+        system: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<BTreeMap<String, MinuteCounts>> {
+        check_tenant(tenant)?;
+        self.get_decision_minutes(tenant, system, from, to).await
     }
 
     fn read_stats(&self, op: ReadOp) -> ReadStats {

@@ -70,8 +70,13 @@ impl DynamoIndex {
                 condition.push_str(" AND begins_with(#sk, :prefix)");
                 values.insert(":prefix".into(), s(prefix));
             }
+            if let Some((low, high)) = &q.sk_between {
+                condition.push_str(" AND #sk BETWEEN :low AND :high");
+                values.insert(":low".into(), s(low));
+                values.insert(":high".into(), s(high));
+            }
             let mut attr_names = names(&[("#pk", pk_attr)]);
-            if q.sk_prefix.is_some() {
+            if q.sk_prefix.is_some() || q.sk_between.is_some() {
                 attr_names.insert("#sk".into(), sk_attr.into());
             }
             let mut request = self
@@ -359,6 +364,8 @@ pub(super) struct Query<'a> {
     pub(super) gsi: bool,
     pub(super) pk: String,
     pub(super) sk_prefix: Option<&'a str>,
+    /// Sort keys from the first to the second, both included.
+    pub(super) sk_between: Option<(String, String)>,
     pub(super) forward: bool,
     pub(super) limit: Option<usize>,
 }
