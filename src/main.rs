@@ -187,6 +187,40 @@ enum Command {
         #[arg(long, env = "EDICT_CLUSTER", default_value = "local")]
         cluster: String,
     },
+    /// Every System published to a Tenant, across the clusters that publish to it: its live
+    /// revision, when it was published, and its Stacks (one query of the Tenant's index).
+    Systems {
+        /// Manifest files or directories (they name the Tenant's storage).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// The embedded store, for a Tenant without `spec.storage` (by default DIR/.edict/store
+        /// for the first manifest directory given, as `run --local DIR`).
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
+    /// Every Stack of a Tenant, per cluster, with the Systems bound to it (one query of the
+    /// Tenant's index).
+    Stacks {
+        /// Manifest files or directories (they name the Tenant's storage).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// The embedded store, for a Tenant without `spec.storage` (by default DIR/.edict/store
+        /// for the first manifest directory given, as `run --local DIR`).
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
     /// Per-minute counts of a System's recorded decisions: total, allowed, denied, by tier and
     /// by deciding source.
     Stats {
@@ -359,6 +393,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = embedded_store(&files, store);
             let recorded = recorded(&files, &system, &since, &cluster, &store)?;
             decisions(recorded.into_iter().filter(|d| !denied || d.allowed == Some(false)).collect(), output)
+        }
+        Command::Systems { files, tenant, output, store } => {
+            cli::directory::systems(&files, &tenant, output, &embedded_store(&files, store))
+        }
+        Command::Stacks { files, tenant, output, store } => {
+            cli::directory::stacks(&files, &tenant, output, &embedded_store(&files, store))
         }
         Command::Stats { files, system, since, output, store, cluster } => {
             let store = embedded_store(&files, store);

@@ -1222,3 +1222,111 @@ async fn a_config_map_deleted_by_hand_is_written_again() {
     engine.reconcile(&affected).await;
     assert!(engine.has_kube_work());
 }
+
+/// The multi-cluster view (`edict systems` / `edict stacks`): after a round, the Tenant's index
+/// lists every System with its live revision, publish time and Stacks, and every Stack's item
+/// with the Systems bound to it, one query each. A selector change rewrites the Stack's item, a
+/// restart with nothing changed writes none, and a deleted Stack's item and bindings go.
+#[tokio::test]
+async fn the_tenant_index_lists_every_system_and_stack_for_the_multi_cluster_view() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::new("c1", store.path().to_path_buf());
+    let mut keys = BTreeSet::new();
+    for located in all_examples() {
+        keys.extend(engine.apply(Change::Apply(Box::new(located))));
+    }
+    engine.reconcile(&keys.into_iter().collect::<Vec<_>>()).await;
+    // What another process (the CLI) reads from the embedded index.
+    let index = || edict::registry::Registry::embedded(store.path()).index().clone();
+    let systems = index().systems("embedded").await.expect("systems");
+    let listed: Vec<(&str, Vec<&str>)> = systems
+        .iter()
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.live.as_ref().map(|l| l.stacks.iter().map(String::as_str).collect()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            // A custom System: the kubernetes Stack does not apply to it.
+            ("c1/acme-data/batch-api", vec![]),
+            ("c1/acme-payments/payments-cluster", vec!["acme-platform/kubernetes-baseline"]),
+            ("c1/acme-shop/storefront-envoy", vec!["acme-platform/edge-network-guard"]),
+        ]
+    );
+    assert!(systems.iter().all(|s| s.live.as_ref().is_some_and(|l| l.published.is_some())), "{systems:#?}");
+    let stacks = index().stacks("embedded").await.expect("stacks");
+    let listed: Vec<(&str, Option<&str>, Vec<&str>)> = stacks
+        .iter()
+        .map(|s| {
+            let kind = s.record.as_ref().map(|r| r.stack_type.as_str());
+            (s.id.as_str(), kind, s.systems.iter().map(String::as_str).collect())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("c1/acme-platform/edge-network-guard", Some("envoy"), vec!["c1/acme-shop/storefront-envoy"]),
+            (
+                "c1/acme-platform/kubernetes-baseline",
+                Some("kubernetes"),
+                vec!["c1/acme-payments/payments-cluster"]
+            ),
+        ]
+    );
+    let version = |stacks: &[edict::registry::index::StackListing], id: &str| {
+        stacks.iter().find(|s| s.id == id).and_then(|s| s.record.as_ref()).map(|r| r.version)
+    };
+    let baseline = "c1/acme-platform/kubernetes-baseline";
+    assert_eq!(version(&stacks, baseline), Some(1));
+
+    // The baseline Stack now selects nothing: its item is rewritten, the Systems unbound.
+    let mut changed = objects("stacks.yaml");
+    for located in &mut changed {
+        if let manifest::Object::Stack(s) = &mut located.object
+            && s.metadata.name.as_deref() == Some("kubernetes-baseline")
+        {
+            s.spec.selector = serde_json::from_value(json!({"edict.dev/none": ["x"]})).expect("selector");
+        }
+    }
+    let mut keys = BTreeSet::new();
+    for located in changed {
+        keys.extend(engine.apply(Change::Apply(Box::new(located))));
+    }
+    engine.reconcile(&keys.into_iter().collect::<Vec<_>>()).await;
+    let stacks = index().stacks("embedded").await.expect("stacks");
+    assert_eq!(version(&stacks, baseline), Some(2));
+    let bound = stacks.iter().find(|s| s.id == baseline).map(|s| s.systems.clone());
+    assert_eq!(bound, Some(vec![]), "{stacks:#?}");
+
+    // A restart with nothing changed: the Stacks' items are read, none written.
+    let mut restarted = Engine::new("c1", store.path().to_path_buf());
+    let mut keys = BTreeSet::new();
+    for located in all_examples().into_iter().filter(|l| !matches!(l.object, manifest::Object::Stack(_))) {
+        keys.extend(restarted.apply(Change::Apply(Box::new(located))));
+    }
+    for located in objects("stacks.yaml") {
+        let located = match located.object {
+            manifest::Object::Stack(mut s) if s.metadata.name.as_deref() == Some("kubernetes-baseline") => {
+                s.spec.selector = serde_json::from_value(json!({"edict.dev/none": ["x"]})).expect("selector");
+                Located { object: manifest::Object::Stack(s), ..located }
+            }
+            _ => located,
+        };
+        keys.extend(restarted.apply(Change::Apply(Box::new(located))));
+    }
+    restarted.reconcile(&keys.into_iter().collect::<Vec<_>>()).await;
+    let after = index().stacks("embedded").await.expect("stacks");
+    assert_eq!(version(&after, baseline), Some(2), "nothing rewritten");
+    assert_eq!(version(&after, "c1/acme-platform/edge-network-guard"), Some(1));
+
+    // The edge Stack deleted: its item and its bindings go.
+    let edge = ObjectKey::new("acme-platform", "edge-network-guard");
+    let keys = restarted.apply(Change::Delete(Kind::Stack, edge));
+    restarted.reconcile(&keys.into_iter().collect::<Vec<_>>()).await;
+    let after = index().stacks("embedded").await.expect("stacks");
+    assert!(after.iter().all(|s| s.id != "c1/acme-platform/edge-network-guard"), "{after:#?}");
+}

@@ -46,6 +46,8 @@ fn live(revision: &str) -> LiveRevision {
             ("Stack/admin/baseline".into(), 12),
             ("Policy/payments/deny-latest".into(), 1),
         ]),
+        stacks: vec![],
+        published: None,
     }
 }
 
@@ -125,6 +127,7 @@ async fn suite(index: Arc<dyn TenantIndex>, tenant: &str, transactions: Transact
     deletes(&*index, tenant).await;
     isolation(&*index, tenant).await;
     decisions(&*index, tenant).await;
+    directory(&*index, &format!("{tenant}-directory")).await;
     Measured { systems_of_big_stack, systems_of_small_stack, stacks_of_system, all_revisions, newest_three }
 }
 
@@ -464,6 +467,64 @@ async fn isolation(index: &dyn TenantIndex, tenant: &str) {
     let err =
         index.record_revision(tenant, SYSTEM, &revision("old", UNIX_EPOCH - Duration::from_secs(1))).await;
     assert!(matches!(err, Err(IndexError::Invalid { .. })), "{err:?}");
+}
+
+/// The multi-cluster view: every System of a tenant across clusters with its live revision,
+/// and every Stack with its bindings, one query each.
+async fn directory(index: &dyn TenantIndex, tenant: &str) {
+    let systems = ["c1/payments/api", "c1/web/front", "c2/payments/api"];
+    for id in systems {
+        index.put_system(tenant, &system(id), None).await.unwrap();
+    }
+    let published = at(42, 0);
+    let live =
+        LiveRevision { published: Some(published), stacks: vec!["admin/baseline".into()], ..live("r1") };
+    index.set_live(tenant, "c2/payments/api", &live, 1).await.unwrap();
+    let baseline = StackRecord {
+        id: "c1/admin/baseline".into(),
+        stack_type: "kubernetes".into(),
+        selector: serde_json::json!({"edict.dev/tier": ["1"]}),
+        version: 0,
+    };
+    index.put_stack(tenant, &baseline, None).await.unwrap();
+    for id in &systems[..2] {
+        index.bind_system(tenant, id, &["c1/admin/baseline".into()], &[]).await.unwrap();
+    }
+    index.bind_system(tenant, "c2/payments/api", &["c2/admin/baseline".into()], &[]).await.unwrap();
+
+    let (listed, stats) = measure(index, ReadOp::Systems, index.systems(tenant)).await;
+    let listed = listed.unwrap();
+    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), systems);
+    let c2 = listed.iter().find(|s| s.id == "c2/payments/api").unwrap();
+    assert_eq!(c2.live.as_ref().map(|l| (l.revision.as_str(), l.published)), Some(("r1", Some(published))));
+    assert_eq!(c2.live.as_ref().unwrap().stacks, ["admin/baseline"]);
+    assert_eq!((stats.calls, stats.requests), (1, 1), "one query: {stats:?}");
+
+    let (stacks, stats) = measure(index, ReadOp::Stacks, index.stacks(tenant)).await;
+    let stacks = stacks.unwrap();
+    assert_eq!((stats.calls, stats.requests), (1, 1), "one query: {stats:?}");
+    let summary: Vec<(&str, bool, Vec<&str>)> = stacks
+        .iter()
+        .map(|s| (s.id.as_str(), s.record.is_some(), s.systems.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("c1/admin/baseline", true, vec!["c1/payments/api", "c1/web/front"]),
+            ("c2/admin/baseline", false, vec!["c2/payments/api"]),
+        ]
+    );
+    assert_eq!(stacks[0].record.as_ref().map(|r| r.version), Some(1));
+    assert_eq!(index.systems_of_stack(tenant, "c1/admin/baseline").await.unwrap(), &systems[..2]);
+    assert_eq!(index.stacks_of_system(tenant, "c1/web/front").await.unwrap(), ["c1/admin/baseline"]);
+
+    index.bind_system(tenant, "c1/web/front", &[], &["c1/admin/baseline".into()]).await.unwrap();
+    assert_eq!(index.systems_of_stack(tenant, "c1/admin/baseline").await.unwrap(), ["c1/payments/api"]);
+    assert!(index.stacks_of_system(tenant, "c1/web/front").await.unwrap().is_empty());
+    // A stack whose name begins another's keeps its own bindings.
+    index.bind_system(tenant, "c1/web/front", &["c1/admin/base".into()], &[]).await.unwrap();
+    assert_eq!(index.systems_of_stack(tenant, "c1/admin/base").await.unwrap(), ["c1/web/front"]);
+    assert_eq!(index.systems_of_stack(tenant, "c1/admin/baseline").await.unwrap(), ["c1/payments/api"]);
 }
 
 /// A stored decision object of `SYSTEM` with `allowed` and `denied` decisions, one every 10 s

@@ -544,3 +544,70 @@ fn the_embedded_commit_log_keeps_only_the_newest_objects() {
     let objects = std::fs::read_dir(store_dir.join("commits/embedded")).expect("commit objects").count();
     assert_eq!(objects, 3, "5 commits, the newest 3 kept");
 }
+
+/// `edict systems` and `edict stacks`: the multi-cluster view of a Tenant, here of what
+/// `run --local` published to the embedded store (one query of its index each).
+#[tokio::test]
+async fn systems_and_stacks_list_what_run_local_published() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store = work.path().join(".edict/store");
+    let registry = edict::registry::Registry::embedded(&store);
+    let mut local = edict::sources::local::Local::load(work.path(), &store, "local").expect("load");
+    let all: Vec<_> = local.ws.builds.keys().cloned().collect();
+    local.publish(&registry, &all).await;
+    local.index_stacks(&registry).await;
+    let edict = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edict"))
+            .args(args)
+            .arg("-f")
+            .arg(work.path())
+            .output()
+            .expect("run edict");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, text, err) = edict(&["systems", "--tenant", "acme", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let systems: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let rows: Vec<(&str, &str, bool, bool, Vec<&str>)> = systems
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            let stacks = s["stacks"].as_array().expect("stacks").iter().filter_map(|v| v.as_str()).collect();
+            let name = s["name"].as_str().unwrap_or_default();
+            (
+                s["cluster"].as_str().unwrap_or_default(),
+                name,
+                s["revision"].is_string(),
+                s["published"].is_string(),
+                stacks,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("local", "batch-api", true, true, vec![]),
+            ("local", "payments-cluster", true, true, vec!["acme-platform/kubernetes-baseline"]),
+            ("local", "storefront-envoy", true, true, vec!["acme-platform/edge-network-guard"]),
+        ]
+    );
+    let (code, text, err) = edict(&["stacks", "--tenant", "acme"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines,
+        [
+            ["local", "acme-platform", "edge-network-guard", "envoy", "1"],
+            ["local", "acme-platform", "kubernetes-baseline", "kubernetes", "1"],
+        ]
+    );
+    let (code, _, err) = edict(&["systems", "--tenant", "globex"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no Tenant globex in the manifests"), "{err}");
+}

@@ -36,13 +36,18 @@ spec:
     endpoint: "{moto}"
 ---
 apiVersion: edict.dev/v1alpha1
+kind: Stack
+metadata: {{name: edge, namespace: irsa-admin}}
+spec: {{type: envoy, selector: {{tier: [edge]}}}}
+---
+apiVersion: edict.dev/v1alpha1
 kind: System
-metadata: {{name: api, namespace: irsa-team, uid: u-api}}
+metadata: {{name: api, namespace: irsa-team, uid: u-api, labels: {{tier: edge}}}}
 spec: {{type: envoy, serviceAccountName: opa}}
 ---
 apiVersion: edict.dev/v1alpha1
 kind: System
-metadata: {{name: web, namespace: irsa-team, uid: u-web}}
+metadata: {{name: web, namespace: irsa-team, uid: u-web, labels: {{tier: edge}}}}
 spec: {{type: envoy, serviceAccountName: opa-web}}
 "#
     )
@@ -75,7 +80,8 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
     )
     .await;
     let (provider, issuer) = aws::oidc_provider(&iam).await;
-    let text = manifests(&bucket, &aws::unique("irsa"), &key, &signing, &provider, &moto);
+    let table = aws::unique("irsa");
+    let text = manifests(&bucket, &table, &key, &signing, &provider, &moto);
 
     let store = tempfile::tempdir().expect("tempdir");
     // moto corrupts items under concurrent DynamoDB transactions on one table: publish one at a time.
@@ -97,6 +103,31 @@ async fn a_system_gets_bundle_role_annotation_and_config_and_loses_them_on_delet
     // The bundle is in S3.
     let live = "bundles/irsa/c1/irsa-team/api/bundle.tar.gz";
     s3.head_object().bucket(&bucket).key(live).send().await.expect("live bundle in S3");
+
+    // The multi-cluster view in the Tenant's DynamoDB table: each System with its live revision
+    // and Stack, the Stack's item with both Systems bound, one query each.
+    {
+        use edict::registry::index::TenantIndex;
+        let index = edict::registry::index::dynamodb::DynamoIndex::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            &table,
+        );
+        let systems = index.systems("irsa").await.expect("systems");
+        let listed: Vec<(&str, Vec<String>, bool)> = systems
+            .iter()
+            .map(|s| {
+                let live = s.live.as_ref().expect("live");
+                (s.id.as_str(), live.stacks.clone(), live.published.is_some())
+            })
+            .collect();
+        let edge = vec!["irsa-admin/edge".to_string()];
+        assert_eq!(listed, [("c1/irsa-team/api", edge.clone(), true), ("c1/irsa-team/web", edge, true)]);
+        let stacks = index.stacks("irsa").await.expect("stacks");
+        assert_eq!(stacks.len(), 1, "{stacks:?}");
+        assert_eq!(stacks[0].id, "c1/irsa-admin/edge");
+        assert_eq!(stacks[0].record.as_ref().map(|r| r.stack_type.as_str()), Some("envoy"));
+        assert_eq!(stacks[0].systems, ["c1/irsa-team/api", "c1/irsa-team/web"]);
+    }
 
     // The role exists, tagged as edict's, trusting only this ServiceAccount.
     let role_name = api.role_arn.as_deref().and_then(|a| a.rsplit('/').next()).expect("role ARN in status");

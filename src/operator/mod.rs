@@ -3,6 +3,7 @@
 //! Tenant's storage (or the embedded directory store), and writes every status that changed.
 //! Only the holder of the leader Lease writes.
 
+mod directory;
 mod embedded;
 mod fleet;
 pub mod leader;
@@ -110,6 +111,8 @@ pub struct Engine {
     /// What the OPAs report, who may report for which System, and each Tenant's store for
     /// their decisions (when this engine takes reports).
     reports: Option<fleet::Reports>,
+    /// Stacks whose item in their Tenant's index is to be brought up to date (the leader's).
+    stacks_to_index: BTreeSet<ObjectKey>,
 }
 
 impl Engine {
@@ -135,6 +138,7 @@ impl Engine {
             dropped: BTreeSet::new(),
             metrics: Metrics::new(),
             reports: None,
+            stacks_to_index: BTreeSet::new(),
         }
     }
 
@@ -210,6 +214,13 @@ impl Engine {
                             );
                         }
                     }
+                    // Not after a status-only update (edict's own status write).
+                    Object::Stack(stack) => {
+                        let key = located.object.key();
+                        if self.ws.catalog.stacks().get(&key).is_none_or(|e| e.stack.spec != stack.spec) {
+                            self.stack_changed(&key);
+                        }
+                    }
                     _ => {}
                 }
                 self.ws.apply(*located)
@@ -219,7 +230,12 @@ impl Engine {
                 self.disconnect(&key.name);
                 self.ws.delete(Kind::Tenant, &key)
             }
-            Change::Delete(kind, key) => self.ws.delete(kind, &key),
+            Change::Delete(kind, key) => {
+                if kind == Kind::Stack {
+                    self.stack_changed(&key);
+                }
+                self.ws.delete(kind, &key)
+            }
             Change::Resync(kind, present) => {
                 let known: Vec<ObjectKey> = match kind {
                     Kind::Tenant => {
@@ -354,6 +370,7 @@ impl Engine {
             let dropped = std::mem::take(&mut self.dropped);
             self.drop_from_embedded(|key| dropped.contains(key)).await;
         }
+        self.index_stacks().await;
         // In chunks, so that at most a chunk's bundles are in memory at once; a published
         // bundle is not kept (a retry rebuilds it).
         for chunk in keys.chunks(RECONCILE_CHUNK) {

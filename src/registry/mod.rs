@@ -27,7 +27,7 @@ pub mod publishing;
 pub mod signing;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -35,7 +35,7 @@ use async_trait::async_trait;
 
 use crate::bundle::{Bundle, BundleInput};
 use crate::registry::index::{
-    CommitRecord, IndexError, LiveRevision, RevisionRecord, SystemRecord, TenantIndex,
+    CommitRecord, IndexError, LiveRevision, RevisionRecord, StackRecord, SystemRecord, TenantIndex,
 };
 use crate::registry::store::{ObjectStore, Precondition, StoreError, content_digest};
 
@@ -286,7 +286,15 @@ impl Registry {
     ) -> Result<Published, PublishError> {
         let id = input.system_id();
         let mut record = self.system_record(input).await?;
-        if record.live.as_ref().is_some_and(|l| l.revision == bundle.revision()) {
+        let stacks = stack_names(input);
+        if let Some(live) = record.live.as_ref().filter(|l| l.revision == bundle.revision()) {
+            if live.stacks != stacks {
+                // An item written before edict recorded the Stacks: complete it, for the
+                // multi-cluster view. The bundle is as it was.
+                let completed = LiveRevision { stacks, ..live.clone() };
+                self.bind(input, Some(live), &completed).await?;
+                self.index.set_live(&self.tenant, &id, &completed, record.version).await?;
+            }
             return Ok(Published::Unchanged);
         }
         if let Some(live) = &record.live
@@ -343,7 +351,10 @@ impl Registry {
             etag,
             sha256: digest,
             inputs: generations.clone(),
+            stacks,
+            published: Some(now),
         };
+        self.bind(input, record.live.as_ref(), &live).await?;
         for attempt in 0..=RACE_RETRIES {
             match self.index.set_live(&self.tenant, &id, &live, record.version).await {
                 Ok(_) => break,
@@ -377,6 +388,58 @@ impl Registry {
             .await?;
         self.trim(&id, bundle.revision()).await?;
         Ok(Published::Written)
+    }
+
+    /// Bring the index's item of the Stack `id` (`<cluster>/<namespace>/<name>`) up to date with
+    /// `stack` (its type, and its selector and exclusions as JSON), writing only when they
+    /// differ; `None` removes the item and its bindings. Returns whether it wrote.
+    pub async fn index_stack(&self, id: &str, stack: Option<&crate::api::Stack>) -> Result<bool, IndexError> {
+        let Some(stack) = stack else {
+            let existed = self.index.get_stack(&self.tenant, id).await?.is_some();
+            self.index.delete_stack(&self.tenant, id, None).await?;
+            return Ok(existed);
+        };
+        let wanted = StackRecord {
+            id: id.to_string(),
+            stack_type: stack.spec.type_.as_str().to_string(),
+            selector: serde_json::json!({"selector": stack.spec.selector, "exclude": stack.spec.exclude}),
+            version: 0,
+        };
+        match self.index.get_stack(&self.tenant, id).await? {
+            Some(current)
+                if current.stack_type == wanted.stack_type && current.selector == wanted.selector =>
+            {
+                Ok(false)
+            }
+            current => {
+                self.index.put_stack(&self.tenant, &wanted, current.map(|c| c.version)).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Bind the System to the Stacks `live` was built from, in the index, when they differ
+    /// from those of the revision it replaces (`<cluster>/<namespace>/<name>` ids: each
+    /// cluster's copy of a Stack is its own). Before the live switch, so that a publish retried
+    /// after a failure finds the same difference again.
+    async fn bind(
+        &self,
+        input: &BundleInput,
+        before: Option<&LiveRevision>,
+        live: &LiveRevision,
+    ) -> Result<(), PublishError> {
+        let ids = |l: &LiveRevision| -> BTreeSet<String> {
+            l.stacks.iter().map(|s| format!("{}/{s}", input.cluster)).collect()
+        };
+        let old = before.map(ids).unwrap_or_default();
+        let new = ids(live);
+        if old == new {
+            return Ok(());
+        }
+        let added: Vec<String> = new.difference(&old).cloned().collect();
+        let removed: Vec<String> = old.difference(&new).cloned().collect();
+        self.index.bind_system(&self.tenant, &input.system_id(), &added, &removed).await?;
+        Ok(())
     }
 
     /// The index item of a System, created (or its labels updated) from `input` when needed.
@@ -632,13 +695,16 @@ impl Registry {
         let live_key = input.live_key();
         let etag =
             self.replace_live(&id, &live_key, &object.bytes, &target.sha256, record.live.as_ref()).await?;
-        let inputs = record.live.as_ref().map(|l| l.inputs.clone()).unwrap_or_default();
+        let (inputs, stacks) =
+            record.live.as_ref().map(|l| (l.inputs.clone(), l.stacks.clone())).unwrap_or_default();
         let live = LiveRevision {
             revision: target.revision.clone(),
             key: live_key,
             etag,
             sha256: target.sha256.clone(),
             inputs,
+            stacks,
+            published: Some(now),
         };
         self.index.set_live(&self.tenant, &id, &live, record.version).await?;
         self.commit("rollback", &id, &target.revision, now).await?;
@@ -671,6 +737,12 @@ fn timestamp(t: SystemTime) -> String {
     k8s_openapi::jiff::Timestamp::from_nanosecond(nanos)
         .map(|ts| ts.strftime("%Y-%m-%dT%H:%M:%S.%09fZ").to_string())
         .unwrap_or_default()
+}
+
+/// The Stacks bound to the System `input` describes (`<namespace>/<name>`, sorted), as its
+/// live revision records them.
+fn stack_names(input: &BundleInput) -> Vec<String> {
+    input.stacks.iter().map(|s| s.key.to_string()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 #[cfg(test)]

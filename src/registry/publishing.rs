@@ -137,19 +137,28 @@ pub async fn system(
         let why: Vec<String> = build.problems.iter().map(|p| p.to_string()).collect();
         format!("System {key} cannot be resolved: {}", why.join("; "))
     })?;
-    let has_storage =
-        ws.catalog.tenants().get(&input.tenant).is_some_and(|t| t.tenant.spec.storage.is_some());
-    if !has_storage {
-        return Ok((Registry::embedded(embedded).with_actor(actor), input));
+    Ok((tenant_registry(ws, &input.tenant, actor, embedded).await?, input))
+}
+
+/// The registry of a Tenant of the workspace: its storage, or for a Tenant without
+/// `spec.storage` the embedded store at `embedded`.
+pub async fn tenant_registry(
+    ws: &Workspace,
+    tenant: &str,
+    actor: &str,
+    embedded: &Path,
+) -> Result<Registry, String> {
+    let entry =
+        ws.catalog.tenants().get(tenant).ok_or_else(|| format!("no Tenant {tenant} in the manifests"))?;
+    if entry.tenant.spec.storage.is_none() {
+        return Ok(Registry::embedded(embedded).with_actor(actor));
     }
     #[cfg(feature = "aws")]
-    let registry = registry(ws, &input.tenant, actor).await?;
+    return registry(ws, tenant, actor).await;
     #[cfg(not(feature = "aws"))]
-    let registry = Err(format!(
-        "Tenant {} keeps its bundles in AWS (spec.storage): this edict was built without the `aws` feature",
-        input.tenant
-    ))?;
-    Ok((registry, input))
+    Err(format!(
+        "Tenant {tenant} keeps its bundles in AWS (spec.storage): this edict was built without the `aws` feature"
+    ))
 }
 
 /// A System's revisions, newest first, and which one is live.

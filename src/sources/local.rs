@@ -300,6 +300,37 @@ impl Local {
         }
     }
 
+    /// Bring the index's Stack items up to date with the manifests (the multi-cluster view of
+    /// `edict stacks`): each Stack's item, written when it differs, and the items of this
+    /// cluster's Stacks no longer declared removed.
+    pub async fn index_stacks(&self, registry: &Registry) {
+        let cluster = &self.ws.cluster;
+        let declared: BTreeMap<String, &crate::api::Stack> = self
+            .ws
+            .catalog
+            .stacks()
+            .iter()
+            .map(|(key, entry)| (format!("{cluster}/{}/{}", key.namespace, key.name), &*entry.stack))
+            .collect();
+        let indexed = match registry.index().stacks(registry.tenant()).await {
+            Ok(listed) => listed,
+            Err(e) => return tracing::warn!("indexing the Stacks: {e}"),
+        };
+        let gone = indexed.into_iter().filter(|l| {
+            l.record.is_some() && l.id.starts_with(&format!("{cluster}/")) && !declared.contains_key(&l.id)
+        });
+        for listing in gone {
+            if let Err(e) = registry.index_stack(&listing.id, None).await {
+                tracing::warn!(stack = %listing.id, "indexing the Stack: {e}");
+            }
+        }
+        for (id, stack) in declared {
+            if let Err(e) = registry.index_stack(&id, Some(stack)).await {
+                tracing::warn!(stack = %id, "indexing the Stack: {e}");
+            }
+        }
+    }
+
     /// The Systems OPAs may report for (by `labels.system_id`): those this edict serves.
     pub fn reporters(&self) -> BTreeMap<String, SystemKey> {
         self.served
@@ -389,6 +420,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let all: Vec<ObjectKey> = local.ws.builds.keys().cloned().collect();
     let (written, unchanged) = local.publish(&registry, &all).await;
     local.prune(&registry).await;
+    local.index_stacks(&registry).await;
     let statuses = Arc::new(RwLock::new(Arc::new(local.statuses())));
     report(&local, written, unchanged);
 
@@ -489,6 +521,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         };
         let (written, unchanged) = local.publish(&registry, &rebuilt).await;
+        local.index_stacks(&registry).await;
         if let Ok(mut r) = reporters.write() {
             *r = local.reporters();
         }

@@ -395,6 +395,8 @@ mod tests {
             etag: "e".into(),
             sha256: "s".into(),
             inputs: BTreeMap::from([("System/ns/web".into(), 2)]),
+            stacks: vec![],
+            published: None,
         };
         first.set_live("acme", "c/ns/web", &live, v).await.unwrap();
         first.record_revision("acme", "c/ns/web", &revision("aa", 1)).await.unwrap();

@@ -12,8 +12,9 @@ use super::decisions::{batch_range, expired, minute_of, to_the_second};
 use super::disk::{Disk, Touched};
 use super::{
     BindingChange, CommitRecord, DecisionBatch, IndexError, KeyState, LiveRevision, MinuteCounts,
-    ReadCounters, ReadOp, ReadStats, Result, RevisionRecord, StackRecord, SystemRecord, TenantIndex,
-    WrappedKey, check_id, check_tenant, expected_text, format_timestamp, stack_what, system_what,
+    ReadCounters, ReadOp, ReadStats, Result, RevisionRecord, StackListing, StackRecord, SystemRecord,
+    TenantIndex, WrappedKey, check_id, check_tenant, expected_text, format_timestamp, stack_what,
+    system_what,
 };
 
 /// The in-memory [`TenantIndex`].
@@ -464,6 +465,57 @@ impl TenantIndex for MemoryIndex {
         Ok(keys)
     }
 
+    async fn bind_system(
+        &self,
+        tenant: &str,
+        system: &str,
+        added: &[String],
+        removed: &[String],
+    ) -> Result<()> {
+        check_id("system", system)?;
+        for stack in added.iter().chain(removed) {
+            check_id("stack", stack)?;
+        }
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let mut touched = Vec::new();
+        for stack in added {
+            data.by_stack.insert((stack.clone(), system.to_string()));
+            data.by_system.insert((system.to_string(), stack.clone()));
+            touched.push(Touched::Binding(stack.clone(), system.to_string()));
+        }
+        for stack in removed {
+            data.by_stack.remove(&(stack.clone(), system.to_string()));
+            data.by_system.remove(&(system.to_string(), stack.clone()));
+            touched.push(Touched::Binding(stack.clone(), system.to_string()));
+        }
+        t.save(&touched)?;
+        Ok(())
+    }
+
+    async fn systems(&self, tenant: &str) -> Result<Vec<SystemRecord>> {
+        let mut t = self.tenant(tenant)?;
+        let all: Vec<SystemRecord> = t.data().systems.values().cloned().collect();
+        self.stats.record(ReadOp::Systems, 1, all.len() as u64);
+        Ok(all)
+    }
+
+    async fn stacks(&self, tenant: &str) -> Result<Vec<StackListing>> {
+        let mut t = self.tenant(tenant)?;
+        let data = t.data();
+        let mut listed: BTreeMap<String, StackListing> = BTreeMap::new();
+        let new = |id: &String| StackListing { id: id.clone(), record: None, systems: Vec::new() };
+        for (id, record) in &data.stacks {
+            listed.entry(id.clone()).or_insert_with(|| new(id)).record = Some(record.clone());
+        }
+        for (stack, system) in &data.by_stack {
+            listed.entry(stack.clone()).or_insert_with(|| new(stack)).systems.push(system.clone());
+        }
+        let items = data.stacks.len() + data.by_stack.len();
+        self.stats.record(ReadOp::Stacks, 1, items as u64);
+        Ok(listed.into_values().collect())
+    }
+
     async fn record_decisions(
         &self,
         tenant: &str,
@@ -579,6 +631,8 @@ mod tests {
             etag: format!("\"{rev}\""),
             sha256: rev.repeat(2),
             inputs: BTreeMap::from([("System/ns/web".into(), 3)]),
+            stacks: vec![],
+            published: None,
         }
     }
 

@@ -16,10 +16,10 @@
 //!
 //! | Item | `PK` | `SK` | `GSI1PK` | `GSI1SK` | Other attributes |
 //! |---|---|---|---|---|---|
-//! | system | `T#<t>#SYS#<sys>` | `SYSTEM` | – | – | `systemId`, `systemType`, `labels` (M), `live` (M: `revision`, `key`, `etag`, `sha256`, `inputs` (M of N)), `version` |
-//! | binding | `T#<t>#SYS#<sys>` | `BIND#<stk>` | `T#<t>#STK#<stk>` | `SYS#<sys>` | `systemId`, `stackId` |
+//! | system | `T#<t>#SYS#<sys>` | `SYSTEM` | `T#<t>#SYSTEMS` | `SYS#<sys>` | `systemId`, `systemType`, `labels` (M), `live` (M: `revision`, `key`, `etag`, `sha256`, `inputs` (M of N), `stacks` (L of S), `publishedAt`), `version` |
+//! | binding | `T#<t>#SYS#<sys>` | `BIND#<stk>` | `T#<t>#STACKS` | `STK#<stk>#SYS#<sys>` | `systemId`, `stackId` |
 //! | revision | `T#<t>#SYS#<sys>` | `REV#<revision>` | `T#<t>#REVS#<sys>` | `<ts>#<revision>` | `revision`, `key`, `etag`, `size`, `sha256`, `createdAt` |
-//! | stack | `T#<t>#STK#<stk>` | `STACK` | – | – | `stackId`, `stackType`, `selector` (S: JSON), `version` |
+//! | stack | `T#<t>#STK#<stk>` | `STACK` | `T#<t>#STACKS` | `STK#<stk>` | `stackId`, `stackType`, `selector` (S: JSON), `version` |
 //! | commit | `T#<t>#LOG` | `C#<seq>` | – | – | `seq`, `actor`, `action`, `systemId`?, `revision`?, `time`, `payload` (B), `payloadKeyId`? |
 //! | data key | `T#<t>#KEYS` | `KEY#<key id>` | – | – | `keyId`, `ciphertext` (B), `createdAt`, `state` (`current`/`retired`) |
 //! | decision batch, decision minute | see [`decisions`] | | – | – | |
@@ -30,7 +30,12 @@
 //! Access patterns:
 //! - a system, a stack: `GetItem` (strongly consistent);
 //! - stacks of a system: `Query PK = T#<t>#SYS#<sys> AND begins_with(SK, "BIND#")`;
-//! - systems of a stack: `Query GSI1 GSI1PK = T#<t>#STK#<stk>` (eventually consistent in DynamoDB);
+//! - systems of a stack: `Query GSI1 GSI1PK = T#<t>#STACKS AND begins_with(GSI1SK, "STK#<stk>#SYS#")`
+//!   (eventually consistent in DynamoDB);
+//! - every system of the tenant, across clusters, with its live revision (the multi-cluster
+//!   view): `Query GSI1 GSI1PK = T#<t>#SYSTEMS`; every stack with the systems bound to it:
+//!   `Query GSI1 GSI1PK = T#<t>#STACKS` (stack items sort before their bindings). One partition
+//!   key per tenant: DynamoDB splits a hot one by sort key, and the items spread over many;
 //! - revisions newest first: `Query GSI1 GSI1PK = T#<t>#REVS#<sys>`, descending — the revision's
 //!   own key (`REV#<revision>`) makes recording it idempotent, the index orders it by time;
 //! - the commit log newest first: `Query PK = T#<t>#LOG AND begins_with(SK, "C#")`, descending;
@@ -206,6 +211,24 @@ pub struct LiveRevision {
     /// The generations of the inputs the revision was built from (input id such as
     /// `System/ns/name`, `Stack/ns/name`, `Policy/ns/name` → `metadata.generation`).
     pub inputs: BTreeMap<String, i64>,
+    /// The Stacks bound to the System at this revision (`<namespace>/<name>`, sorted).
+    #[serde(default)]
+    pub stacks: Vec<String>,
+    /// When it was published (`None` in items written before edict recorded it).
+    #[serde(default)]
+    pub published: Option<SystemTime>,
+}
+
+/// A Stack of the tenant and the systems bound to it, as [`TenantIndex::stacks`] lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackListing {
+    /// The stack id.
+    pub id: String,
+    /// Its item, when one was written (bindings are written by publishes, stack items by the
+    /// operator).
+    pub record: Option<StackRecord>,
+    /// The systems bound to it, sorted.
+    pub systems: Vec<String>,
 }
 
 /// A Stack as indexed.
@@ -327,6 +350,10 @@ pub enum ReadOp {
     Commits,
     /// [`TenantIndex::data_keys`].
     DataKeys,
+    /// [`TenantIndex::systems`].
+    Systems,
+    /// [`TenantIndex::stacks`].
+    Stacks,
     /// [`TenantIndex::decision_batches`].
     DecisionBatches,
     /// [`TenantIndex::decision_minutes`].
@@ -337,7 +364,7 @@ pub enum ReadOp {
 
 impl ReadOp {
     /// Every read path.
-    pub const ALL: [ReadOp; 10] = [
+    pub const ALL: [ReadOp; 12] = [
         ReadOp::GetSystem,
         ReadOp::GetStack,
         ReadOp::SystemsOfStack,
@@ -345,6 +372,8 @@ impl ReadOp {
         ReadOp::Revisions,
         ReadOp::Commits,
         ReadOp::DataKeys,
+        ReadOp::Systems,
+        ReadOp::Stacks,
         ReadOp::DecisionBatches,
         ReadOp::DecisionMinutes,
         ReadOp::Maintenance,
@@ -457,6 +486,24 @@ pub trait TenantIndex: Send + Sync + std::fmt::Debug {
     /// Make `systems` the exact set of systems bound to `stack`, adding and removing binding
     /// items (in transactions of at most [`MAX_TRANSACTION_ITEMS`]). Returns what changed.
     async fn set_bindings(&self, tenant: &str, stack: &str, systems: &[String]) -> Result<BindingChange>;
+
+    /// Add and remove the binding items of one system, reading nothing: what a publish does
+    /// when the Stacks bound at the live revision changed.
+    async fn bind_system(
+        &self,
+        tenant: &str,
+        system: &str,
+        added: &[String],
+        removed: &[String],
+    ) -> Result<()>;
+
+    /// Every system of the tenant, across clusters, with its live revision, sorted by id: one
+    /// query.
+    async fn systems(&self, tenant: &str) -> Result<Vec<SystemRecord>>;
+
+    /// Every stack of the tenant (with an item, or with bindings) and the systems bound to it,
+    /// sorted by id: one query.
+    async fn stacks(&self, tenant: &str) -> Result<Vec<StackListing>>;
 
     /// The systems bound to a stack, sorted.
     async fn systems_of_stack(&self, tenant: &str, stack: &str) -> Result<Vec<String>>;

@@ -104,6 +104,17 @@ impl<'a> Decoder<'a> {
         Ok(out)
     }
 
+    fn string_list(&self, attr: &str) -> Result<Vec<String>> {
+        match self.item.get(attr) {
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .map(|v| v.as_s().cloned().map_err(|_| self.corrupt(attr, "has a non-string element")))
+                .collect(),
+            Some(_) => Err(self.corrupt(attr, "is not a list")),
+        }
+    }
+
     fn number_map(&self, attr: &str) -> Result<BTreeMap<String, i64>> {
         let mut out = BTreeMap::new();
         for (k, v) in self.map(attr)?.into_iter().flatten() {
@@ -131,6 +142,14 @@ impl<'a> Decoder<'a> {
                     etag: field("etag")?,
                     sha256: field("sha256")?,
                     inputs: d.number_map("inputs").map_err(|_| self.corrupt("live", "has bad inputs"))?,
+                    stacks: d.string_list("stacks").map_err(|_| self.corrupt("live", "has bad stacks"))?,
+                    published: match d.opt_str("publishedAt") {
+                        Ok(None) => None,
+                        _ => Some(
+                            d.time("publishedAt")
+                                .map_err(|_| self.corrupt("live", "has a bad publishedAt"))?,
+                        ),
+                    },
                 })
             }
         };
@@ -189,15 +208,22 @@ impl<'a> Decoder<'a> {
     }
 }
 
-pub(super) fn live_value(live: &LiveRevision) -> AttributeValue {
+pub(super) fn live_value(live: &LiveRevision) -> Result<AttributeValue> {
     let inputs = live.inputs.iter().map(|(k, v)| (k.clone(), n(v))).collect();
-    AttributeValue::M(HashMap::from([
+    let mut value = HashMap::from([
         ("revision".to_string(), s(&live.revision)),
         ("key".to_string(), s(&live.key)),
         ("etag".to_string(), s(&live.etag)),
         ("sha256".to_string(), s(&live.sha256)),
         ("inputs".to_string(), AttributeValue::M(inputs)),
-    ]))
+    ]);
+    if !live.stacks.is_empty() {
+        value.insert("stacks".to_string(), AttributeValue::L(live.stacks.iter().map(s).collect()));
+    }
+    if let Some(at) = live.published {
+        value.insert("publishedAt".to_string(), s(format_timestamp(at)?));
+    }
+    Ok(AttributeValue::M(value))
 }
 
 impl DynamoIndex {

@@ -23,6 +23,7 @@ pub(super) const REV_PREFIX: &str = "REV#";
 pub(super) const COMMIT_PREFIX: &str = "C#";
 pub(super) const KEY_PREFIX: &str = "KEY#";
 pub(super) const SYS_PREFIX: &str = "SYS#";
+pub(super) const STK_PREFIX: &str = "STK#";
 pub(super) const BATCH_PREFIX: &str = "B#";
 pub(super) const MINUTE_PREFIX: &str = "M#";
 /// Counter attributes of a decision minute beside `total`, `allowed` and `denied`.
@@ -59,4 +60,20 @@ pub(super) fn decisions_pk(tenant: &str, system: &str) -> String {
 
 pub(super) fn minutes_pk(tenant: &str, system: &str, shard: u32) -> String {
     format!("T#{tenant}#MIN#{system}#{shard}")
+}
+
+/// The GSI partition of every system of a tenant.
+pub(super) fn systems_gsi_pk(tenant: &str) -> String {
+    format!("T#{tenant}#SYSTEMS")
+}
+
+/// The GSI partition of every stack of a tenant and its bindings.
+pub(super) fn stacks_gsi_pk(tenant: &str) -> String {
+    format!("T#{tenant}#STACKS")
+}
+
+/// A binding's sort key in [`stacks_gsi_pk`]: after its stack's item, beside its stack's other
+/// bindings.
+pub(super) fn binding_gsi_sk(stack: &str, system: &str) -> String {
+    format!("{STK_PREFIX}{stack}#{SYS_PREFIX}{system}")
 }

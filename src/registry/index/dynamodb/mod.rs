@@ -28,16 +28,16 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use self::errors::{TxFailure, build_error, contended};
 use self::items::{Decoder, key, live_value, n, names, s};
 use self::keys::{
-    BIND_PREFIX, COMMIT_PREFIX, KEY_PREFIX, REV_PREFIX, STACK_SK, SYS_PREFIX, SYSTEM_SK, keys_pk, log_pk,
-    revisions_pk, stack_pk, system_pk,
+    BIND_PREFIX, COMMIT_PREFIX, KEY_PREFIX, REV_PREFIX, STACK_SK, STK_PREFIX, SYS_PREFIX, SYSTEM_SK,
+    binding_gsi_sk, keys_pk, log_pk, revisions_pk, stack_pk, stacks_gsi_pk, system_pk, systems_gsi_pk,
 };
 pub use self::keys::{GSI1, GSI1PK, GSI1SK, PK, SK, TTL_ATTRIBUTE};
 use self::requests::Query;
 pub use self::table::TableState;
 use super::{
     BindingChange, CommitRecord, DecisionBatch, IndexError, KeyState, LiveRevision, MAX_TRANSACTION_ITEMS,
-    MinuteCounts, ReadCounters, ReadOp, ReadStats, Result, RevisionRecord, StackRecord, SystemRecord,
-    TenantIndex, WrappedKey, check_id, check_tenant, format_timestamp, stack_what, system_what,
+    MinuteCounts, ReadCounters, ReadOp, ReadStats, Result, RevisionRecord, StackListing, StackRecord,
+    SystemRecord, TenantIndex, WrappedKey, check_id, check_tenant, format_timestamp, stack_what, system_what,
 };
 
 /// How often `append_commit` draws another id when the one it drew was taken.
@@ -117,6 +117,8 @@ impl TenantIndex for DynamoIndex {
             ("systemId", s(&record.id)),
             ("systemType", s(&record.system_type)),
             ("labels", AttributeValue::M(labels)),
+            (GSI1PK, s(systems_gsi_pk(tenant))),
+            (GSI1SK, s(format!("{SYS_PREFIX}{}", record.id))),
         ];
         self.versioned_update(
             system_what(tenant, &record.id),
@@ -141,7 +143,12 @@ impl TenantIndex for DynamoIndex {
             system_what(tenant, system),
             system_pk(tenant, system),
             SYSTEM_SK,
-            vec![("live", live_value(live))],
+            // The listing keys too: items written before the multi-cluster view get them.
+            vec![
+                ("live", live_value(live)?),
+                (GSI1PK, s(systems_gsi_pk(tenant))),
+                (GSI1SK, s(format!("{SYS_PREFIX}{system}"))),
+            ],
             Some(expected_version),
         )
         .await
@@ -193,6 +200,8 @@ impl TenantIndex for DynamoIndex {
             ("stackId", s(&record.id)),
             ("stackType", s(&record.stack_type)),
             ("selector", s(record.selector.to_string())),
+            (GSI1PK, s(stacks_gsi_pk(tenant))),
+            (GSI1SK, s(format!("{STK_PREFIX}{}", record.id))),
         ];
         self.versioned_update(
             stack_what(tenant, &record.id),
@@ -220,10 +229,11 @@ impl TenantIndex for DynamoIndex {
         for system in systems {
             check_id("system", system)?;
         }
+        let prefix = binding_gsi_sk(stack, "");
         let q = Query {
             gsi: true,
-            pk: stack_pk(tenant, stack),
-            sk_prefix: Some(SYS_PREFIX),
+            pk: stacks_gsi_pk(tenant),
+            sk_prefix: Some(&prefix),
             sk_between: None,
             forward: true,
             limit: None,
@@ -239,14 +249,7 @@ impl TenantIndex for DynamoIndex {
         };
         let mut writes = Vec::with_capacity(change.added.len() + change.removed.len());
         for system in &change.added {
-            let mut item = key(system_pk(tenant, system), format!("{BIND_PREFIX}{stack}"));
-            item.insert(GSI1PK.into(), s(stack_pk(tenant, stack)));
-            item.insert(GSI1SK.into(), s(format!("{SYS_PREFIX}{system}")));
-            item.insert("itemType".into(), s("binding"));
-            item.insert("tenant".into(), s(tenant));
-            item.insert("systemId".into(), s(system));
-            item.insert("stackId".into(), s(stack));
-            writes.push(self.put(item, None)?);
+            writes.push(self.put(binding_item(tenant, stack, system), None)?);
         }
         for system in &change.removed {
             writes.push(self.delete(key(system_pk(tenant, system), format!("{BIND_PREFIX}{stack}")))?);
@@ -258,16 +261,82 @@ impl TenantIndex for DynamoIndex {
     async fn systems_of_stack(&self, tenant: &str, stack: &str) -> Result<Vec<String>> {
         check_tenant(tenant)?;
         check_id("stack", stack)?;
+        let prefix = binding_gsi_sk(stack, "");
         let q = Query {
             gsi: true,
-            pk: stack_pk(tenant, stack),
-            sk_prefix: Some(SYS_PREFIX),
+            pk: stacks_gsi_pk(tenant),
+            sk_prefix: Some(&prefix),
             sk_between: None,
             forward: true,
             limit: None,
         };
         let items = self.query(ReadOp::SystemsOfStack, q).await?;
         items.iter().map(|i| Decoder::new(i).str("systemId").map(str::to_string)).collect()
+    }
+
+    async fn bind_system(
+        &self,
+        tenant: &str,
+        system: &str,
+        added: &[String],
+        removed: &[String],
+    ) -> Result<()> {
+        check_tenant(tenant)?;
+        check_id("system", system)?;
+        for stack in added.iter().chain(removed) {
+            check_id("stack", stack)?;
+        }
+        // Item by item, not in a transaction: each binding stands alone, and a publish that
+        // fails half-way finds the same difference again when it is retried.
+        for stack in added {
+            let item = binding_item(tenant, stack, system);
+            let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
+            put.send().await.map_err(|e| self.error("PutItem", e))?;
+        }
+        for stack in removed {
+            let key = key(system_pk(tenant, system), format!("{BIND_PREFIX}{stack}"));
+            let delete = self.client.delete_item().table_name(&self.table).set_key(Some(key));
+            delete.send().await.map_err(|e| self.error("DeleteItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn systems(&self, tenant: &str) -> Result<Vec<SystemRecord>> {
+        check_tenant(tenant)?;
+        let q = Query {
+            gsi: true,
+            pk: systems_gsi_pk(tenant),
+            sk_prefix: None,
+            sk_between: None,
+            forward: true,
+            limit: None,
+        };
+        let items = self.query(ReadOp::Systems, q).await?;
+        items.iter().map(|i| Decoder::new(i).system()).collect()
+    }
+
+    async fn stacks(&self, tenant: &str) -> Result<Vec<StackListing>> {
+        check_tenant(tenant)?;
+        let q = Query {
+            gsi: true,
+            pk: stacks_gsi_pk(tenant),
+            sk_prefix: None,
+            sk_between: None,
+            forward: true,
+            limit: None,
+        };
+        let mut listed: std::collections::BTreeMap<String, StackListing> = std::collections::BTreeMap::new();
+        let new = |id: &str| StackListing { id: id.to_string(), record: None, systems: Vec::new() };
+        for item in self.query(ReadOp::Stacks, q).await? {
+            let d = Decoder::new(&item);
+            let stack = d.str("stackId")?;
+            let listing = listed.entry(stack.to_string()).or_insert_with(|| new(stack));
+            match d.str("itemType")? {
+                "stack" => listing.record = Some(d.stack()?),
+                _ => listing.systems.push(d.str("systemId")?.to_string()),
+            }
+        }
+        Ok(listed.into_values().collect())
     }
 
     async fn stacks_of_system(&self, tenant: &str, system: &str) -> Result<Vec<String>> {
@@ -536,4 +605,17 @@ impl TenantIndex for DynamoIndex {
     fn read_stats(&self, op: ReadOp) -> ReadStats {
         self.stats.get(op)
     }
+}
+
+/// The item binding `system` to `stack`: in the system's partition, listed under the tenant's
+/// stacks.
+fn binding_item(tenant: &str, stack: &str, system: &str) -> self::items::Item {
+    let mut item = key(system_pk(tenant, system), format!("{BIND_PREFIX}{stack}"));
+    item.insert(GSI1PK.into(), s(stacks_gsi_pk(tenant)));
+    item.insert(GSI1SK.into(), s(binding_gsi_sk(stack, system)));
+    item.insert("itemType".into(), s("binding"));
+    item.insert("tenant".into(), s(tenant));
+    item.insert("systemId".into(), s(system));
+    item.insert("stackId".into(), s(stack));
+    item
 }
