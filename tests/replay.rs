@@ -239,3 +239,80 @@ async fn shards_replay_each_stored_object_once_and_merge_to_the_whole() {
         .expect("run");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected I/N with 0 <= I < N"), "{bad:?}");
 }
+
+/// What OPA's own engine (v1.20.2, `scripts/opa_bundle.py`) says `data.main.outcome` is for
+/// each input, with the bundle as published.
+fn opa_outcomes(archive: &[u8], inputs: &[Value]) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bundle, cases) = (dir.path().join("bundle.tar.gz"), dir.path().join("cases.json"));
+    std::fs::write(&bundle, archive).expect("write bundle");
+    std::fs::write(&cases, json!({"queries": ["data.main.outcome"], "inputs": inputs}).to_string())
+        .expect("cases");
+    let out = Command::new(common::python())
+        .arg(common::root().join("scripts/opa_bundle.py"))
+        .arg(&bundle)
+        .arg(&cases)
+        .output()
+        .expect("run opa_bundle.py");
+    assert!(out.status.success(), "OPA refused the bundle: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            assert!(r["error"].is_null(), "OPA: {r}");
+            r["result"].clone()
+        })
+        .collect()
+}
+
+/// The replay evaluates with regorus (`edict eval`'s engine). For every recorded input and
+/// every proposed change of the test above, OPA's own engine decides the same outcome: the
+/// same allowed, tier, deciding sources and messages.
+#[tokio::test]
+async fn regorus_and_opa_decide_every_recorded_input_alike_for_each_change() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::copy_examples(work.path());
+    let store = work.path().join(".edict/store");
+    record(&store).await;
+    let sink = edict::ingest::Sink::of(&edict::registry::Registry::embedded(&store));
+    let system = SystemKey::new("acme", "local", "acme-payments", "payments-cluster");
+    let events = edict::ingest::query::events(&sink, &system, None).await.expect("recorded");
+    let inputs: Vec<Value> = events.iter().map(|e| e["input"].clone()).collect();
+    assert_eq!(inputs.len(), 5);
+    let systems = work.path().join("systems.yaml");
+    let changes: [(&str, &str); 4] = [
+        ("", ""),
+        (r#"allowed: ["envoyproxy/envoy"]"#, r#"allowed: ["envoyproxy/envoy", "nginx"]"#),
+        (r#"allowed: ["envoyproxy/envoy", "nginx"]"#, "allowed: []"),
+        (
+            "    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {",
+            "    deny contains \"no Secrets with data\" if {\n    \tinput.request.kind.kind == \"Secret\"\n    }\n\n    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {",
+        ),
+    ];
+    let key = edict::model::ObjectKey::new("acme-payments", "payments-cluster");
+    let mut allowed_seen = std::collections::BTreeSet::new();
+    for (from, to) in changes {
+        if !from.is_empty() {
+            edit(&systems, from, to);
+        }
+        let ws =
+            edict::engine::workspace::Workspace::load(&[work.path().to_path_buf()], "local").expect("load");
+        let bundle = ws.builds[&key].bundle.as_ref().expect("builds");
+        let compiled = edict::policy::rego::compile(
+            &bundle.modules(),
+            &bundle.data(),
+            edict::engine::pipeline::ENTRYPOINT,
+        )
+        .expect("compiles");
+        let ours: Vec<Value> = inputs
+            .iter()
+            .map(|i| compiled.eval("data.main.outcome", i).expect("eval").expect("defined"))
+            .collect();
+        let theirs = opa_outcomes(&bundle.archive(), &inputs);
+        assert_eq!(ours, theirs, "after {to:?}");
+        allowed_seen.extend(ours.iter().map(|o| o["allowed"].to_string()));
+    }
+    assert_eq!(allowed_seen.len(), 2, "both verdicts occur among the cases");
+}

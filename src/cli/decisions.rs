@@ -58,17 +58,32 @@ pub fn replay(
             &bundle.data(),
             edict::engine::pipeline::ENTRYPOINT,
         )?;
-        let mut events = recorded_events(&ws, &key, since, *shard, store)?;
-        if let Some(n) = *limit {
-            let skip = events.len().saturating_sub(n);
-            events.drain(..skip);
-        }
         let live = match baseline {
             Baseline::Recorded => None,
             Baseline::Live => Some(live_bundle(&ws, &key, store)?),
         };
         let base = live.as_ref().map(|(name, compiled)| replay::Baseline { name: name.clone(), compiled });
-        reports.push(replay::replay(&key.to_string(), &proposed, base.as_ref(), &events));
+        let mut replaying = replay::Replay::new(&key.to_string(), &proposed, base.as_ref());
+        match limit {
+            // The newest N: all of them read first.
+            Some(n) => {
+                let mut events = recorded_events(&ws, &key, since, *shard, store)?;
+                events.drain(..events.len().saturating_sub(*n));
+                replaying.add(&events);
+            }
+            // Object by object: memory holds one stored batch at a time.
+            None => {
+                let from = std::time::SystemTime::now().checked_sub(age(since)?);
+                with_sink(&ws, &key, store, async |sink, system| {
+                    use edict::ingest::query;
+                    for object in query::objects_of_shard(&sink, &system, from, *shard).await? {
+                        replaying.add(&query::object_events(&sink, &object, from).await?);
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        reports.push(replaying.finish());
     }
     print_replay(reports, how)
 }

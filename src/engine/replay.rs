@@ -12,12 +12,13 @@
 //! recorded outcome the live bundle no longer reproduces (data or time changed since) are
 //! counted apart as drift.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::ingest::decisions::Outcome;
 use crate::ingest::query::Recorded;
 use crate::policy::rego::Compiled;
 
@@ -101,87 +102,156 @@ pub fn replay(
     baseline: Option<&Baseline<'_>>,
     events: &[Value],
 ) -> Report {
-    let mut report = Report {
-        system: system.to_string(),
-        replayed: events.len(),
-        baseline: baseline.map_or_else(|| "recorded".to_string(), |b| b.name.clone()),
-        ..Report::default()
-    };
-    let mut outcomes: BTreeMap<[u8; 32], Option<Value>> = BTreeMap::new();
-    let mut baselines: BTreeMap<[u8; 32], Option<bool>> = BTreeMap::new();
-    let mut groups: BTreeMap<(String, Vec<String>, Vec<String>), Group> = BTreeMap::new();
-    for event in events {
+    let mut replay = Replay::new(system, proposed, baseline);
+    replay.add(events);
+    replay.finish()
+}
+
+/// What a bundle decides for one input, as far as a replay needs it.
+#[derive(Clone, Debug, Default)]
+struct Decided {
+    allowed: Option<bool>,
+    decided_by: Vec<String>,
+    messages: Vec<String>,
+}
+
+impl Decided {
+    fn of(compiled: &Compiled, input: &Value) -> Decided {
+        let Some(outcome) = compiled.eval("data.main.outcome", input).ok().flatten() else {
+            return Decided::default();
+        };
+        let Outcome { allowed, decided_by, .. } = Outcome::of_result(&outcome);
+        let decided_by = if decided_by.is_empty() {
+            vec![outcome["reason"].as_str().unwrap_or("default decision").to_string()]
+        } else {
+            decided_by
+        };
+        let messages = outcome["messages"]
+            .as_array()
+            .map(|m| m.iter().filter_map(Value::as_str).map(String::from).collect())
+            .unwrap_or_default();
+        Decided { allowed, decided_by, messages }
+    }
+}
+
+/// What the proposed bundle decides for an input, and whether the baseline allows it.
+#[derive(Clone, Debug)]
+struct Verdict {
+    now: Decided,
+    live: Option<bool>,
+}
+
+/// A replay fed batch by batch (as the stored objects are read), so that memory holds one
+/// batch of events and one small verdict per distinct input, not every recorded decision. Each
+/// batch's new distinct inputs are evaluated on all cores.
+pub struct Replay<'a> {
+    proposed: &'a Compiled,
+    baseline: Option<&'a Baseline<'a>>,
+    report: Report,
+    /// Input digest → what the proposed bundle and the baseline decide.
+    decided: HashMap<[u8; 32], Verdict>,
+    groups: BTreeMap<(String, Vec<String>, Vec<String>), Group>,
+}
+
+impl<'a> Replay<'a> {
+    /// A replay of `system`'s decisions against `proposed`, compared with what was recorded
+    /// or with what `baseline` decides.
+    pub fn new(system: &str, proposed: &'a Compiled, baseline: Option<&'a Baseline<'a>>) -> Self {
+        Replay {
+            proposed,
+            baseline,
+            report: Report {
+                system: system.to_string(),
+                baseline: baseline.map_or_else(|| "recorded".to_string(), |b| b.name.clone()),
+                ..Report::default()
+            },
+            decided: HashMap::new(),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// Replay one batch of recorded events (as stored), in order.
+    pub fn add(&mut self, events: &[Value]) {
+        use rayon::prelude::*;
+        let digests: Vec<[u8; 32]> = events
+            .par_iter()
+            .map(|e| Sha256::digest(serde_json::to_vec(&e["input"]).unwrap_or_default()).into())
+            .collect();
+        let mut fresh: Vec<([u8; 32], &Value)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (digest, event) in digests.iter().zip(events) {
+            if !self.decided.contains_key(digest) && seen.insert(*digest) {
+                fresh.push((*digest, &event["input"]));
+            }
+        }
+        let (proposed, baseline) = (self.proposed, self.baseline);
+        let verdicts: Vec<([u8; 32], Verdict)> = fresh
+            .par_iter()
+            .map(|(digest, input)| {
+                let live = baseline.and_then(|b| Decided::of(b.compiled, input).allowed);
+                (*digest, Verdict { now: Decided::of(proposed, input), live })
+            })
+            .collect();
+        self.decided.extend(verdicts);
+        for (digest, event) in digests.iter().zip(events) {
+            self.count(event, digest);
+        }
+    }
+
+    fn count(&mut self, event: &Value, digest: &[u8; 32]) {
+        let report = &mut self.report;
+        report.replayed += 1;
         let recorded = Recorded::of(event);
-        let input = &event["input"];
-        let digest: [u8; 32] = Sha256::digest(serde_json::to_vec(input).unwrap_or_default()).into();
-        let outcome = outcomes
-            .entry(digest)
-            .or_insert_with(|| proposed.eval("data.main.outcome", input).ok().flatten())
-            .clone();
-        let then = match baseline {
+        let Some(Verdict { now, live }) = self.decided.get(digest) else { return };
+        let then = match self.baseline {
             None => recorded.allowed,
-            Some(b) => {
-                let live = *baselines.entry(digest).or_insert_with(|| {
-                    b.compiled
-                        .eval("data.main.outcome", input)
-                        .ok()
-                        .flatten()
-                        .and_then(|o| o["allowed"].as_bool())
-                });
-                if live.is_some() && recorded.allowed.is_some() && live != recorded.allowed {
+            Some(_) => {
+                if live.is_some() && recorded.allowed.is_some() && *live != recorded.allowed {
                     report.drift += 1;
                 }
-                live
+                *live
             }
         };
-        let (Some(then), Some(now)) = (then, outcome.as_ref().and_then(|o| o["allowed"].as_bool())) else {
+        let (Some(then), Some(allowed)) = (then, now.allowed) else {
             report.errors += 1;
-            continue;
+            return;
         };
-        if then == now {
+        if then == allowed {
             report.unchanged += 1;
-            continue;
+            return;
         }
-        let outcome = outcome.unwrap_or_default();
         let change = if !recorded.erased.is_empty() {
             report.masked += 1;
             format!("cannot replay: input masked at {}", recorded.erased.join(", "))
-        } else if now {
+        } else if allowed {
             report.newly_allowed += 1;
             "newly allowed".to_string()
         } else {
             report.newly_denied += 1;
             "newly denied".to_string()
         };
-        let decided_by: Vec<String> = outcome["decided_by"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .map(|d| match (d["source"].as_str(), d["name"].as_str()) {
-                        (Some(s), Some(n)) if !n.is_empty() => format!("{s}/{n}"),
-                        (Some(s), _) => s.to_string(),
-                        _ => d.to_string(),
-                    })
-                    .collect()
-            })
-            .filter(|v: &Vec<String>| !v.is_empty())
-            .unwrap_or_else(|| vec![outcome["reason"].as_str().unwrap_or("default decision").to_string()]);
-        let messages: Vec<String> = outcome["messages"]
-            .as_array()
-            .map(|m| m.iter().filter_map(Value::as_str).map(String::from).collect())
-            .unwrap_or_default();
-        let group = groups
-            .entry((change.clone(), decided_by.clone(), messages.clone()))
-            .or_insert_with(|| Group { change, decided_by, messages, count: 0, examples: Vec::new() });
+        let key = (change, now.decided_by.clone(), now.messages.clone());
+        let group = self.groups.entry(key).or_insert_with_key(|(change, decided_by, messages)| Group {
+            change: change.clone(),
+            decided_by: decided_by.clone(),
+            messages: messages.clone(),
+            count: 0,
+            examples: Vec::new(),
+        });
         group.count += 1;
         if group.examples.len() < EXAMPLES {
             group.examples.push(format!("{} {}", recorded.time, recorded.decision_id));
         }
     }
-    report.distinct_inputs = outcomes.len();
-    report.groups = groups.into_values().collect();
-    report.groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.change.cmp(&b.change)));
-    report
+
+    /// The report of everything added.
+    pub fn finish(self) -> Report {
+        let mut report = self.report;
+        report.distinct_inputs = self.decided.len();
+        report.groups = self.groups.into_values().collect();
+        report.groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.change.cmp(&b.change)));
+        report
+    }
 }
 
 /// Combine the reports of shards (`--shard i/n`) into one per System: counts add up, groups

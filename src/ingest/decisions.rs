@@ -228,7 +228,11 @@ pub struct Outcome {
 impl Outcome {
     /// The outcome of one decision-log event.
     pub fn of(event: &Value) -> Outcome {
-        let result = &event["result"];
+        Outcome::of_result(&event["result"])
+    }
+
+    /// The outcome of a decision's result (what OPA answered, or edict's `data.main.outcome`).
+    pub fn of_result(result: &Value) -> Outcome {
         let allowed = result["allowed"].as_bool().or_else(|| result["response"]["allowed"].as_bool());
         let tier = result["tier"]
             .as_u64()

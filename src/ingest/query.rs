@@ -123,6 +123,22 @@ pub async fn events_of_shard(
     since: Option<SystemTime>,
     shard: Option<(usize, usize)>,
 ) -> Result<Vec<Value>, QueryError> {
+    let mut out = Vec::new();
+    for key in objects_of_shard(sink, system, since, shard).await? {
+        out.extend(object_events(sink, &key, since).await?);
+    }
+    out.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
+    Ok(out)
+}
+
+/// The keys of the stored objects holding `system`'s decisions from `since` on, sorted, those
+/// of one shard only with `Some((i, n))` (see [`events_of_shard`]): one query of the index.
+pub async fn objects_of_shard(
+    sink: &Sink,
+    system: &SystemKey,
+    since: Option<SystemTime>,
+    shard: Option<(usize, usize)>,
+) -> Result<Vec<String>, QueryError> {
     let from = since.unwrap_or(SystemTime::UNIX_EPOCH);
     let to = SystemTime::now() + CLOCK_SKEW;
     let batches = sink.index.decision_batches(&sink.index_tenant, &system.system_id(), from, to).await?;
@@ -131,18 +147,24 @@ pub async fn events_of_shard(
     if let Some((index, count)) = shard.filter(|(_, n)| *n > 0) {
         keys = keys.into_iter().enumerate().filter(|(i, _)| i % count == index).map(|(_, k)| k).collect();
     }
-    let mut out = Vec::new();
-    for key in keys {
-        let Some(object) = sink.store.get(&key).await? else { continue };
-        let events = read_ndjson_gz(&object.bytes)
-            .map_err(|e| QueryError::Corrupt { key: key.clone(), message: e.to_string() })?;
-        out.extend(events.into_iter().filter(|e| {
-            let at = e["timestamp"].as_str().and_then(parse_rfc3339);
-            since.is_none_or(|since| at.is_some_and(|at| at >= since))
-        }));
-    }
-    out.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
-    Ok(out)
+    Ok(keys)
+}
+
+/// The events of one stored object made from `since` on, in the order OPA sent them (none
+/// when the object is gone).
+pub async fn object_events(
+    sink: &Sink,
+    key: &str,
+    since: Option<SystemTime>,
+) -> Result<Vec<Value>, QueryError> {
+    let Some(object) = sink.store.get(key).await? else { return Ok(Vec::new()) };
+    let mut events = read_ndjson_gz(&object.bytes)
+        .map_err(|e| QueryError::Corrupt { key: key.to_string(), message: e.to_string() })?;
+    events.retain(|e| {
+        let at = e["timestamp"].as_str().and_then(parse_rfc3339);
+        since.is_none_or(|since| at.is_some_and(|at| at >= since))
+    });
+    Ok(events)
 }
 
 /// The per-minute counts of `system`'s decisions from `from` to now (keyed `YYYY-MM-DDTHH:MM`,
