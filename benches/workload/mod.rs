@@ -16,6 +16,8 @@
 //! and, for one block of 24 in five, `compliance`.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use std::path::PathBuf;
 
 /// The regions Systems are spread over (`region` label), by `i % 6`.
