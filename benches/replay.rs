@@ -1,6 +1,7 @@
-//! Replay at scale (issue 12): recorded decisions of the reference admission System
-//! (`examples/acme`'s payments cluster), stored as `run --local` stores them (directory store
-//! and embedded index), replayed end to end against the bundle its manifests build: the
+//! Replay at scale (issue 12): recorded decisions of the reference System (20 Policies, 5
+//! Stacks; `workload::reference`) and of `examples/acme`'s payments cluster, stored as
+//! `run --local` stores them (directory store and embedded index), replayed end to end against
+//! the bundle: the
 //! objects found with the index, read and decoded one at a time, inputs deduplicated by
 //! content, distinct inputs evaluated on all cores, each decision compared.
 //!
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 use edict::engine::replay::Replay;
 use edict::ingest::{Ingest, Limits, ServedSystems, Sink, SystemKey, query};
 use serde_json::{Value, json};
+use workload::reference::{benign_request, reference_input, violating_pod};
+
+mod workload;
 
 /// The allocator the edict binary runs with (see `main.rs`).
 #[global_allocator]
@@ -31,52 +35,20 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
-/// `n` decisions of the payments cluster, of which `distinct` have distinct inputs: the example
-/// admission requests, each made distinct by its request uid and object name.
-fn decisions(n: usize, distinct: usize) -> Vec<Value> {
-    let labels =
-        json!({"id": "opa-1", "system_id": "local/acme-payments/payments-cluster", "tenant": "acme"});
-    let bases: Vec<Value> =
-        ["pod-with-nginx.json", "pod-by-superuser.json", "admin-from-internet.json", "secret.json"]
-            .iter()
-            .map(|f| read_json(&root().join("examples/inputs").join(f)))
-            .collect();
-    (0..n)
-        .map(|i| {
-            let k = i % distinct;
-            let mut input = bases[k % bases.len()].clone();
-            input["request"]["uid"] = json!(format!("uid-{k}"));
-            if input["request"]["object"]["metadata"].is_object() {
-                input["request"]["object"]["metadata"]["name"] = json!(format!("object-{k}"));
-            }
-            json!({
-                "labels": labels, "decision_id": format!("d-{i:08}"), "path": "main/main", "input": input,
-                "result": {"response": {"allowed": !k.is_multiple_of(3)}},
-                "timestamp": format!("2026-11-30T17:{:02}:{:02}.{:06}Z", (i / 60_000) % 60, (i / 1_000) % 60, i % 1_000),
-            })
-        })
-        .collect()
-}
-
-fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let total: usize = std::env::var("EDICT_BENCH_DECISIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 100_000 } else { 2_000 });
-    let distinct = (total * 3 / 10).max(1);
+/// Replay `total` recorded decisions with `distinct` distinct inputs (`input(k)`) of `system`
+/// against `proposed`, stored first as `run --local` stores them, and print the figures.
+fn measure(
+    title: &str,
+    proposed: &edict::policy::rego::Compiled,
+    reads: Vec<Vec<String>>,
+    system: &SystemKey,
+    total: usize,
+    distinct: usize,
+    input: impl Fn(usize) -> Value,
+) {
     let work = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(root().join("examples/acme")).expect("examples") {
-        let path = entry.expect("entry").path();
-        if path.is_file() {
-            std::fs::copy(&path, work.path().join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
-    let store = work.path().join(".edict/store");
-    let sink = Sink::of(&edict::registry::Registry::embedded(&store));
-    let system = SystemKey::new("acme", "local", "acme-payments", "payments-cluster");
+    let sink = Sink::of(&edict::registry::Registry::embedded(work.path()));
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-
     let started = Instant::now();
     let ingest = Ingest::new(
         sink.clone(),
@@ -84,25 +56,29 @@ fn main() {
         Limits::default(),
         Duration::from_secs(600),
     );
-    for chunk in decisions(total, distinct).chunks(BATCH) {
+    let labels = json!({"id": "opa-1", "system_id": system.system_id(), "tenant": system.tenant});
+    let events: Vec<Value> = (0..total)
+        .map(|i| {
+            let k = i % distinct;
+            json!({
+                "labels": labels, "decision_id": format!("d-{i:08}"), "path": "main/main", "input": input(k),
+                "result": {"response": {"allowed": !k.is_multiple_of(3)}},
+                "timestamp": format!("2026-11-30T17:{:02}:{:02}.{:06}Z", (i / 60_000) % 60, (i / 1_000) % 60, i % 1_000),
+            })
+        })
+        .collect();
+    for chunk in events.chunks(BATCH) {
         let body = serde_json::to_vec(chunk).expect("json");
         rt.block_on(ingest.store_decisions(&body, None, None)).expect("stored");
     }
+    drop(events);
     let recorded = started.elapsed();
-
-    let ws =
-        edict::engine::workspace::Workspace::load(&[work.path().to_path_buf()], "local").expect("examples");
-    let key = edict::model::ObjectKey::new("acme-payments", "payments-cluster");
-    let bundle = ws.builds[&key].bundle.as_ref().expect("the payments cluster builds");
-    let proposed =
-        edict::policy::rego::compile(&bundle.modules(), &bundle.data(), edict::engine::pipeline::ENTRYPOINT)
-            .expect("compiles");
 
     let replay_all = || {
         let t = Instant::now();
-        let mut replay = Replay::new("acme-payments/payments-cluster", &proposed, None);
+        let mut replay = Replay::new(&system.system.to_string(), proposed, reads.clone(), None);
         rt.block_on(async {
-            for object in query::objects_of_shard(&sink, &system, None, None).await.expect("index") {
+            for object in query::objects_of_shard(&sink, system, None, None).await.expect("index") {
                 replay.add(&query::object_events(&sink, &object, None).await.expect("object"));
             }
         });
@@ -114,7 +90,7 @@ fn main() {
     let (_, took_one) = one_thread.install(replay_all);
 
     // The distinct inputs alone, evaluated on all cores: the evaluation's share.
-    let inputs: Vec<Value> = decisions(distinct, distinct).into_iter().map(|e| e["input"].clone()).collect();
+    let inputs: Vec<Value> = (0..distinct).map(&input).collect();
     let t = Instant::now();
     {
         use rayon::prelude::*;
@@ -128,20 +104,17 @@ fn main() {
     }
     let eval = t.elapsed();
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_s = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    println!("==================== replay summary ====================");
+    println!("{title}");
     println!(
-        "(machine: {} cores, shared with whatever else runs)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    println!(
-        "{total} recorded decisions ({distinct} distinct inputs) in {} stored objects, recorded in {:.2} s",
+        "  {total} recorded decisions ({distinct} distinct inputs) in {} stored objects, recorded in {:.2} s",
         total.div_ceil(BATCH),
         recorded.as_secs_f64()
     );
     let verdict = if per_s(total, took) >= 20_000.0 { "ok" } else { "MISSED" };
     println!(
-        "replay end to end (index, read, decode, dedupe, evaluate, compare), all cores: {:.2} s = {:.0} decisions/s   target ≥ 20,000/s [{verdict}]",
+        "  replay end to end (index, read, decode, dedupe, evaluate, compare), all cores: {:.2} s = {:.0} decisions/s   target ≥ 20,000/s [{verdict}]",
         took.as_secs_f64(),
         per_s(total, took)
     );
@@ -154,12 +127,82 @@ fn main() {
         "  distinct inputs evaluated alone (data.main.outcome), all cores: {:.2} s = {:.0} inputs/s, {:.0} µs each per core",
         eval.as_secs_f64(),
         per_s(distinct, eval),
-        eval.as_secs_f64() * 1e6 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-            / distinct as f64
+        eval.as_secs_f64() * 1e6 * cores as f64 / distinct as f64
     );
     println!(
         "  report: {} unchanged, {} newly denied, {} newly allowed, {} not replayable, {} errors",
         report.unchanged, report.newly_denied, report.newly_allowed, report.masked, report.errors
+    );
+}
+
+/// An example admission request (`examples/inputs`), made distinct by its uid and object name.
+fn distinct_request(base: &Value, k: usize) -> Value {
+    let mut input = base.clone();
+    input["request"]["uid"] = json!(format!("uid-{k}"));
+    if input["request"]["object"]["metadata"].is_object() {
+        input["request"]["object"]["metadata"]["name"] = json!(format!("object-{k}"));
+    }
+    input
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let total: usize = std::env::var("EDICT_BENCH_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 100_000 } else { 2_000 });
+    let distinct = (total * 3 / 10).max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("==================== replay summary ====================");
+    println!("(machine: {cores} cores, shared with whatever else runs)");
+
+    // The reference System (20 Policies, 5 Stacks): three in four requests benign, one violating.
+    let reference = edict::bundle::build(&reference_input());
+    let proposed = edict::policy::rego::compile(
+        &reference.modules(),
+        &reference.data(),
+        edict::engine::pipeline::ENTRYPOINT,
+    )
+    .expect("compiles");
+    let (violating, benign) = (violating_pod(), benign_request());
+    measure(
+        "reference System (20 Policies, 5 Stacks), 1 in 4 requests violating:",
+        &proposed,
+        edict::engine::replay::input_reads(&reference.modules()),
+        &SystemKey::new("acme", "bench", "acme-payments", "payments-cluster"),
+        total,
+        distinct,
+        |k| distinct_request(if k.is_multiple_of(4) { &violating } else { &benign }, k),
+    );
+
+    // The examples' payments cluster, on the example requests.
+    let work = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(root().join("examples/acme")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, work.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let ws =
+        edict::engine::workspace::Workspace::load(&[work.path().to_path_buf()], "local").expect("examples");
+    let key = edict::model::ObjectKey::new("acme-payments", "payments-cluster");
+    let bundle = ws.builds[&key].bundle.as_ref().expect("the payments cluster builds");
+    let proposed =
+        edict::policy::rego::compile(&bundle.modules(), &bundle.data(), edict::engine::pipeline::ENTRYPOINT)
+            .expect("compiles");
+    let bases: Vec<Value> =
+        ["pod-with-nginx.json", "pod-by-superuser.json", "admin-from-internet.json", "secret.json"]
+            .iter()
+            .map(|f| read_json(&root().join("examples/inputs").join(f)))
+            .collect();
+    measure(
+        "examples/acme payments cluster, on the example requests:",
+        &proposed,
+        edict::engine::replay::input_reads(&bundle.modules()),
+        &SystemKey::new("acme", "local", "acme-payments", "payments-cluster"),
+        total,
+        distinct,
+        |k| distinct_request(&bases[k % bases.len()], k),
     );
     println!("========================================================");
 }

@@ -125,10 +125,13 @@ async fn a_proposed_change_is_replayed_against_what_the_opas_decided() {
 
     // A rule that reads what the masks erased: the Secret decision is not replayable, not guessed.
     edit(&systems, "allowed: []", r#"allowed: ["envoyproxy/envoy"]"#);
+    let privileged = "    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {";
     edit(
         &systems,
-        "    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {",
-        "    deny contains \"no Secrets with data\" if {\n    \tinput.request.kind.kind == \"Secret\"\n    }\n\n    deny contains sprintf(\"container %q must not be privileged\", [c.name]) if {",
+        privileged,
+        &format!(
+            "    deny contains \"no Secrets with data\" if {{\n    \tcount(input.request.object.data) > 0\n    }}\n\n{privileged}"
+        ),
     );
     let masked = json_report(work.path());
     assert_eq!((masked["masked"].as_u64(), masked["newly_denied"].as_u64()), (Some(1), Some(0)), "{masked}");
@@ -139,6 +142,13 @@ async fn a_proposed_change_is_replayed_against_what_the_opas_decided() {
             .is_some_and(|c| c.starts_with("cannot replay: input masked at /input/request/object/data")),
         "{group}"
     );
+
+    // A rule that reads only what the masks kept replays the masked decision as usual: the
+    // erased data cannot change what it decides, so the Secret is newly denied, not unknown.
+    edit(&systems, "count(input.request.object.data) > 0", "input.request.kind.kind == \"Secret\"");
+    let kept = json_report(work.path());
+    assert_eq!((kept["masked"].as_u64(), kept["newly_denied"].as_u64()), (Some(0), Some(1)), "{kept}");
+    assert_eq!(kept["groups"][0]["messages"][0], "no Secrets with data", "{kept}");
 }
 
 /// `--baseline live`: the proposed bundle is compared with what the live bundle decides for the

@@ -63,7 +63,8 @@ pub fn replay(
             Baseline::Live => Some(live_bundle(&ws, &key, store)?),
         };
         let base = live.as_ref().map(|(name, compiled)| replay::Baseline { name: name.clone(), compiled });
-        let mut replaying = replay::Replay::new(&key.to_string(), &proposed, base.as_ref());
+        let reads = replay::input_reads(&bundle.modules());
+        let mut replaying = replay::Replay::new(&key.to_string(), &proposed, reads, base.as_ref());
         match limit {
             // The newest N: all of them read first.
             Some(n) => {

@@ -4,8 +4,9 @@
 //! what OPA decided then. Inputs are deduplicated by content first (admission traffic repeats
 //! heavily). The flips are grouped by what now decides (the deciding sources and messages),
 //! each group with a few example decisions. A decision whose input had fields erased by the
-//! masks, and whose outcome would change, is reported as not replayable (the erased fields may
-//! be what decides), not guessed.
+//! masks that the proposed policy reads (by the constant prefixes of its `input` references)
+//! is reported as not replayable, whatever it decides without them: not guessed. Erased fields
+//! the policy does not read cannot change its decision, so those decisions replay as usual.
 //!
 //! With a baseline bundle (the live one), each input is decided by it too and the proposed
 //! bundle is compared with that: a flip then comes from the change itself, and decisions whose
@@ -99,12 +100,41 @@ pub fn compile_archive(bytes: &[u8]) -> Result<Compiled, String> {
 pub fn replay(
     system: &str,
     proposed: &Compiled,
+    reads: Vec<Vec<String>>,
     baseline: Option<&Baseline<'_>>,
     events: &[Value],
 ) -> Report {
-    let mut replay = Replay::new(system, proposed, baseline);
+    let mut replay = Replay::new(system, proposed, reads, baseline);
     replay.add(events);
     replay.finish()
+}
+
+/// What the modules of a bundle read of their input: the constant prefixes of their `input`
+/// references (`["request", "object", "spec"]`; `[]` for all of it), the decision masks'
+/// own `system` packages aside. A module that does not parse is taken to read all of it.
+pub fn input_reads(modules: &[(String, String)]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for (label, text) in modules {
+        let Ok(parsed) = crate::policy::parse(label, text) else { return vec![Vec::new()] };
+        if parsed.package.first().map(String::as_str) != Some("system") {
+            out.extend(crate::policy::analyse::input_reads(&parsed.module));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether a policy reading `reads` (see [`input_reads`]) may read what the JSON pointer
+/// `erased` (`/input/request/object/data`) names: one path is a prefix of the other.
+fn reads_pointer(reads: &[Vec<String>], erased: &str) -> bool {
+    let path: Vec<String> =
+        erased.split('/').skip(1).map(|step| step.replace("~1", "/").replace("~0", "~")).collect();
+    let Some(("input", path)) = path.split_first().map(|(h, t)| (h.as_str(), t)) else { return false };
+    reads.iter().any(|read| {
+        let n = read.len().min(path.len());
+        read[..n] == path[..n]
+    })
 }
 
 /// What a bundle decides for one input, as far as a replay needs it.
@@ -146,6 +176,8 @@ struct Verdict {
 /// batch's new distinct inputs are evaluated on all cores.
 pub struct Replay<'a> {
     proposed: &'a Compiled,
+    /// What the proposed bundle reads of its input ([`input_reads`]).
+    reads: Vec<Vec<String>>,
     baseline: Option<&'a Baseline<'a>>,
     report: Report,
     /// Input digest → what the proposed bundle and the baseline decide.
@@ -154,11 +186,18 @@ pub struct Replay<'a> {
 }
 
 impl<'a> Replay<'a> {
-    /// A replay of `system`'s decisions against `proposed`, compared with what was recorded
-    /// or with what `baseline` decides.
-    pub fn new(system: &str, proposed: &'a Compiled, baseline: Option<&'a Baseline<'a>>) -> Self {
+    /// A replay of `system`'s decisions against `proposed`, which reads `reads` of its input
+    /// ([`input_reads`] of its modules), compared with what was recorded or with what
+    /// `baseline` decides.
+    pub fn new(
+        system: &str,
+        proposed: &'a Compiled,
+        reads: Vec<Vec<String>>,
+        baseline: Option<&'a Baseline<'a>>,
+    ) -> Self {
         Replay {
             proposed,
+            reads,
             baseline,
             report: Report {
                 system: system.to_string(),
@@ -212,17 +251,20 @@ impl<'a> Replay<'a> {
                 *live
             }
         };
+        // Fields the masks erased that the proposed policy reads: what it would decide with
+        // them is not known, whatever it decides without them.
+        let unknown: Vec<&str> =
+            recorded.erased.iter().map(String::as_str).filter(|p| reads_pointer(&self.reads, p)).collect();
         let (Some(then), Some(allowed)) = (then, now.allowed) else {
             report.errors += 1;
             return;
         };
-        if then == allowed {
+        let change = if !unknown.is_empty() {
+            report.masked += 1;
+            format!("cannot replay: input masked at {} (read by the proposed policy)", unknown.join(", "))
+        } else if then == allowed {
             report.unchanged += 1;
             return;
-        }
-        let change = if !recorded.erased.is_empty() {
-            report.masked += 1;
-            format!("cannot replay: input masked at {}", recorded.erased.join(", "))
         } else if allowed {
             report.newly_allowed += 1;
             "newly allowed".to_string()

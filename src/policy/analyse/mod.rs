@@ -14,7 +14,7 @@ mod recursion;
 mod safety;
 mod source;
 
-pub use model::{Parsed, at};
+pub use model::{Parsed, at, input_reads};
 
 /// Parse one Rego v1 module as OPA's parser would take it (regorus's parser, with edict's
 /// corrections where the two differ: see `model`).

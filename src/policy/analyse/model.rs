@@ -143,10 +143,21 @@ pub fn parse(label: &str, text: &str) -> Result<Parsed, CompileError> {
 /// import `data.a as b` reads `a` and so does `b.c`. Names of the module's own package are not
 /// listed: they read the package, which `units` groups by itself.
 fn data_reads(module: &Module) -> Vec<Vec<String>> {
+    root_reads(module, "data")
+}
+
+/// The constant prefixes of the `input` references of a module, as [`Parsed::reads`] are of
+/// `data`: `input.a.b[x].c` reads `[a, b]`, a bare `input` (passed to a function, say) reads
+/// `[]`, that is all of it; imports of `input` count too.
+pub fn input_reads(module: &Module) -> Vec<Vec<String>> {
+    root_reads(module, "input")
+}
+
+fn root_reads(module: &Module, root: &str) -> Vec<Vec<String>> {
     let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
     let mut out = Vec::new();
     for (alias, path) in imports(module) {
-        if path[0] == "data" {
+        if path[0] == root {
             let path = path[1..].to_vec();
             aliases.insert(alias, path.clone());
             out.push(path);
@@ -156,7 +167,7 @@ fn data_reads(module: &Module) -> Vec<Vec<String>> {
         walk_refs(rule, &mut |e| {
             let Some((head, parts)) = ref_parts(e) else { return };
             let path = match head.text() {
-                "data" => Vec::new(),
+                name if name == root => Vec::new(),
                 name => match aliases.get(name) {
                     Some(p) => p.clone(),
                     None => return,
