@@ -13,9 +13,16 @@
 //!    and 50 Stacks loaded and reconciled: VmRSS and VmHWM from /proc/self/status against the
 //!    300 MiB target, with the live heap at each stage and what a System's build holds.
 //!
+//! 5. A restart with nothing changed, at 10,000 Systems: a first engine reconciles and writes
+//!    (to a mock API server) every finalizer, ConfigMap and status; a second one starts on the
+//!    same store and gets every object with the status the first wrote, as its watches would.
+//!    Counted: its writes to the API server, the files it changed in the store (bundles,
+//!    revisions, commit log), and the time until it has nothing left to do. Target: no write.
+//!
 //! `cargo bench --bench operator`. Sizes: `EDICT_BENCH_SYSTEMS`, `EDICT_BENCH_STACKS`,
 //! `EDICT_BENCH_EDITS`, `EDICT_BENCH_STACK_EDITS`, `EDICT_BENCH_MEMORY_SYSTEMS`,
-//! `EDICT_BENCH_MEMORY_STACKS`; `EDICT_BENCH_PHASE=latency` or `memory` runs one part only.
+//! `EDICT_BENCH_MEMORY_STACKS`, `EDICT_BENCH_RESTART_SYSTEMS`; `EDICT_BENCH_PHASE=latency`,
+//! `memory` or `restart` runs one part only.
 //! Run without `--bench` (as `cargo test --benches` does) it only smoke-tests small sizes.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -34,6 +41,11 @@ use edict::sources::manifest::{self, Located, Object};
 use workload::{TIERS, Workload, percentile};
 
 mod workload;
+
+/// The mock API server of the tests (it records every call and answers as a real one would).
+#[path = "../tests/common/kube.rs"]
+#[allow(dead_code)]
+mod kube_mock;
 
 /// The allocator the edict binary runs with (mimalloc, see `main.rs`), counting live heap bytes once [`COUNTING`] is on (in the memory
 /// phase only, from its first line, so that the other phases pay one relaxed load per call).
@@ -210,6 +222,13 @@ fn main() {
         assert!(out.status.success(), "memory phase failed: {}", out.status);
         text.lines().find_map(MemoryFigures::parse).expect("memory figures")
     });
+    let restart = (phase == "all" || phase == "restart").then(|| {
+        restart_phase(Workload::new(
+            size("EDICT_BENCH_RESTART_SYSTEMS", 10_000, 40).max(1),
+            50,
+            memory_stacks,
+        ))
+    });
     let load_after = load_average();
 
     println!("\n==================== operator engine summary ====================");
@@ -238,7 +257,140 @@ fn main() {
             m.trimmed_kib as f64 / 1024.0
         );
     }
+    if let Some(r) = &restart {
+        r.print();
+    }
     println!("=================================================================");
+}
+
+/// What the restart phase measured.
+struct Restart {
+    systems: usize,
+    first: Duration,
+    first_calls: usize,
+    restart: Duration,
+    calls: Vec<String>,
+    files_changed: usize,
+    statuses_equal: bool,
+}
+
+impl Restart {
+    fn print(&self) {
+        let ok = self.calls.is_empty() && self.files_changed == 0 && self.statuses_equal;
+        println!(
+            "5. restart with nothing changed, {} Systems: first start {:.2} s ({} writes to the API server); \
+             restart to nothing left to do {:.2} s, {} writes, {} store files changed, statuses equal: {}   \
+             target: no write [{}]",
+            self.systems,
+            secs(self.first),
+            self.first_calls,
+            secs(self.restart),
+            self.calls.len(),
+            self.files_changed,
+            self.statuses_equal,
+            if ok { "ok" } else { "MISSED" }
+        );
+        for call in self.calls.iter().take(5) {
+            println!("   written: {call}");
+        }
+    }
+}
+
+/// The store's files, with their size and time of change.
+fn store_files(dir: &std::path::Path) -> BTreeSet<(std::path::PathBuf, std::time::SystemTime, u64)> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                out.insert((entry.path(), meta.modified().expect("mtime"), meta.len()));
+            }
+        }
+    }
+    out
+}
+
+fn restart_phase(w: Workload) -> Restart {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let dir = workload::scratch_dir();
+    let platform = objects("", &w.platform());
+    let all: Vec<Located> = platform
+        .into_iter()
+        .chain((0..w.systems).flat_map(|i| objects("", &w.system(i, Default::default()))))
+        .collect();
+    let keys = |engine: &mut Engine, objects: Vec<Located>| -> Vec<ObjectKey> {
+        let mut affected = BTreeSet::new();
+        for l in objects {
+            affected.extend(apply(engine, l));
+        }
+        affected.into_iter().collect()
+    };
+    // Everything the engine writes to the API server, after a round: finalizers, ConfigMaps,
+    // annotations (sync), then the statuses that changed.
+    let write = |engine: &mut Engine| -> (Vec<String>, Statuses) {
+        rt.block_on(async {
+            let (client, server) = kube_mock::api_server(kube_mock::echo);
+            engine.sync(&client).await;
+            let statuses = engine.statuses();
+            edict::operator::status_writer::write(&client, &engine.written, &statuses).await;
+            drop(client);
+            let calls = server.await.expect("mock API server");
+            (calls.iter().map(|c| format!("{} {}", c.method, c.path)).collect(), statuses)
+        })
+    };
+
+    let t = Instant::now();
+    let mut first = Engine::new("bench", dir.path().to_path_buf());
+    let affected = keys(&mut first, all.clone());
+    rt.block_on(first.reconcile(&affected));
+    let (first_calls, _) = write(&mut first);
+    let before = first.statuses();
+    let first_time = t.elapsed();
+    drop(first);
+    let files = store_files(dir.path());
+
+    // The new leader: its watches list every object with the status the first one wrote.
+    let observed: Vec<Located> = all
+        .into_iter()
+        .map(|mut l| {
+            let key = l.object.key().to_string();
+            match &mut l.object {
+                Object::Tenant(o) => {
+                    o.status = before
+                        .tenants
+                        .get(o.metadata.name.as_deref().unwrap_or_default())
+                        .map(|s| (**s).clone())
+                }
+                Object::Stack(o) => o.status = before.stacks.get(key.as_str()).map(|s| (**s).clone()),
+                Object::System(o) => {
+                    o.status = before.systems.get(key.as_str()).map(|s| (**s).clone());
+                    o.metadata.finalizers = Some(vec![edict::operator::wiring::FINALIZER.to_string()]);
+                }
+                Object::Policy(o) => o.status = before.policies.get(key.as_str()).map(|s| (**s).clone()),
+            }
+            l
+        })
+        .collect();
+    let t = Instant::now();
+    let mut second = Engine::new("bench", dir.path().to_path_buf());
+    let affected = keys(&mut second, observed);
+    second.adopt_observed_statuses();
+    rt.block_on(second.reconcile(&affected));
+    let (calls, after) = write(&mut second);
+    let restart = t.elapsed();
+    let now = store_files(dir.path());
+    Restart {
+        systems: w.systems,
+        first: first_time,
+        first_calls: first_calls.len(),
+        restart,
+        calls,
+        files_changed: files.symmetric_difference(&now).count(),
+        statuses_equal: after == before,
+    }
 }
 
 /// What the latency phase measured.
