@@ -119,6 +119,12 @@ async fn a_proposed_change_is_replayed_against_what_the_opas_decided() {
         .clone();
     assert_eq!(group["decided_by"], json!(["stack/acme-platform/kubernetes-baseline"]), "{group}");
     assert!(group["messages"][0].as_str().is_some_and(|m| m.contains("envoyproxy/envoy")), "{group}");
+    // The rule that says so: the Stack's restrict-proxies Policy, its `deny` on line 10.
+    assert_eq!(
+        group["rules"],
+        json!(["deny at stacks/kubernetes_baseline/proxies/restrict-proxies.rego:10"]),
+        "{group}"
+    );
     let (code, markdown) = replay(work.path(), &["--fail-on", "newly-denied", "-o", "markdown"]);
     assert_eq!(code, 1, "the gate fails the pipeline");
     assert!(markdown.contains(&format!("| `{SYSTEM}` | 5 |")), "{markdown}");
@@ -149,6 +155,16 @@ async fn a_proposed_change_is_replayed_against_what_the_opas_decided() {
     let kept = json_report(work.path());
     assert_eq!((kept["masked"].as_u64(), kept["newly_denied"].as_u64()), (Some(0), Some(1)), "{kept}");
     assert_eq!(kept["groups"][0]["messages"][0], "no Secrets with data", "{kept}");
+    // The System's no-privileged Policy decides; its `deny` is defined on lines 3 and 7 now.
+    assert_eq!(
+        kept["groups"][0]["rules"],
+        json!(["deny at admission_control/pods/no-privileged.rego:3,7"]),
+        "{kept}"
+    );
+    assert!(
+        masked["groups"][0]["rules"].as_array().is_some_and(Vec::is_empty),
+        "not replayed, not attributed"
+    );
 }
 
 /// `--baseline live`: the proposed bundle is compared with what the live bundle decides for the

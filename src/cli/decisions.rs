@@ -63,8 +63,8 @@ pub fn replay(
             Baseline::Live => Some(live_bundle(&ws, &key, store)?),
         };
         let base = live.as_ref().map(|(name, compiled)| replay::Baseline { name: name.clone(), compiled });
-        let reads = replay::input_reads(&bundle.modules());
-        let mut replaying = replay::Replay::new(&key.to_string(), &proposed, reads, base.as_ref());
+        let sources = replay::sources(&bundle.modules());
+        let mut replaying = replay::Replay::new(&key.to_string(), &proposed, sources, base.as_ref());
         match limit {
             // The newest N: all of them read first.
             Some(n) => {

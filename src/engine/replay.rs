@@ -64,6 +64,10 @@ pub struct Group {
     pub decided_by: Vec<String>,
     /// The messages that decide now.
     pub messages: Vec<String>,
+    /// The rules that produce those messages for the group's first input: `deny at
+    /// <module path in the bundle>:<lines of its definitions>`.
+    #[serde(default)]
+    pub rules: Vec<String>,
     /// How many decisions.
     pub count: usize,
     /// A few of them: `time decision_id`.
@@ -100,32 +104,109 @@ pub fn compile_archive(bytes: &[u8]) -> Result<Compiled, String> {
 pub fn replay(
     system: &str,
     proposed: &Compiled,
-    reads: Vec<Vec<String>>,
+    sources: Sources,
     baseline: Option<&Baseline<'_>>,
     events: &[Value],
 ) -> Report {
-    let mut replay = Replay::new(system, proposed, reads, baseline);
+    let mut replay = Replay::new(system, proposed, sources, baseline);
     replay.add(events);
     replay.finish()
 }
 
-/// What the modules of a bundle read of their input: the constant prefixes of their `input`
-/// references (`["request", "object", "spec"]`; `[]` for all of it), the decision masks'
-/// own `system` packages aside. A module that does not parse is taken to read all of it.
-pub fn input_reads(modules: &[(String, String)]) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
+/// What a replay knows of the proposed bundle's modules: what they read of the input, and
+/// where their decision rules are.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// The constant prefixes of the modules' `input` references (`["request", "object",
+    /// "spec"]`; `[]` for all of it).
+    reads: Vec<Vec<String>>,
+    /// Every decision rule (`deny`, `enforce`, `monitor`) of the Stacks' and the System's
+    /// Policies.
+    rules: Vec<DecisionRule>,
+}
+
+/// One decision rule of one module: `data.<package>.<name>`, defined at `lines` of `file`.
+#[derive(Clone, Debug)]
+struct DecisionRule {
+    /// `data.a.b.deny`.
+    path: String,
+    /// `deny`.
+    name: String,
+    /// The module's path in the bundle.
+    file: String,
+    /// The lines of its definitions.
+    lines: Vec<usize>,
+}
+
+impl DecisionRule {
+    /// `deny at a/b/policy.rego:12,31`.
+    fn describe(&self) -> String {
+        let lines: Vec<String> = self.lines.iter().map(usize::to_string).collect();
+        format!("{} at {}:{}", self.name, self.file, lines.join(","))
+    }
+}
+
+/// What the modules of a bundle read of their input and where their decision rules are. The
+/// generated `main` and the decision masks' own `system` packages aside; a module that does
+/// not parse is taken to read all of the input.
+pub fn sources(modules: &[(String, String)]) -> Sources {
+    let mut out = Sources::default();
     for (label, text) in modules {
-        let Ok(parsed) = crate::policy::parse(label, text) else { return vec![Vec::new()] };
-        if parsed.package.first().map(String::as_str) != Some("system") {
-            out.extend(crate::policy::analyse::input_reads(&parsed.module));
+        let Ok(parsed) = crate::policy::parse(label, text) else {
+            out.reads = vec![Vec::new()];
+            continue;
+        };
+        if parsed.package.first().map(String::as_str) == Some("system") {
+            continue;
+        }
+        out.reads.extend(crate::policy::analyse::input_reads(&parsed.module));
+        if parsed.package == ["main"] {
+            continue;
+        }
+        let Ok(info) = crate::policy::rego::parse_module(label, text) else { continue };
+        for name in crate::bundle::DECISION_RULES {
+            let lines: Vec<usize> = info.rules.iter().filter(|r| r.name == name).map(|r| r.line).collect();
+            if !lines.is_empty() {
+                out.rules.push(DecisionRule {
+                    path: format!("data.{}.{name}", crate::policy::rego::rego_ref(&info.package)),
+                    name: name.to_string(),
+                    file: label.clone(),
+                    lines,
+                });
+            }
         }
     }
-    out.sort();
-    out.dedup();
+    if out.reads.iter().any(Vec::is_empty) {
+        out.reads = vec![Vec::new()];
+    }
+    out.reads.sort();
+    out.reads.dedup();
     out
 }
 
-/// Whether a policy reading `reads` (see [`input_reads`]) may read what the JSON pointer
+/// The decision rules whose value for `input` holds one of `messages` (a `deny` string, or a
+/// decision object's `message`): the rules that decide, as `deny at file:line`.
+fn deciding_rules(
+    proposed: &Compiled,
+    rules: &[DecisionRule],
+    input: &Value,
+    messages: &[String],
+) -> Vec<String> {
+    let says = |v: &Value| {
+        let message = v.as_str().or_else(|| v["message"].as_str());
+        message.is_some_and(|m| messages.iter().any(|n| n == m))
+    };
+    rules
+        .iter()
+        .filter(|rule| {
+            let value = proposed.eval(&rule.path, input).ok().flatten();
+            value.as_ref().and_then(Value::as_array).is_some_and(|all| all.iter().any(says))
+        })
+        .map(DecisionRule::describe)
+        .collect()
+}
+
+/// Whether a policy reading `reads` (see [`Sources`]) may read what the JSON pointer
 /// `erased` (`/input/request/object/data`) names: one path is a prefix of the other.
 fn reads_pointer(reads: &[Vec<String>], erased: &str) -> bool {
     let path: Vec<String> =
@@ -176,8 +257,8 @@ struct Verdict {
 /// batch's new distinct inputs are evaluated on all cores.
 pub struct Replay<'a> {
     proposed: &'a Compiled,
-    /// What the proposed bundle reads of its input ([`input_reads`]).
-    reads: Vec<Vec<String>>,
+    /// What the proposed bundle's modules read and where their decision rules are.
+    sources: Sources,
     baseline: Option<&'a Baseline<'a>>,
     report: Report,
     /// Input digest → what the proposed bundle and the baseline decide.
@@ -186,18 +267,17 @@ pub struct Replay<'a> {
 }
 
 impl<'a> Replay<'a> {
-    /// A replay of `system`'s decisions against `proposed`, which reads `reads` of its input
-    /// ([`input_reads`] of its modules), compared with what was recorded or with what
-    /// `baseline` decides.
+    /// A replay of `system`'s decisions against `proposed` (whose modules' [`sources`] are
+    /// `sources`), compared with what was recorded or with what `baseline` decides.
     pub fn new(
         system: &str,
         proposed: &'a Compiled,
-        reads: Vec<Vec<String>>,
+        sources: Sources,
         baseline: Option<&'a Baseline<'a>>,
     ) -> Self {
         Replay {
             proposed,
-            reads,
+            sources,
             baseline,
             report: Report {
                 system: system.to_string(),
@@ -253,8 +333,12 @@ impl<'a> Replay<'a> {
         };
         // Fields the masks erased that the proposed policy reads: what it would decide with
         // them is not known, whatever it decides without them.
-        let unknown: Vec<&str> =
-            recorded.erased.iter().map(String::as_str).filter(|p| reads_pointer(&self.reads, p)).collect();
+        let unknown: Vec<&str> = recorded
+            .erased
+            .iter()
+            .map(String::as_str)
+            .filter(|p| reads_pointer(&self.sources.reads, p))
+            .collect();
         let (Some(then), Some(allowed)) = (then, now.allowed) else {
             report.errors += 1;
             return;
@@ -272,11 +356,19 @@ impl<'a> Replay<'a> {
             report.newly_denied += 1;
             "newly denied".to_string()
         };
+        let masked = !unknown.is_empty();
+        let (proposed, rules) = (self.proposed, &self.sources.rules);
         let key = (change, now.decided_by.clone(), now.messages.clone());
         let group = self.groups.entry(key).or_insert_with_key(|(change, decided_by, messages)| Group {
             change: change.clone(),
             decided_by: decided_by.clone(),
             messages: messages.clone(),
+            // Found once per group, on its first input: the deciding messages' rules.
+            rules: if masked {
+                Vec::new()
+            } else {
+                deciding_rules(proposed, rules, &event["input"], messages)
+            },
             count: 0,
             examples: Vec::new(),
         });
@@ -380,6 +472,9 @@ pub fn markdown(reports: &[Report]) -> String {
                 g.decided_by.join(", "),
                 if g.messages.is_empty() { "(no message)".to_string() } else { g.messages.join("; ") }
             ));
+            for rule in &g.rules {
+                out.push_str(&format!("  - rule `{rule}`\n"));
+            }
             for e in &g.examples {
                 out.push_str(&format!("  - `{e}`\n"));
             }
@@ -406,6 +501,9 @@ pub fn text(reports: &[Report]) -> String {
             out.push_str(&format!("  {} × {} — decided by {}\n", g.count, g.change, g.decided_by.join(", ")));
             for m in &g.messages {
                 out.push_str(&format!("      {m}\n"));
+            }
+            for rule in &g.rules {
+                out.push_str(&format!("      rule {rule}\n"));
             }
             for e in &g.examples {
                 out.push_str(&format!("      e.g. {e}\n"));
