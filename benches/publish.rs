@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use edict::bundle::{self, Bundle, BundleInput};
 use edict::model::ObjectKey;
 use edict::registry::Registry;
@@ -20,6 +18,9 @@ use edict::registry::index::dynamodb::DynamoIndex;
 use edict::registry::index::{ReadOp, TenantIndex};
 use edict::registry::store::{ObjectMeta, ObjectStore, Precondition, S3Store, StoreError, StoredObject};
 use futures::StreamExt;
+use workload::aws::{config, s3};
+
+mod workload;
 
 /// The allocator the edict binary runs with (see `main.rs`).
 #[global_allocator]
@@ -50,17 +51,6 @@ impl ObjectStore for Counting {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.list(prefix).await
     }
-}
-
-fn config(endpoint: &str, access: &str, secret: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            access, secret, None, None, "bench",
-        )))
-        .build()
 }
 
 fn inputs(n: usize, prefix: &str) -> Vec<(BundleInput, Bundle)> {
@@ -192,9 +182,6 @@ async fn main() {
         300
     });
     let moto_config = config(&moto, "testing", "testing");
-    let s3 = |c: &aws_config::SdkConfig| {
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(c).force_path_style(true).build())
-    };
     println!("==================== publish summary ====================");
     println!("(one task; then 8 and 32 publishes in flight; machine: 2 cores, shared)");
     run("moto", s3(&moto_config), aws_sdk_dynamodb::Client::new(&moto_config), n).await;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs edict's benchmarks and collects their summaries.
 #
-#   scripts/bench.sh                  # bundle, fanout, local_latency, operator and publish (starts the test servers)
+#   scripts/bench.sh                  # bundle, fanout, ingest, local_latency, operator, publish and replay
+#                                     # (publish and replay start the test servers)
 #   scripts/bench.sh bundle fanout    # some of them
 #   QUICK=1 scripts/bench.sh          # shorter criterion runs for `bundle`
 #   EDICT_BENCH_SYSTEMS=2000 scripts/bench.sh fanout
@@ -17,13 +18,14 @@ OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout local_latency operator publish)
+[ ${#benches[@]} -gt 0 ] || benches=(bundle fanout ingest local_latency operator publish replay)
 
-# The publish bench talks to the local S3/DynamoDB servers.
+# The publish and replay benches talk to the local S3/DynamoDB servers.
 for b in "${benches[@]}"; do
-    if [ "$b" = publish ]; then
+    if [ "$b" = publish ] || [ "$b" = replay ]; then
         trap 'scripts/servers.sh stop >/dev/null 2>&1 || true' EXIT
         eval "$(scripts/servers.sh start)"
+        break
     fi
 done
 

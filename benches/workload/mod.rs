@@ -16,6 +16,7 @@
 //! and, for one block of 24 in five, `compliance`.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod reference;
 
 use std::path::PathBuf;
