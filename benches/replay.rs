@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use edict::engine::replay::Replay;
+use edict::engine::replay::{OUTCOME, Replay};
 use edict::ingest::{Ingest, Limits, ServedSystems, Sink, SystemKey, query};
 use serde_json::{Value, json};
 use workload::reference::{benign_request, reference_input, violating_pod};
@@ -37,7 +37,10 @@ fn read_json(path: &Path) -> Value {
 
 /// What is replayed: a System's bundle, its modules' sources, and how its recorded inputs look.
 struct Case<'a, F: Fn(usize) -> Value> {
+    /// Compiled as replay compiles it (the outcome in regorus's VM).
     proposed: &'a edict::policy::rego::Compiled,
+    /// The same without the VM: the interpreter, for comparison.
+    interpreted: &'a edict::policy::rego::Compiled,
     sources: edict::engine::replay::Sources,
     system: SystemKey,
     input: F,
@@ -56,7 +59,7 @@ fn measure<F: Fn(usize) -> Value>(
     distinct: usize,
     target: bool,
 ) {
-    let Case { proposed, sources, system, input } = case;
+    let Case { proposed, interpreted, sources, system, input } = case;
     let started = Instant::now();
     let ingest = Ingest::new(
         sink.clone(),
@@ -97,20 +100,23 @@ fn measure<F: Fn(usize) -> Value>(
     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let (_, took_one) = one_thread.install(replay_all);
 
-    // The distinct inputs alone, evaluated on all cores: the evaluation's share.
+    // The distinct inputs alone, evaluated on all cores: the evaluation's share; in the VM as
+    // replay evaluates them, and a sample in the interpreter the VM replaced.
     let inputs: Vec<Value> = (0..distinct).map(&input).collect();
-    let t = Instant::now();
-    {
+    let evaluate = |compiled: &edict::policy::rego::Compiled, inputs: &[Value]| {
         use rayon::prelude::*;
+        let t = Instant::now();
         let allowed = inputs
             .par_iter()
-            .filter(|i| {
-                proposed.eval("data.main.outcome", i).ok().flatten().is_some_and(|o| o["allowed"] == true)
-            })
+            .filter(|i| compiled.eval(OUTCOME, i).ok().flatten().is_some_and(|o| o["allowed"] == true))
             .count();
         std::hint::black_box(allowed);
-    }
-    let eval = t.elapsed();
+        t.elapsed()
+    };
+    let eval = evaluate(proposed, &inputs);
+    let sample = &inputs[..inputs.len().min(3_000)];
+    let interpreter = evaluate(interpreted, sample);
+    assert_eq!(proposed.vm_fallbacks(), 0, "every input evaluated in the VM");
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_s = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
@@ -135,11 +141,16 @@ fn measure<F: Fn(usize) -> Value>(
         took_one.as_secs_f64(),
         per_s(total, took_one)
     );
+    let each = |d: Duration, n: usize| d.as_secs_f64() * 1e6 * cores as f64 / n as f64;
     println!(
-        "  distinct inputs evaluated alone (data.main.outcome), all cores: {:.2} s = {:.0} inputs/s, {:.0} µs each per core",
+        "  distinct inputs evaluated alone (data.main.outcome in regorus's VM), all cores: {:.2} s = {:.0} inputs/s, \
+         {:.0} µs each per core (the interpreter: {:.0} µs, {:.1}× as long, on {} of them)",
         eval.as_secs_f64(),
         per_s(distinct, eval),
-        eval.as_secs_f64() * 1e6 * cores as f64 / distinct as f64
+        each(eval, distinct),
+        each(interpreter, sample.len()),
+        each(interpreter, sample.len()) / each(eval, distinct),
+        sample.len()
     );
     println!(
         "  report: {} unchanged, {} newly denied, {} newly allowed, {} not replayable, {} errors",
@@ -197,15 +208,15 @@ fn main() {
 
     // The reference System (20 Policies, 5 Stacks): three in four requests benign, one violating.
     let reference = edict::bundle::build(&reference_input());
-    let proposed = edict::policy::rego::compile(
-        &reference.modules(),
-        &reference.data(),
-        edict::engine::pipeline::ENTRYPOINT,
-    )
-    .expect("compiles");
+    let compile = |bundle: &edict::bundle::Bundle| {
+        edict::policy::rego::compile(&bundle.modules(), &bundle.data(), edict::engine::pipeline::ENTRYPOINT)
+            .expect("compiles")
+    };
+    let (proposed, interpreted) = (compile(&reference).with_vm(OUTCOME), compile(&reference));
     let (violating, benign) = (violating_pod(), benign_request());
     let case = Case {
         proposed: &proposed,
+        interpreted: &interpreted,
         sources: edict::engine::replay::sources(&reference.modules()),
         system: SystemKey::new("acme", "bench", "acme-payments", "payments-cluster"),
         input: |k: usize| distinct_request(if k.is_multiple_of(4) { &violating } else { &benign }, k),
@@ -243,9 +254,7 @@ fn main() {
         edict::engine::workspace::Workspace::load(&[work.path().to_path_buf()], "local").expect("examples");
     let key = edict::model::ObjectKey::new("acme-payments", "payments-cluster");
     let bundle = ws.builds[&key].bundle.as_ref().expect("the payments cluster builds");
-    let proposed =
-        edict::policy::rego::compile(&bundle.modules(), &bundle.data(), edict::engine::pipeline::ENTRYPOINT)
-            .expect("compiles");
+    let (proposed, interpreted) = (compile(bundle).with_vm(OUTCOME), compile(bundle));
     let bases: Vec<Value> =
         ["pod-with-nginx.json", "pod-by-superuser.json", "admin-from-internet.json", "secret.json"]
             .iter()
@@ -253,6 +262,7 @@ fn main() {
             .collect();
     let case = Case {
         proposed: &proposed,
+        interpreted: &interpreted,
         sources: edict::engine::replay::sources(&bundle.modules()),
         system: SystemKey::new("acme", "local", "acme-payments", "payments-cluster"),
         input: |k: usize| distinct_request(&bases[k % bases.len()], k),

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use edict::engine::replay::OUTCOME;
 use edict::ingest::{Ingest, Limits, ServedSystems, SystemKey};
 use serde_json::{Value, json};
 
@@ -332,12 +333,17 @@ async fn regorus_and_opa_decide_every_recorded_input_alike_for_each_change() {
             edict::engine::pipeline::ENTRYPOINT,
         )
         .expect("compiles");
-        let ours: Vec<Value> = inputs
-            .iter()
-            .map(|i| compiled.eval("data.main.outcome", i).expect("eval").expect("defined"))
-            .collect();
+        let ours: Vec<Value> =
+            inputs.iter().map(|i| compiled.eval(OUTCOME, i).expect("eval").expect("defined")).collect();
         let theirs = opa_outcomes(&bundle.archive(), &inputs);
         assert_eq!(ours, theirs, "after {to:?}");
+        // Replay evaluates in regorus's VM: it decides every input as the interpreter and OPA do.
+        let vm = compiled.with_vm(OUTCOME);
+        assert!(vm.runs_in_vm(OUTCOME), "the VM compiles the bundle after {to:?}");
+        let in_vm: Vec<Value> =
+            inputs.iter().map(|i| vm.eval(OUTCOME, i).expect("eval").expect("defined")).collect();
+        assert_eq!(in_vm, theirs, "in the VM, after {to:?}");
+        assert_eq!(vm.vm_fallbacks(), 0, "no input left the VM for the interpreter");
         allowed_seen.extend(ours.iter().map(|o| o["allowed"].to_string()));
     }
     assert_eq!(allowed_seen.len(), 2, "both verdicts occur among the cases");

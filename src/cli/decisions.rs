@@ -57,7 +57,8 @@ pub fn replay(
             &bundle.modules(),
             &bundle.data(),
             edict::engine::pipeline::ENTRYPOINT,
-        )?;
+        )?
+        .with_vm(replay::OUTCOME);
         let live = match baseline {
             Baseline::Recorded => None,
             Baseline::Live => Some(live_bundle(&ws, &key, store)?),

@@ -96,8 +96,12 @@ pub fn compile_archive(bytes: &[u8]) -> Result<Compiled, String> {
         }
     }
     crate::policy::rego::compile(&modules, &data, crate::engine::pipeline::ENTRYPOINT)
+        .map(|compiled| compiled.with_vm(OUTCOME))
         .map_err(|e| e.to_string())
 }
+
+/// The rule a replay evaluates for every distinct input.
+pub const OUTCOME: &str = "data.main.outcome";
 
 /// Replay `events` (as stored) against `proposed`, for `system`, compared with what was
 /// recorded or, with a `baseline`, with what that bundle decides.
@@ -228,7 +232,7 @@ struct Decided {
 
 impl Decided {
     fn of(compiled: &Compiled, input: &Value) -> Decided {
-        let Some(outcome) = compiled.eval("data.main.outcome", input).ok().flatten() else {
+        let Some(outcome) = compiled.eval(OUTCOME, input).ok().flatten() else {
             return Decided::default();
         };
         let Outcome { allowed, decided_by, .. } = Outcome::of_result(&outcome);
