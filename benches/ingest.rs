@@ -9,6 +9,8 @@
 //! - recording a report in the fleet and computing a System's summary;
 //! - a batch of 100 decisions (gzip, as OPA sends it): decode, re-mask check, lay out as gzip
 //!   NDJSON; and stored through `Ingest` into a directory store in a temporary directory;
+//! - through a Tenant on moto (when `EDICT_MOTO_ENDPOINT` is set): decisions/s and S3 and
+//!   DynamoDB requests per batch;
 //! - over HTTP, against edict's server on a loopback port (the router of `run --local`):
 //!   100 OPAs posting batches of 100 as fast as they are answered, the same 100 OPAs at 2,000
 //!   decisions/s (acknowledgement p99), and 1,000 OPAs each sending its 60 KB status report
@@ -26,6 +28,8 @@ use edict::ingest::decisions;
 use edict::ingest::status::StatusReport;
 use edict::ingest::{Fleet, Ingest, Limits, ServedSystems, SystemKey};
 use serde_json::Value;
+
+mod workload;
 
 /// The allocator the edict binary runs with (see `main.rs`).
 #[global_allocator]
@@ -150,7 +154,7 @@ fn main() {
         Limits::default(),
         Duration::from_secs(600),
     );
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut latencies = Vec::with_capacity(batches);
     let t = Instant::now();
     for body in &bodies {
@@ -170,7 +174,54 @@ fn main() {
         p99.as_secs_f64() * 1e3,
     );
 
+    moto(bench, &rt);
     http(bench);
+}
+
+/// Decision batches stored through a Tenant on moto (S3 objects, DynamoDB batch index and
+/// per-minute counters): decisions/s one batch at a time and with 8 in flight, and the S3 and
+/// DynamoDB requests per batch.
+fn moto(bench: bool, rt: &tokio::runtime::Runtime) {
+    let Ok(endpoint) = std::env::var("EDICT_MOTO_ENDPOINT") else {
+        println!(
+            "decisions through moto: skipped, EDICT_MOTO_ENDPOINT is not set (`scripts/bench.sh ingest` starts the servers)"
+        );
+        return;
+    };
+    let (registry, requests) = rt.block_on(workload::aws::moto_registry(&endpoint));
+    let ingest = Ingest::new(
+        edict::ingest::Sink::of(&registry),
+        ServedSystems::new([payments()]),
+        Limits::default(),
+        Duration::from_secs(600),
+    );
+    let batches = if bench { 100 } else { 3 };
+    let bodies: Vec<Vec<u8>> = (0..2 * batches).map(|i| batch(BATCH, 2_000_000 + i)).collect();
+    let before = requests.count();
+    let t = Instant::now();
+    for body in &bodies[..batches] {
+        rt.block_on(ingest.store_decisions(body, Some("gzip"), None)).expect("stored");
+    }
+    let one = t.elapsed();
+    let per_batch = (requests.count() - before) as f64 / batches as f64;
+    let t = Instant::now();
+    rt.block_on(async {
+        use futures::StreamExt;
+        futures::stream::iter(&bodies[batches..])
+            .map(|body| ingest.store_decisions(body, Some("gzip"), None))
+            .buffer_unordered(8)
+            .for_each(|stored| async move {
+                stored.expect("stored");
+            })
+            .await;
+    });
+    let eight = t.elapsed();
+    println!(
+        "{batches} batches of {BATCH} decisions through moto (S3 + DynamoDB, no KMS): {:.0} decisions/s one batch at a time, \
+         {:.0} decisions/s with 8 in flight, {per_batch:.1} requests per batch (S3 and DynamoDB)",
+        (batches * BATCH) as f64 / one.as_secs_f64(),
+        (batches * BATCH) as f64 / eight.as_secs_f64(),
+    );
 }
 
 /// An edict server on a loopback port, on its own two-worker runtime, ingesting into a

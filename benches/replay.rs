@@ -158,30 +158,6 @@ fn measure<F: Fn(usize) -> Value>(
     );
 }
 
-/// The decision sink of a Tenant whose storage is a fresh bucket and table on moto, connected
-/// as the operator and the CLI connect (`registry::connect`).
-async fn moto_sink(endpoint: &str) -> Sink {
-    let config = workload::aws::config(endpoint, "testing", "testing");
-    let clients = edict::registry::aws::Clients {
-        s3: workload::aws::s3(&config),
-        dynamodb: aws_sdk_dynamodb::Client::new(&config),
-        kms: aws_sdk_kms::Client::new(&config),
-    };
-    let bucket = format!("edict-replay-{}", std::process::id());
-    clients.s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
-    let storage: edict::api::Storage = serde_json::from_value(json!({
-        "region": "us-east-1",
-        "s3": {"bucket": bucket, "endpoint": endpoint, "forcePathStyle": true, "sseKms": false},
-        "dynamodb": {"table": bucket, "endpoint": endpoint, "create": true},
-    }))
-    .expect("storage");
-    let registry =
-        edict::registry::connect::connect("acme", &storage, &clients, "bench", std::time::SystemTime::now())
-            .await
-            .expect("connects to moto");
-    Sink::of(&registry)
-}
-
 /// An example admission request (`examples/inputs`), made distinct by its uid and object name.
 fn distinct_request(base: &Value, k: usize) -> Value {
     let mut input = base.clone();
@@ -232,7 +208,7 @@ fn main() {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(total);
-            let sink = rt.block_on(moto_sink(&moto));
+            let sink = Sink::of(&rt.block_on(workload::aws::moto_registry(&moto)).0);
             let title = "reference System through moto (S3 objects, DynamoDB index; no KMS):";
             measure(title, &rt, sink, &case, total, (total * 3 / 10).max(1), false);
         }

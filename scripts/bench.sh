@@ -2,7 +2,7 @@
 # Runs edict's benchmarks and collects their summaries.
 #
 #   scripts/bench.sh                  # bundle, fanout, ingest, local_latency, operator, publish and replay
-#                                     # (publish and replay start the test servers)
+#                                     # (ingest, publish and replay start the test servers)
 #   scripts/bench.sh bundle fanout    # some of them
 #   QUICK=1 scripts/bench.sh          # shorter criterion runs for `bundle`
 #   EDICT_BENCH_SYSTEMS=2000 scripts/bench.sh fanout
@@ -20,9 +20,9 @@ mkdir -p "$OUT"
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=(bundle fanout ingest local_latency operator publish replay)
 
-# The publish and replay benches talk to the local S3/DynamoDB servers.
+# The ingest, publish and replay benches talk to the local S3/DynamoDB servers.
 for b in "${benches[@]}"; do
-    if [ "$b" = publish ] || [ "$b" = replay ]; then
+    if [ "$b" = ingest ] || [ "$b" = publish ] || [ "$b" = replay ]; then
         trap 'scripts/servers.sh stop >/dev/null 2>&1 || true' EXIT
         eval "$(scripts/servers.sh start)"
         break
