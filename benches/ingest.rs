@@ -289,7 +289,8 @@ fn agent() -> ureq::Agent {
 /// answered 429/503 (OPA keeps the batch and sends it again later).
 #[derive(Default)]
 struct Seen {
-    acks: Vec<Duration>,
+    /// Milliseconds.
+    acks: Vec<f64>,
     refused: usize,
     failed: usize,
 }
@@ -303,13 +304,12 @@ impl Seen {
     }
 
     fn percentile_ms(&mut self, p: f64) -> f64 {
-        self.acks.sort();
-        let i = ((self.acks.len() as f64 * p) as usize).min(self.acks.len().saturating_sub(1));
-        self.acks.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        self.acks.sort_by(f64::total_cmp);
+        workload::percentile(&self.acks, p)
     }
 }
 
-/// POST one request as OPA does; `Some(ack time)` when answered 200.
+/// POST one request as OPA does, and note in `seen` how it was answered.
 fn post(agent: &ureq::Agent, url: &str, body: &[u8], gzip: bool, seen: &mut Seen) {
     let mut request = agent
         .post(url)
@@ -320,7 +320,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &[u8], gzip: bool, seen: &mut Seen
     }
     let t = Instant::now();
     match request.send(body) {
-        Ok(response) if response.status() == 200 => seen.acks.push(t.elapsed()),
+        Ok(response) if response.status() == 200 => seen.acks.push(t.elapsed().as_secs_f64() * 1e3),
         Ok(response) if [429, 503].contains(&response.status().as_u16()) => seen.refused += 1,
         _ => seen.failed += 1,
     }

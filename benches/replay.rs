@@ -170,10 +170,7 @@ fn distinct_request(base: &Value, k: usize) -> Value {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let total: usize = std::env::var("EDICT_BENCH_DECISIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 100_000 } else { 2_000 });
+    let total = workload::env_size("EDICT_BENCH_DECISIONS", if bench { 100_000 } else { 2_000 });
     let distinct = (total * 3 / 10).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("==================== replay summary ====================");
@@ -204,10 +201,7 @@ fn main() {
     // The same through moto's S3 and DynamoDB, as `edict replay` reads a Tenant's storage.
     match std::env::var("EDICT_MOTO_ENDPOINT") {
         Ok(moto) => {
-            let total: usize = std::env::var("EDICT_BENCH_MOTO_DECISIONS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(total);
+            let total = workload::env_size("EDICT_BENCH_MOTO_DECISIONS", total);
             let sink = Sink::of(&rt.block_on(workload::aws::moto_registry(&moto)).0);
             let title = "reference System through moto (S3 objects, DynamoDB index; no KMS):";
             measure(title, &rt, sink, &case, total, (total * 3 / 10).max(1), false);

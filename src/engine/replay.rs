@@ -103,20 +103,6 @@ pub fn compile_archive(bytes: &[u8]) -> Result<Compiled, String> {
 /// The rule a replay evaluates for every distinct input.
 pub const OUTCOME: &str = "data.main.outcome";
 
-/// Replay `events` (as stored) against `proposed`, for `system`, compared with what was
-/// recorded or, with a `baseline`, with what that bundle decides.
-pub fn replay(
-    system: &str,
-    proposed: &Compiled,
-    sources: Sources,
-    baseline: Option<&Baseline<'_>>,
-    events: &[Value],
-) -> Report {
-    let mut replay = Replay::new(system, proposed, sources, baseline);
-    replay.add(events);
-    replay.finish()
-}
-
 /// What a replay knows of the proposed bundle's modules: what they read of the input, and
 /// where their decision rules are.
 #[derive(Clone, Debug, Default)]
@@ -167,7 +153,7 @@ pub fn sources(modules: &[(String, String)]) -> Sources {
         if parsed.package == ["main"] {
             continue;
         }
-        let Ok(info) = crate::policy::rego::parse_module(label, text) else { continue };
+        let info = crate::policy::rego::module_info(&parsed);
         for name in crate::bundle::DECISION_RULES {
             let lines: Vec<usize> = info.rules.iter().filter(|r| r.name == name).map(|r| r.line).collect();
             if !lines.is_empty() {
@@ -347,7 +333,8 @@ impl<'a> Replay<'a> {
             report.errors += 1;
             return;
         };
-        let change = if !unknown.is_empty() {
+        let masked = !unknown.is_empty();
+        let change = if masked {
             report.masked += 1;
             format!("cannot replay: input masked at {} (read by the proposed policy)", unknown.join(", "))
         } else if then == allowed {
@@ -360,7 +347,6 @@ impl<'a> Replay<'a> {
             report.newly_denied += 1;
             "newly denied".to_string()
         };
-        let masked = !unknown.is_empty();
         let (proposed, rules) = (self.proposed, &self.sources.rules);
         let key = (change, now.decided_by.clone(), now.messages.clone());
         let group = self.groups.entry(key).or_insert_with_key(|(change, decided_by, messages)| Group {
